@@ -1,0 +1,84 @@
+//! The error type of every fallible call.
+
+use std::fmt;
+
+use crate::policy::PolicyError;
+
+/// Longest key, in bytes.
+pub const MAX_KEY_LEN: usize = 65_535;
+
+/// What went wrong, with enough detail to act on.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The policy text does not parse (line, column and what was expected).
+    Policy(PolicyError),
+    /// The policy parses but cannot be laid out as a table.
+    PolicyTooLarge(String),
+    /// A category name that the policy does not define.
+    UnknownCategory { name: String, known: Vec<String> },
+    /// A category id that does not belong to this limiter.
+    InvalidCategory(usize),
+    /// `failure`/`success` on a category without a lockout.
+    NoLockout { category: String },
+    /// Keys are 1..=65535 bytes.
+    EmptyKey,
+    KeyTooLong(usize),
+    /// `now_ms` outside 0..=MAX_TIME_MS.
+    TimeOutOfRange(i64),
+    /// The operating system refused memory or a file.
+    Io(std::io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Policy(e) => write!(f, "invalid policy: {e}"),
+            Error::PolicyTooLarge(why) => write!(f, "policy cannot be laid out: {why}"),
+            Error::UnknownCategory { name, known } => write!(
+                f,
+                "unknown category {name:?}: the policy defines {}",
+                known.join(", ")
+            ),
+            Error::InvalidCategory(id) => {
+                write!(f, "category id {id} does not belong to this limiter")
+            }
+            Error::NoLockout { category } => write!(
+                f,
+                "category {category:?} has no lockout: add a line such as `{category} lockout 5/15m for 15m` to the policy"
+            ),
+            Error::EmptyKey => write!(f, "empty key: keys are 1 to {MAX_KEY_LEN} bytes"),
+            Error::KeyTooLong(n) => {
+                write!(f, "key of {n} bytes is too long: keys are 1 to {MAX_KEY_LEN} bytes")
+            }
+            Error::TimeOutOfRange(t) => write!(
+                f,
+                "time {t} ms is out of range: expected Unix milliseconds from 0 to {}",
+                crate::time::MAX_TIME_MS
+            ),
+            Error::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Policy(e) => Some(e),
+            Error::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<PolicyError> for Error {
+    fn from(e: PolicyError) -> Error {
+        Error::Policy(e)
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Error {
+        Error::Io(e)
+    }
+}

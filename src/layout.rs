@@ -1,0 +1,223 @@
+//! Where every word of a table lives, computed from the policy (ARCHITECTURE.md draws it).
+//!
+//! ```text
+//! region = header (16 words) | policy text | stats stripes | index (capacity words) | slots
+//! slot   = last_active | window-rule counters | per lockout: lock word, failure counter
+//!          | window-rule rings (N words each) | failure rings (F words each) | padding
+//! ```
+//! Every part starts on a 128-byte boundary and a slot's stride is a multiple of 64 bytes, so
+//! two keys never share a cache line.
+
+use crate::policy::{Policy, RuleKind};
+
+/// Words per cache line (64 bytes).
+const LINE_WORDS: usize = 8;
+/// Parts of the region start on 128-byte boundaries (the adjacent-line prefetch pair).
+const PART_ALIGN_WORDS: usize = 16;
+/// Statistics are striped by key hash so that threads on distinct keys rarely share a line.
+pub(crate) const STRIPES: usize = 16;
+/// Consecutive index positions a key may live in (its neighbourhood).
+pub(crate) const MAX_PROBE: usize = 16;
+/// At most this many window rules apply to one category (global ones included), so a check
+/// keeps its per-rule state in a fixed array and never allocates.
+pub(crate) const MAX_RULES_PER_CATEGORY: usize = 16;
+
+/// Header word offsets.
+pub(crate) mod header {
+    pub const MAGIC: usize = 0;
+    pub const VERSION: usize = 1;
+    pub const CAPACITY: usize = 2;
+    pub const SLOT_WORDS: usize = 3;
+    pub const SECRET0: usize = 4;
+    pub const SECRET1: usize = 5;
+    pub const POLICY_FINGERPRINT: usize = 6;
+    pub const POLICY_LEN: usize = 7;
+    pub const CREATED_MS: usize = 8;
+    pub const STATE: usize = 9;
+    pub const STATS_OFFSET: usize = 10;
+    pub const INDEX_OFFSET: usize = 11;
+    pub const SLOTS_OFFSET: usize = 12;
+    pub const TOTAL_WORDS: usize = 13;
+    pub const WORDS: usize = 16;
+    /// "SLUICE" then format 1, little-endian.
+    pub const MAGIC_VALUE: u64 = u64::from_le_bytes(*b"SLUICE\x00\x01");
+    pub const FORMAT_VERSION: u64 = 1;
+}
+
+/// Per-stripe statistics counters: table-wide ones first, then five per rule.
+pub(crate) mod stat {
+    pub const EVICTIONS: usize = 0;
+    pub const RECLAIMED: usize = 1;
+    pub const FULL: usize = 2;
+    pub const TABLE_COUNTERS: usize = 3;
+    pub const PASSED: usize = 0;
+    pub const LIMITED: usize = 1;
+    pub const DRY_RUN_LIMITED: usize = 2;
+    pub const LOCKED: usize = 3;
+    pub const LOCKOUTS: usize = 4;
+    pub const PER_RULE: usize = 5;
+}
+
+/// A window rule's place in a slot.
+#[derive(Clone, Debug)]
+pub(crate) struct WindowLayout {
+    pub rule: usize,
+    pub counter: usize,
+    pub ring: usize,
+    pub limit: u32,
+    pub window_ms: i64,
+    pub strict: bool,
+    pub dry_run: bool,
+}
+
+/// A lockout's place in a slot.
+#[derive(Clone, Debug)]
+pub(crate) struct LockoutLayout {
+    pub rule: usize,
+    pub lock: usize,
+    pub counter: usize,
+    pub ring: usize,
+    pub failures: u32,
+    pub window_ms: i64,
+    pub ban_ms: i64,
+    pub max_ban_ms: Option<i64>,
+}
+
+/// What applies to one category.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CategoryLayout {
+    /// Indexes into `Layout::windows`, in policy order.
+    pub windows: Vec<usize>,
+    /// Index into `Layout::lockouts`.
+    pub lockout: Option<usize>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Layout {
+    pub capacity: usize,
+    pub probe: usize,
+    pub slot_words: usize,
+    pub stripe_words: usize,
+    pub stats_offset: usize,
+    pub index_offset: usize,
+    pub slots_offset: usize,
+    pub total_words: usize,
+    pub windows: Vec<WindowLayout>,
+    pub lockouts: Vec<LockoutLayout>,
+    pub categories: Vec<CategoryLayout>,
+}
+
+fn round_up(x: usize, to: usize) -> Option<usize> {
+    x.checked_add(to - 1).map(|v| v / to * to)
+}
+
+/// Why a policy cannot be laid out.
+#[derive(Debug)]
+pub(crate) enum LayoutError {
+    TooManyRules { category: String, count: usize },
+    TooLarge,
+}
+
+impl Layout {
+    pub(crate) fn new(policy: &Policy, policy_len: usize) -> Result<Layout, LayoutError> {
+        let mut windows = Vec::new();
+        let mut lockouts = Vec::new();
+        let mut categories = vec![CategoryLayout::default(); policy.categories.len()];
+        // Slot header: last_active, then counters, then lock words.
+        let mut next = 1usize;
+        for (i, r) in policy.rules.iter().enumerate() {
+            let cat = policy
+                .categories
+                .iter()
+                .position(|c| *c == r.name)
+                .expect("every rule's name is a category");
+            match &r.kind {
+                RuleKind::Window(w) => {
+                    categories[cat].windows.push(windows.len());
+                    windows.push(WindowLayout {
+                        rule: i,
+                        counter: next,
+                        ring: 0,
+                        limit: w.limit,
+                        window_ms: w.window_ms,
+                        strict: w.strict,
+                        dry_run: w.dry_run,
+                    });
+                    next += 1;
+                }
+                RuleKind::Lockout(l) => {
+                    categories[cat].lockout = Some(lockouts.len());
+                    lockouts.push(LockoutLayout {
+                        rule: i,
+                        lock: next,
+                        counter: next + 1,
+                        ring: 0,
+                        failures: l.failures,
+                        window_ms: l.window_ms,
+                        ban_ms: l.ban_ms,
+                        max_ban_ms: l.max_ban_ms,
+                    });
+                    next += 2;
+                }
+            }
+        }
+        let mut ring_words = 0usize;
+        for w in &mut windows {
+            w.ring = next + ring_words;
+            ring_words += w.limit as usize;
+        }
+        for l in &mut lockouts {
+            l.ring = next + ring_words;
+            ring_words += l.failures as usize;
+        }
+        // Global rules apply to every category, ahead of the category's own.
+        let global = categories[0].windows.clone();
+        for c in categories.iter_mut().skip(1) {
+            let mut all = global.clone();
+            all.extend(c.windows.iter().copied());
+            c.windows = all;
+        }
+        for (i, c) in categories.iter().enumerate() {
+            if c.windows.len() > MAX_RULES_PER_CATEGORY {
+                return Err(LayoutError::TooManyRules {
+                    category: policy.categories[i].clone(),
+                    count: c.windows.len(),
+                });
+            }
+        }
+        let capacity = usize::try_from(policy.capacity).map_err(|_| LayoutError::TooLarge)?;
+        let slot_words = round_up(next + ring_words, LINE_WORDS).ok_or(LayoutError::TooLarge)?;
+        let stripe_words = round_up(
+            stat::TABLE_COUNTERS + stat::PER_RULE * policy.rules.len(),
+            PART_ALIGN_WORDS,
+        )
+        .ok_or(LayoutError::TooLarge)?;
+        let policy_words = round_up(policy_len.div_ceil(8), PART_ALIGN_WORDS).ok_or(LayoutError::TooLarge)?;
+        let stats_offset = header::WORDS + policy_words;
+        let index_offset = stats_offset + STRIPES * stripe_words;
+        let slots_offset = index_offset + round_up(capacity, PART_ALIGN_WORDS).ok_or(LayoutError::TooLarge)?;
+        let total_words = capacity
+            .checked_mul(slot_words)
+            .and_then(|s| s.checked_add(slots_offset))
+            .filter(|w| w.checked_mul(8).is_some_and(|b| b <= isize::MAX as usize))
+            .ok_or(LayoutError::TooLarge)?;
+        Ok(Layout {
+            capacity,
+            probe: capacity.min(MAX_PROBE),
+            slot_words,
+            stripe_words,
+            stats_offset,
+            index_offset,
+            slots_offset,
+            total_words,
+            windows,
+            lockouts,
+            categories,
+        })
+    }
+
+    /// Bytes of table memory one key takes: its slot plus its index word.
+    pub(crate) fn bytes_per_key(&self) -> usize {
+        self.slot_words * 8 + 8
+    }
+}

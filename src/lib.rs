@@ -1,0 +1,39 @@
+//! # sluice
+//!
+//! An embedded rate-limiting engine: exact sliding-window-log limits per client, several rules
+//! at once (the most restrictive wins, all-or-nothing), and brute-force lockouts, in a
+//! fixed-size table of cache-line-aligned slots updated lock-free.
+//!
+//! ```
+//! use sluice::{Limiter, DEFAULT_POLICY};
+//!
+//! let limiter = Limiter::open(DEFAULT_POLICY)?;
+//! let write = limiter.category("write")?;
+//! let d = limiter.check("203.0.113.9", write)?;
+//! assert!(d.allowed);
+//! assert_eq!((d.limit, d.remaining), (30, 29)); // `write 30/1m` is the tightest rule
+//! # Ok::<(), sluice::Error>(())
+//! ```
+//!
+//! The contract is SPEC.md; ARCHITECTURE.md explains the table and the protocol.
+
+mod error;
+mod hash;
+mod headers;
+mod layout;
+mod limiter;
+mod log;
+pub mod policy;
+mod region;
+mod sync;
+mod table;
+mod time;
+
+#[cfg(all(test, loom))]
+mod loom_tests;
+
+pub use error::{Error, MAX_KEY_LEN};
+pub use headers::HeaderStyle;
+pub use limiter::{Category, Decision, Limiter, LimiterBuilder, RuleStats, Stats, Status};
+pub use policy::{Policy, PolicyError, DEFAULT_POLICY};
+pub use time::{Clock, ManualClock, SystemClock, MAX_TIME_MS};

@@ -1,0 +1,847 @@
+//! The engine's Rust API: [`Limiter`], [`Category`], [`Decision`], [`Status`].
+
+use crate::error::{Error, MAX_KEY_LEN};
+use crate::hash::{hash_key, random_secret};
+use crate::layout::{stat, Layout, LayoutError, LockoutLayout, MAX_RULES_PER_CATEGORY};
+use crate::log::{Log, Observed, Summary};
+use crate::policy::{Policy, WhenFull};
+use crate::sync::{AtomicU64, Ordering};
+use crate::table::{lock_level, lock_pack, lock_until, Found, KeyHash, Table};
+use crate::time::{ceil_secs, Clock, SystemClock, MAX_TIME_MS};
+
+/// A category of requests, resolved once from its name with [`Limiter::category`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Category(pub(crate) usize);
+
+impl Category {
+    /// `global`: requests with no category of their own. Always id 0.
+    pub const GLOBAL: Category = Category(0);
+
+    /// The category's id (its index in [`Policy::categories`]).
+    pub fn id(self) -> usize {
+        self.0
+    }
+}
+
+/// What happened to a request. The numbers are part of the C ABI and never change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Status {
+    /// Admitted by every rule.
+    Passed = 0,
+    /// Refused by a rule.
+    Limited = 1,
+    /// Refused: the key is locked out of the category.
+    Locked = 2,
+    /// No slot could be had for a new key (every candidate holds an active lockout);
+    /// `when-full` decided whether it was admitted.
+    Full = 3,
+    /// Admitted, but a `dry-run` rule would have refused it.
+    DryRunLimited = 4,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Passed => "passed",
+            Status::Limited => "limited",
+            Status::Locked => "locked",
+            Status::Full => "full",
+            Status::DryRunLimited => "dry-run-limited",
+        }
+    }
+}
+
+/// The answer to a request, reported for its deciding rule (SPEC §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub status: Status,
+    /// N of the deciding rule (F for a lockout); 0 when no rule applies.
+    pub limit: u32,
+    /// Requests the deciding rule would still admit now, after recording this one; 0 when
+    /// refused. For `failure`: failures left before a lockout.
+    pub remaining: u32,
+    /// Unix seconds (rounded up) when `remaining` next grows: the oldest logged timestamp in
+    /// the window plus the window; the end of the lock when locked.
+    pub reset: i64,
+    /// Whole seconds from now until `reset` (rounded up): the IETF `t` parameter.
+    pub reset_after: u32,
+    /// Whole seconds (rounded up, at least 1) until this request would be admitted; 0 when
+    /// allowed.
+    pub retry_after: u32,
+    /// Index of the deciding rule in [`Policy::rules`] (policy order), if any.
+    pub rule: Option<usize>,
+    /// The deciding rule's window (the lockout's failure window when locked).
+    pub window_ms: i64,
+}
+
+/// Table-wide and per-rule counts (SPEC §4).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Most live keys the table holds.
+    pub capacity: u64,
+    /// Keys that hold a slot now.
+    pub live_keys: u64,
+    /// Keys with an active lockout now.
+    pub locked_keys: u64,
+    /// Slots taken from a key whose state still mattered (least recently active).
+    pub evictions: u64,
+    /// Slots taken from a key whose state had expired.
+    pub reclaimed: u64,
+    /// Requests for which no slot could be had.
+    pub full: u64,
+    /// Bytes of table memory per key (its slot and index word).
+    pub bytes_per_key: u64,
+    /// One entry per rule, in policy order.
+    pub rules: Vec<RuleStats>,
+}
+
+/// Counts of one rule (or lockout).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuleStats {
+    /// Requests this rule admitted (and the request was admitted).
+    pub passed: u64,
+    /// Requests this rule refused.
+    pub limited: u64,
+    /// Requests this dry-run rule would have refused.
+    pub dry_run_limited: u64,
+    /// Lockout: requests refused because the key was locked.
+    pub locked: u64,
+    /// Lockout: lockouts started.
+    pub lockouts: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Check,
+    Peek,
+}
+
+/// How many times a check re-reads its rules after losing a race on one of them before it
+/// refuses (which is always safe). Each lost race means another request was logged.
+const MAX_ATTEMPTS: usize = 64;
+
+/// Builds a [`Limiter`] with a non-default clock or secret.
+pub struct LimiterBuilder {
+    policy: String,
+    clock: Box<dyn Clock>,
+    secret: Option<[u64; 2]>,
+}
+
+impl LimiterBuilder {
+    /// The clock used when no explicit `now` is given (default: [`SystemClock`]).
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Box::new(clock);
+        self
+    }
+
+    /// A fixed hash secret instead of a random one: only for reproducible tests, since a
+    /// known secret lets an attacker aim keys at one neighbourhood.
+    pub fn secret(mut self, secret: [u64; 2]) -> Self {
+        self.secret = Some(secret);
+        self
+    }
+
+    pub fn open(self) -> Result<Limiter, Error> {
+        let policy = Policy::parse(&self.policy)?;
+        let layout = Layout::new(&policy, self.policy.len()).map_err(|e| match e {
+            LayoutError::TooManyRules { category, count } => Error::PolicyTooLarge(format!(
+                "category {category:?} has {count} rules (global ones included); at most {MAX_RULES_PER_CATEGORY}"
+            )),
+            LayoutError::TooLarge => Error::PolicyTooLarge(
+                "capacity × bytes per key does not fit in this machine's address space".into(),
+            ),
+        })?;
+        let fingerprint = hash_key([0x736c75696365, 1], policy.canonical().as_bytes());
+        let now = self.clock.now_ms();
+        let table = Table::new_private(
+            layout,
+            self.secret.unwrap_or_else(random_secret),
+            &self.policy,
+            fingerprint,
+            now,
+        )?;
+        Ok(Limiter {
+            table,
+            policy,
+            clock: self.clock,
+        })
+    }
+}
+
+/// An exact, lock-free rate limiter over one table. `Send + Sync`: share it between threads
+/// by reference or `Arc`.
+///
+/// ```
+/// use sluice::{Limiter, Status};
+///
+/// let limiter = Limiter::open("global 2/1s\nauth 1/1m\nauth lockout 3/15m for 15m..24h")?;
+/// let auth = limiter.category("auth")?;
+/// let t = 1_700_000_000_000; // Unix milliseconds
+///
+/// assert!(limiter.check_at("198.51.100.7", auth, t)?.allowed);
+/// let d = limiter.check_at("198.51.100.7", auth, t + 10)?;
+/// assert_eq!(d.status, Status::Limited);
+/// assert_eq!(d.retry_after, 60); // the auth rule frees up a minute after the first request
+/// # Ok::<(), sluice::Error>(())
+/// ```
+pub struct Limiter {
+    table: Table,
+    policy: Policy,
+    clock: Box<dyn Clock>,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A rule's state as seen by one decision.
+#[derive(Clone, Copy, Default)]
+struct View {
+    obs: Option<Observed>,
+    admit: bool,
+    nth_ts: Option<i64>,
+}
+
+fn key_bytes(key: &[u8]) -> Result<&[u8], Error> {
+    match key.len() {
+        0 => Err(Error::EmptyKey),
+        n if n > MAX_KEY_LEN => Err(Error::KeyTooLong(n)),
+        _ => Ok(key),
+    }
+}
+
+fn check_time(now: i64) -> Result<i64, Error> {
+    if (0..=MAX_TIME_MS).contains(&now) {
+        Ok(now)
+    } else {
+        Err(Error::TimeOutOfRange(now))
+    }
+}
+
+impl Limiter {
+    /// A limiter for `policy` (the language of SPEC §2) in private memory, with the system
+    /// clock and a random hash secret.
+    pub fn open(policy: &str) -> Result<Limiter, Error> {
+        Limiter::builder(policy).open()
+    }
+
+    pub fn builder(policy: &str) -> LimiterBuilder {
+        LimiterBuilder {
+            policy: policy.to_owned(),
+            clock: Box::new(SystemClock),
+            secret: None,
+        }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The limiter's clock, in Unix milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Resolve a category name (do it once, not per request).
+    pub fn category(&self, name: &str) -> Result<Category, Error> {
+        self.policy
+            .categories
+            .iter()
+            .position(|c| c == name)
+            .map(Category)
+            .ok_or_else(|| Error::UnknownCategory {
+                name: name.to_owned(),
+                known: self.policy.categories.clone(),
+            })
+    }
+
+    /// Name of a category.
+    pub fn category_name(&self, category: Category) -> Option<&str> {
+        self.policy.categories.get(category.0).map(String::as_str)
+    }
+
+    /// Bytes of table memory each key takes: 8 per logged request of every rule and lockout,
+    /// plus its slot header and index word.
+    pub fn bytes_per_key(&self) -> usize {
+        self.table.layout.bytes_per_key()
+    }
+
+    /// Bytes of the whole table (address space; resident memory grows with live keys).
+    pub fn table_bytes(&self) -> usize {
+        self.table.layout.total_words * 8
+    }
+
+    fn resolve(&self, key: &[u8], category: Category, now: i64) -> Result<KeyHash, Error> {
+        let key = key_bytes(key)?;
+        if category.0 >= self.policy.categories.len() {
+            return Err(Error::InvalidCategory(category.0));
+        }
+        check_time(now)?;
+        Ok(self.table.split_hash(hash_key(self.table.secret, key)))
+    }
+
+    /// May this request of `key` in `category` go ahead now? Records it if so.
+    pub fn check(&self, key: impl AsRef<[u8]>, category: Category) -> Result<Decision, Error> {
+        self.check_at(key, category, self.clock.now_ms())
+    }
+
+    /// [`Limiter::check`] at an explicit time (Unix milliseconds).
+    pub fn check_at(
+        &self,
+        key: impl AsRef<[u8]>,
+        category: Category,
+        now_ms: i64,
+    ) -> Result<Decision, Error> {
+        let kh = self.resolve(key.as_ref(), category, now_ms)?;
+        Ok(self.decide(&kh, category.0, now_ms, Op::Check))
+    }
+
+    /// The decision a check would give now, recording nothing.
+    pub fn peek(&self, key: impl AsRef<[u8]>, category: Category) -> Result<Decision, Error> {
+        self.peek_at(key, category, self.clock.now_ms())
+    }
+
+    pub fn peek_at(
+        &self,
+        key: impl AsRef<[u8]>,
+        category: Category,
+        now_ms: i64,
+    ) -> Result<Decision, Error> {
+        let kh = self.resolve(key.as_ref(), category, now_ms)?;
+        Ok(self.decide(&kh, category.0, now_ms, Op::Peek))
+    }
+
+    /// Record a failed attempt (a wrong password) of `key` in `category`, which must have a
+    /// lockout. Returns the key's state after recording: `Locked` with the rest of the lock,
+    /// or `Passed` with `remaining` = failures left before a lockout.
+    pub fn failure(&self, key: impl AsRef<[u8]>, category: Category) -> Result<Decision, Error> {
+        self.failure_at(key, category, self.clock.now_ms())
+    }
+
+    pub fn failure_at(
+        &self,
+        key: impl AsRef<[u8]>,
+        category: Category,
+        now_ms: i64,
+    ) -> Result<Decision, Error> {
+        let kh = self.resolve(key.as_ref(), category, now_ms)?;
+        let li = self.lockout_of(category)?;
+        Ok(self.record_failure(&kh, li, now_ms))
+    }
+
+    /// A successful attempt: clears the key's failure log in `category` (the lockout level is
+    /// kept, so a further lockout still escalates).
+    pub fn success(&self, key: impl AsRef<[u8]>, category: Category) -> Result<(), Error> {
+        self.success_at(key, category, self.clock.now_ms())
+    }
+
+    pub fn success_at(
+        &self,
+        key: impl AsRef<[u8]>,
+        category: Category,
+        now_ms: i64,
+    ) -> Result<(), Error> {
+        let kh = self.resolve(key.as_ref(), category, now_ms)?;
+        let li = self.lockout_of(category)?;
+        if let Found::Slot(pos) = self.table.find(&kh) {
+            let slot = self.table.slot(pos);
+            self.table.failure_log(slot, li).clear();
+        }
+        Ok(())
+    }
+
+    /// Clear everything `check(key, category)` consults: the logs of the category's rules
+    /// and of the `global` rules, and the category's lockout (failures, lock and level).
+    /// The support desk's "unlock" button.
+    pub fn reset(&self, key: impl AsRef<[u8]>, category: Category) -> Result<(), Error> {
+        self.reset_at(key, category, self.clock.now_ms())
+    }
+
+    pub fn reset_at(
+        &self,
+        key: impl AsRef<[u8]>,
+        category: Category,
+        now_ms: i64,
+    ) -> Result<(), Error> {
+        let kh = self.resolve(key.as_ref(), category, now_ms)?;
+        if let Found::Slot(pos) = self.table.find(&kh) {
+            let slot = self.table.slot(pos);
+            let cl = &self.table.layout.categories[category.0];
+            for &w in &cl.windows {
+                self.table.window_log(slot, w).clear();
+            }
+            if let Some(li) = cl.lockout {
+                self.table.failure_log(slot, li).clear();
+                slot[self.table.layout.lockouts[li].lock].store(0, Ordering::Release);
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts for the table and every rule.
+    pub fn stats(&self) -> Stats {
+        self.stats_at(self.clock.now_ms())
+    }
+
+    /// [`Limiter::stats`], judging "locked" at `now_ms`.
+    pub fn stats_at(&self, now_ms: i64) -> Stats {
+        let t = &self.table;
+        let (live_keys, locked_keys) = t.census(now_ms);
+        Stats {
+            capacity: t.layout.capacity as u64,
+            live_keys,
+            locked_keys,
+            evictions: t.sum_table(stat::EVICTIONS),
+            reclaimed: t.sum_table(stat::RECLAIMED),
+            full: t.sum_table(stat::FULL),
+            bytes_per_key: t.layout.bytes_per_key() as u64,
+            rules: (0..self.policy.rules.len())
+                .map(|r| RuleStats {
+                    passed: t.sum_rule(r, stat::PASSED),
+                    limited: t.sum_rule(r, stat::LIMITED),
+                    dry_run_limited: t.sum_rule(r, stat::DRY_RUN_LIMITED),
+                    locked: t.sum_rule(r, stat::LOCKED),
+                    lockouts: t.sum_rule(r, stat::LOCKOUTS),
+                })
+                .collect(),
+        }
+    }
+
+    fn lockout_of(&self, category: Category) -> Result<usize, Error> {
+        self.table.layout.categories[category.0]
+            .lockout
+            .ok_or_else(|| Error::NoLockout {
+                category: self.policy.categories[category.0].clone(),
+            })
+    }
+
+    // ---- decisions -------------------------------------------------------------------
+
+    fn decide(&self, kh: &KeyHash, cat: usize, now: i64, op: Op) -> Decision {
+        let found = match op {
+            Op::Check => self.table.find_or_insert(kh, now),
+            Op::Peek => self.table.find(kh),
+        };
+        let pos = match found {
+            Found::Slot(pos) => pos,
+            Found::Absent | Found::Busy if op == Op::Peek => return self.decide_empty(cat, now),
+            Found::Absent | Found::Busy => return self.contended(cat, now),
+            Found::Full => {
+                self.table.count_table(kh.stripe, stat::FULL);
+                return self.full(now);
+            }
+        };
+        let slot = self.table.slot(pos);
+        if op == Op::Check {
+            let last = &slot[0];
+            let stamp = now as u64 + 1;
+            if last.load(Ordering::Relaxed) != stamp {
+                last.store(stamp, Ordering::Relaxed);
+            }
+        }
+        let cl = &self.table.layout.categories[cat];
+        if let Some(li) = cl.lockout {
+            let lo = &self.table.layout.lockouts[li];
+            let w = slot[lo.lock].load(Ordering::Acquire);
+            if let Some(until) = lock_until(w).filter(|&u| u > now) {
+                if op == Op::Check {
+                    self.table.count_rule(kh.stripe, lo.rule, stat::LOCKED);
+                }
+                return locked(lo, until, now);
+            }
+        }
+        let windows = &cl.windows;
+        let mut views = [View::default(); MAX_RULES_PER_CATEGORY];
+        'attempt: for _ in 0..MAX_ATTEMPTS {
+            for (i, &w) in windows.iter().enumerate() {
+                let Ok(obs) = self.table.window_log(slot, w).observe(now) else {
+                    return self.contended(cat, now);
+                };
+                views[i] = View {
+                    obs: Some(obs),
+                    admit: obs.admit,
+                    nth_ts: obs.nth_ts,
+                };
+            }
+            let views = &views[..windows.len()];
+            let layout = &self.table.layout;
+            let refused = views
+                .iter()
+                .zip(windows)
+                .any(|(v, &w)| !v.admit && !layout.windows[w].dry_run);
+            if refused {
+                if op == Op::Check {
+                    for (v, &w) in views.iter().zip(windows) {
+                        let wl = &layout.windows[w];
+                        if !v.admit {
+                            if wl.strict {
+                                let _ = self.table.window_log(slot, w).push(now);
+                            }
+                            if !wl.dry_run {
+                                self.table.count_rule(kh.stripe, wl.rule, stat::LIMITED);
+                            }
+                        }
+                    }
+                }
+                return self.refused(slot, windows, views, now, op);
+            }
+            if op == Op::Peek {
+                return self.admitted_peek(slot, windows, views, now);
+            }
+            // Claim every admitting rule in policy order; on a lost race give back what was
+            // claimed and decide again from fresh reads.
+            for (i, (v, &w)) in views.iter().zip(windows).enumerate() {
+                if !v.admit {
+                    continue; // a dry-run rule that would refuse: not logged, as if enforced
+                }
+                let log = self.table.window_log(slot, w);
+                let obs = v.obs.as_ref().expect("observed");
+                if log.claim(obs, now).is_err() {
+                    for (v2, &w2) in views[..i].iter().zip(windows) {
+                        if v2.admit {
+                            self.table
+                                .window_log(slot, w2)
+                                .give_back(v2.obs.as_ref().expect("observed"), now);
+                        }
+                    }
+                    continue 'attempt;
+                }
+            }
+            for (v, &w) in views.iter().zip(windows) {
+                let wl = &layout.windows[w];
+                if v.admit {
+                    self.table.count_rule(kh.stripe, wl.rule, stat::PASSED);
+                } else {
+                    if wl.strict {
+                        let _ = self.table.window_log(slot, w).push(now);
+                    }
+                    self.table
+                        .count_rule(kh.stripe, wl.rule, stat::DRY_RUN_LIMITED);
+                }
+            }
+            return self.admitted(slot, windows, views, now);
+        }
+        self.contended(cat, now)
+    }
+
+    /// Refused: report the refusing enforced rule with the largest `retry_after`.
+    fn refused(
+        &self,
+        slot: &[AtomicU64],
+        windows: &[usize],
+        views: &[View],
+        now: i64,
+        op: Op,
+    ) -> Decision {
+        let layout = &self.table.layout;
+        let mut best: Option<Decision> = None;
+        for (v, &w) in views.iter().zip(windows) {
+            let wl = &layout.windows[w];
+            if v.admit || wl.dry_run {
+                continue;
+            }
+            let log = self.table.window_log(slot, w);
+            // After a strict rule logged this refusal, what frees it is the new N-th entry.
+            let s = if op == Op::Check && wl.strict {
+                log.summarize(now)
+            } else {
+                Summary {
+                    nth_ts: v.nth_ts,
+                    ..log.summarize(now)
+                }
+            };
+            let d = refusal(wl.limit, wl.window_ms, wl.rule, &s, now);
+            if best.is_none_or(|b| d.retry_after > b.retry_after) {
+                best = Some(d);
+            }
+        }
+        best.expect("a refusing rule")
+    }
+
+    /// Admitted (recorded): report the rule with the least remaining, or the dry-run rule
+    /// that would have refused.
+    fn admitted(&self, slot: &[AtomicU64], windows: &[usize], views: &[View], now: i64) -> Decision {
+        let layout = &self.table.layout;
+        let mut best: Option<Decision> = None;
+        let mut dry: Option<Decision> = None;
+        for (v, &w) in views.iter().zip(windows) {
+            let wl = &layout.windows[w];
+            let s = self.table.window_log(slot, w).summarize(now);
+            if !v.admit {
+                if dry.is_none() {
+                    let mut d = refusal(wl.limit, wl.window_ms, wl.rule, &s, now);
+                    d.allowed = true;
+                    d.status = Status::DryRunLimited;
+                    d.retry_after = 0;
+                    dry = Some(d);
+                }
+                continue;
+            }
+            let d = admission(wl.limit, wl.window_ms, wl.rule, s.in_window, s.oldest_in_window, now);
+            if best.is_none_or(|b| d.remaining < b.remaining) {
+                best = Some(d);
+            }
+        }
+        dry.or(best).unwrap_or_else(|| no_rule(now))
+    }
+
+    /// What `admitted` would report, computed as if this request had been logged.
+    fn admitted_peek(
+        &self,
+        slot: &[AtomicU64],
+        windows: &[usize],
+        views: &[View],
+        now: i64,
+    ) -> Decision {
+        let layout = &self.table.layout;
+        let mut best: Option<Decision> = None;
+        let mut dry: Option<Decision> = None;
+        for (v, &w) in views.iter().zip(windows) {
+            let wl = &layout.windows[w];
+            let s = self.table.window_log(slot, w).summarize(now);
+            if !v.admit {
+                if dry.is_none() {
+                    let mut d = refusal(wl.limit, wl.window_ms, wl.rule, &s, now);
+                    d.allowed = true;
+                    d.status = Status::DryRunLimited;
+                    d.retry_after = 0;
+                    dry = Some(d);
+                }
+                continue;
+            }
+            let oldest = Some(s.oldest_in_window.map_or(now, |o| o.min(now)));
+            let d = admission(wl.limit, wl.window_ms, wl.rule, s.in_window + 1, oldest, now);
+            if best.is_none_or(|b| d.remaining < b.remaining) {
+                best = Some(d);
+            }
+        }
+        dry.or(best).unwrap_or_else(|| no_rule(now))
+    }
+
+    /// Peek of a key that holds no slot: every log is empty.
+    fn decide_empty(&self, cat: usize, now: i64) -> Decision {
+        let layout = &self.table.layout;
+        let mut best: Option<Decision> = None;
+        for &w in &layout.categories[cat].windows {
+            let wl = &layout.windows[w];
+            let d = admission(wl.limit, wl.window_ms, wl.rule, 1, Some(now), now);
+            if best.is_none_or(|b| d.remaining < b.remaining) {
+                best = Some(d);
+            }
+        }
+        best.unwrap_or_else(|| no_rule(now))
+    }
+
+    /// A request that lost too many races (or raced the installation of its own key):
+    /// refused, which can only make the limiter stricter.
+    fn contended(&self, cat: usize, now: i64) -> Decision {
+        let layout = &self.table.layout;
+        let first = layout.categories[cat].windows.first().map(|&w| &layout.windows[w]);
+        Decision {
+            allowed: false,
+            status: Status::Limited,
+            limit: first.map_or(0, |w| w.limit),
+            remaining: 0,
+            reset: ceil_secs(now + 1000),
+            reset_after: 1,
+            retry_after: 1,
+            rule: first.map(|w| w.rule),
+            window_ms: first.map_or(0, |w| w.window_ms),
+        }
+    }
+
+    fn full(&self, now: i64) -> Decision {
+        let allowed = self.policy.when_full == WhenFull::Allow;
+        Decision {
+            allowed,
+            status: Status::Full,
+            limit: 0,
+            remaining: 0,
+            reset: ceil_secs(now),
+            reset_after: 0,
+            retry_after: if allowed { 0 } else { 1 },
+            rule: None,
+            window_ms: 0,
+        }
+    }
+
+    // ---- lockouts ----------------------------------------------------------------------
+
+    fn record_failure(&self, kh: &KeyHash, li: usize, now: i64) -> Decision {
+        let lo = &self.table.layout.lockouts[li];
+        // A lock decided on a slot that was taken over before the lock was fenced in: it is
+        // installed on the key's new slot without counting failures again.
+        let mut pending: Option<u64> = None;
+        for _ in 0..MAX_ATTEMPTS {
+            let pos = match self.table.find_or_insert(kh, now) {
+                Found::Slot(pos) => pos,
+                Found::Full => {
+                    self.table.count_table(kh.stripe, stat::FULL);
+                    return self.full(now);
+                }
+                // Racing the installation of this very key: the failure is not recorded.
+                Found::Absent | Found::Busy => return failures_left(lo, &Summary::default(), now),
+            };
+            let slot = self.table.slot(pos);
+            slot[0].store(now as u64 + 1, Ordering::Relaxed);
+            let lock = &slot[lo.lock];
+            let w = lock.load(Ordering::Acquire);
+            if let Some(until) = lock_until(w).filter(|&u| u > now) {
+                return locked(lo, until, now); // failures while locked are not counted
+            }
+            let log = self.table.failure_log(slot, li);
+            if pending.is_none() {
+                let _ = log.push(now);
+                let s = log.summarize(now);
+                if s.in_window < lo.failures {
+                    // A lock set by a racing failure meanwhile still answers this one.
+                    let w2 = lock.load(Ordering::Acquire);
+                    if let Some(until) = lock_until(w2).filter(|&u| u > now) {
+                        return locked(lo, until, now);
+                    }
+                    return failures_left(lo, &s, now);
+                }
+            }
+            let new = pending.unwrap_or_else(|| next_lock(lo, w, now));
+            if let Err(cur) = lock.compare_exchange(w, new, Ordering::AcqRel, Ordering::Acquire) {
+                if let Some(until) = lock_until(cur).filter(|&u| u > now) {
+                    return locked(lo, until, now); // a racing failure locked the key first
+                }
+                pending = Some(new);
+                continue;
+            }
+            // Fence the lock in: an evictor that read the index word before this bump cannot
+            // complete its CAS, and one that reads it after sees the lock.
+            if self.table.bump_lockgen(pos, kh.fp).is_err() {
+                // The slot was taken over: take our lock back from its new owner (if it landed
+                // after the slot was cleared) and install it on the key's new slot.
+                let _ = lock.compare_exchange(new, 0, Ordering::AcqRel, Ordering::Relaxed);
+                pending = Some(new);
+                continue;
+            }
+            log.clear();
+            self.table.count_rule(kh.stripe, lo.rule, stat::LOCKOUTS);
+            return locked(lo, lock_until(new).expect("locked"), now);
+        }
+        failures_left(lo, &Summary::default(), now)
+    }
+}
+
+/// The lock word after a lockout at `now` following lock word `w`.
+fn next_lock(lo: &LockoutLayout, w: u64, now: i64) -> u64 {
+    let forget_after = lo.max_ban_ms.unwrap_or(lo.ban_ms);
+    let level = match lock_until(w) {
+        Some(u) if now < u.saturating_add(forget_after) => lock_level(w),
+        _ => 0,
+    };
+    let ban = match lo.max_ban_ms {
+        None => lo.ban_ms,
+        Some(max) => {
+            let doubled = if level >= 40 {
+                max
+            } else {
+                lo.ban_ms.saturating_mul(1i64 << level)
+            };
+            doubled.min(max)
+        }
+    };
+    lock_pack((now + ban).min(MAX_TIME_MS), level + 1)
+}
+
+fn locked(lo: &LockoutLayout, until: i64, now: i64) -> Decision {
+    let rest = ceil_secs(until - now).max(1) as u32;
+    Decision {
+        allowed: false,
+        status: Status::Locked,
+        limit: lo.failures,
+        remaining: 0,
+        reset: ceil_secs(until),
+        reset_after: rest,
+        retry_after: rest,
+        rule: Some(lo.rule),
+        window_ms: lo.window_ms,
+    }
+}
+
+fn failures_left(lo: &LockoutLayout, s: &Summary, now: i64) -> Decision {
+    let mut d = admission(
+        lo.failures,
+        lo.window_ms,
+        lo.rule,
+        s.in_window,
+        s.oldest_in_window,
+        now,
+    );
+    d.rule = Some(lo.rule);
+    d
+}
+
+/// An admitting rule's report: `in_window` logged requests (this one included).
+fn admission(
+    limit: u32,
+    window_ms: i64,
+    rule: usize,
+    in_window: u32,
+    oldest: Option<i64>,
+    now: i64,
+) -> Decision {
+    let reset_ms = oldest.map_or(now, |o| o + window_ms);
+    Decision {
+        allowed: true,
+        status: Status::Passed,
+        limit,
+        remaining: limit.saturating_sub(in_window),
+        reset: ceil_secs(reset_ms),
+        reset_after: ceil_secs(reset_ms - now) as u32,
+        retry_after: 0,
+        rule: Some(rule),
+        window_ms,
+    }
+}
+
+/// A refusing rule's report.
+fn refusal(limit: u32, window_ms: i64, rule: usize, s: &Summary, now: i64) -> Decision {
+    let free_at = s.nth_ts.map_or(now, |ts| ts + window_ms);
+    let reset_ms = s.oldest_in_window.map_or(free_at, |o| o + window_ms);
+    Decision {
+        allowed: false,
+        status: Status::Limited,
+        limit,
+        remaining: 0,
+        reset: ceil_secs(reset_ms),
+        reset_after: ceil_secs(reset_ms - now) as u32,
+        retry_after: ceil_secs(free_at - now).max(1) as u32,
+        rule: Some(rule),
+        window_ms,
+    }
+}
+
+/// A request in a category to which no window rule applies.
+fn no_rule(now: i64) -> Decision {
+    Decision {
+        allowed: true,
+        status: Status::Passed,
+        limit: 0,
+        remaining: 0,
+        reset: ceil_secs(now),
+        reset_after: 0,
+        retry_after: 0,
+        rule: None,
+        window_ms: 0,
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Limiter>();
+}
+
+#[allow(dead_code)]
+fn _log_is_used(_: Log<'_>) {}

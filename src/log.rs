@@ -1,0 +1,276 @@
+//! The exact sliding-window log of one key and one rule: a ticket counter and a ring of the
+//! last N logged timestamps, updated lock-free (SPEC §3, §5; ARCHITECTURE.md has the proof).
+//!
+//! Words (all `AtomicU64`, all inside the table region):
+//!
+//! * **counter** = `gen << 56 | ticket`. `ticket` counts the requests logged since the log was
+//!   last cleared; `gen` is bumped by every clear (a key's `reset`, a lockout clearing its
+//!   failures, a slot taken over by another key), which sets `ticket` back to 0.
+//! * **entry** = `(ts + 1) << 22 | lap << 8 | gen`. Ticket `k` writes the entry at `k mod N`
+//!   with `lap = k / N + 1` (14 bits, wrapping) and the counter's `gen`. An entry whose `gen`
+//!   is not the counter's, or whose lap is neither of the two a reader expects, was not
+//!   written in this incarnation of the log and reads as "never written": so clearing a log is
+//!   one store to its counter, not a pass over N entries.
+//!
+//! For ticket `n`, the entry at `n mod N` is the one ticket `n - N` wrote (lap `lap(n) - 1`):
+//! the N-th most recent logged request. A request at `t` is admitted iff that entry was never
+//! written or its timestamp is at or before `t - W` — the O(1) admit decision. Claiming ticket
+//! `n` is a CAS of that entry to `(t, lap(n))`; advancing the counter is a CAS that any thread
+//! may do once it sees the entry at `lap(n)` ("helping"), so nobody waits for anybody.
+
+use crate::sync::{AtomicU64, Ordering};
+
+const TS_SHIFT: u32 = 22;
+const LAP_SHIFT: u32 = 8;
+const LAP_MASK: u64 = (1 << 14) - 1;
+const GEN_MASK: u64 = 0xff;
+const TICKET_MASK: u64 = (1 << 56) - 1;
+
+/// How often a reader re-reads after racing a writer before it gives up (and the caller
+/// refuses, which is always safe). Each retry means another thread made progress.
+const MAX_RETRIES: usize = 64;
+
+#[inline]
+fn ticket(counter: u64) -> u64 {
+    counter & TICKET_MASK
+}
+#[inline]
+fn counter_gen(counter: u64) -> u64 {
+    counter >> 56
+}
+#[inline]
+fn lap_of(ticket: u64, n: u64) -> u64 {
+    (ticket / n + 1) & LAP_MASK
+}
+#[inline]
+fn pack(ts: i64, lap: u64, gen: u64) -> u64 {
+    ((ts as u64 + 1) << TS_SHIFT) | (lap << LAP_SHIFT) | gen
+}
+#[inline]
+fn entry_lap(e: u64) -> u64 {
+    (e >> LAP_SHIFT) & LAP_MASK
+}
+#[inline]
+fn entry_gen(e: u64) -> u64 {
+    e & GEN_MASK
+}
+/// Timestamp of an entry, `None` if never written.
+#[inline]
+fn entry_ts(e: u64) -> Option<i64> {
+    let raw = e >> TS_SHIFT;
+    if raw == 0 {
+        None
+    } else {
+        Some(raw as i64 - 1)
+    }
+}
+
+/// One log: a counter word and its ring, with the rule's limit and window.
+#[derive(Clone, Copy)]
+pub(crate) struct Log<'a> {
+    pub counter: &'a AtomicU64,
+    pub ring: &'a [AtomicU64],
+    pub window_ms: i64,
+}
+
+/// What a reader saw of a log for the next ticket: enough to decide and to claim.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Observed {
+    counter: u64,
+    /// The raw entry at `ticket mod N` (the CAS's expected value).
+    entry: u64,
+    /// Timestamp of the N-th most recent logged request, if there is one.
+    pub nth_ts: Option<i64>,
+    /// Would a request at `t` be admitted?
+    pub admit: bool,
+}
+
+/// A read of the log for reporting: how many logged timestamps lie in the window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Summary {
+    /// Logged timestamps later than `t - W` ("in the future" ones count).
+    pub in_window: u32,
+    /// The oldest of them.
+    pub oldest_in_window: Option<i64>,
+    /// The N-th most recent logged timestamp (what the next admit decision compares with).
+    pub nth_ts: Option<i64>,
+}
+
+/// The race was lost too many times in a row; the caller treats the request as refused.
+#[derive(Debug)]
+pub(crate) struct Contended;
+
+impl<'a> Log<'a> {
+    #[inline]
+    fn n(&self) -> u64 {
+        self.ring.len() as u64
+    }
+
+    /// The timestamp ticket `k` wrote, if the entry still holds it in generation `gen`.
+    #[inline]
+    fn ts_of_ticket(&self, k: u64, gen: u64) -> Option<i64> {
+        let e = self.ring[(k % self.n()) as usize].load(Ordering::Acquire);
+        if entry_gen(e) == gen && entry_lap(e) == lap_of(k, self.n()) {
+            entry_ts(e)
+        } else {
+            None
+        }
+    }
+
+    /// Read the state for the next ticket and decide whether a request at `t` is admitted.
+    pub(crate) fn observe(&self, t: i64) -> Result<Observed, Contended> {
+        let n = self.n();
+        for _ in 0..MAX_RETRIES {
+            let c = self.counter.load(Ordering::Acquire);
+            let (tk, gen) = (ticket(c), counter_gen(c));
+            let slot = &self.ring[(tk % n) as usize];
+            let e = slot.load(Ordering::Acquire);
+            let lap = lap_of(tk, n);
+            let valid = entry_gen(e) == gen;
+            if valid && entry_lap(e) == lap {
+                // Ticket `tk` is claimed but the counter not yet advanced: help, then retry.
+                let _ = self.counter.compare_exchange(
+                    c,
+                    c + 1,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                );
+                continue;
+            }
+            // The entry must be read while the counter still says `tk`; otherwise it may be
+            // a later lap's and the claim below would overwrite it.
+            if self.counter.load(Ordering::Acquire) != c {
+                continue;
+            }
+            let prev = (lap + LAP_MASK) & LAP_MASK;
+            let nth_ts = if valid && entry_lap(e) == prev {
+                entry_ts(e)
+            } else {
+                None // never written in this generation
+            };
+            let admit = match nth_ts {
+                None => true,
+                Some(ts) => ts <= t.saturating_sub(self.window_ms),
+            };
+            return Ok(Observed {
+                counter: c,
+                entry: e,
+                nth_ts,
+                admit,
+            });
+        }
+        Err(Contended)
+    }
+
+    /// Log a request at `t` on the ticket `obs` was read for. Fails if another thread took
+    /// that ticket first (or the log was cleared): the caller must read again.
+    #[inline]
+    pub(crate) fn claim(&self, obs: &Observed, t: i64) -> Result<(), ()> {
+        let n = self.n();
+        let tk = ticket(obs.counter);
+        let new = pack(t, lap_of(tk, n), counter_gen(obs.counter));
+        self.ring[(tk % n) as usize]
+            .compare_exchange(obs.entry, new, Ordering::AcqRel, Ordering::Relaxed)
+            .map_err(|_| ())?;
+        // Advance; if this fails, another thread already helped.
+        let _ = self.counter.compare_exchange(
+            obs.counter,
+            obs.counter + 1,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+        Ok(())
+    }
+
+    /// Undo a claim made by [`Log::claim`] when a later rule of the same request lost its
+    /// race: restore the timestamp the entry held, keeping our lap, so the ticket stays used
+    /// but carries the older time. If the entry has moved on, leave it: a logged request that
+    /// was not admitted only makes the limiter stricter.
+    pub(crate) fn give_back(&self, obs: &Observed, t: i64) {
+        let n = self.n();
+        let tk = ticket(obs.counter);
+        let gen = counter_gen(obs.counter);
+        let lap = lap_of(tk, n);
+        let ours = pack(t, lap, gen);
+        let restored = match obs.nth_ts {
+            Some(ts) => pack(ts, lap, gen),
+            None => (lap << LAP_SHIFT) | gen,
+        };
+        let _ = self.ring[(tk % n) as usize].compare_exchange(
+            ours,
+            restored,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Log a request at `t` whatever the window holds (strict rules log refusals; failure
+    /// logs record every failure). Best effort under races: gives up after `MAX_RETRIES`.
+    pub(crate) fn push(&self, t: i64) -> Result<(), Contended> {
+        for _ in 0..MAX_RETRIES {
+            let obs = self.observe(t)?;
+            if self.claim(&obs, t).is_ok() {
+                return Ok(());
+            }
+        }
+        Err(Contended)
+    }
+
+    /// Forget every logged request: bump the generation and restart the tickets at 0.
+    pub(crate) fn clear(&self) {
+        let mut c = self.counter.load(Ordering::Acquire);
+        loop {
+            let next = ((counter_gen(c) + 1) & GEN_MASK) << 56;
+            match self
+                .counter
+                .compare_exchange(c, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return,
+                Err(now) => c = now,
+            }
+        }
+    }
+
+    /// Count the logged timestamps in the window `(t - W, ...]` by binary search over the
+    /// last N tickets (they are in time order when time does not go backwards).
+    pub(crate) fn summarize(&self, t: i64) -> Summary {
+        let n = self.n();
+        let c = self.counter.load(Ordering::Acquire);
+        let (hi, gen) = (ticket(c), counter_gen(c));
+        let lo = hi.saturating_sub(n);
+        let floor = t.saturating_sub(self.window_ms);
+        let in_window = |k: u64| matches!(self.ts_of_ticket(k, gen), Some(ts) if ts > floor);
+        // First ticket in [lo, hi) whose timestamp is in the window.
+        let (mut a, mut b) = (lo, hi);
+        while a < b {
+            let mid = a + (b - a) / 2;
+            if in_window(mid) {
+                b = mid;
+            } else {
+                a = mid + 1;
+            }
+        }
+        let oldest_in_window = if a < hi { self.ts_of_ticket(a, gen) } else { None };
+        let nth_ts = if hi >= n {
+            self.ts_of_ticket(hi - n, gen)
+        } else {
+            None
+        };
+        Summary {
+            in_window: (hi - a) as u32,
+            oldest_in_window,
+            nth_ts,
+        }
+    }
+
+    /// The most recent logged timestamp, if any (used to tell whether a key has expired).
+    pub(crate) fn newest(&self) -> Option<i64> {
+        let c = self.counter.load(Ordering::Acquire);
+        let tk = ticket(c);
+        if tk == 0 {
+            None
+        } else {
+            self.ts_of_ticket(tk - 1, counter_gen(c))
+        }
+    }
+}
