@@ -85,7 +85,7 @@ fn main() -> ExitCode {
         Ok(Command::Help) => print(|out| out.write_all(USAGE.as_bytes())),
         Ok(Command::Version) => print(|out| writeln!(out, "sluice {}", env!("CARGO_PKG_VERSION"))),
         Err(UsageError(message)) => {
-            eprintln!("sluice: {message}\n\n{USAGE}");
+            eprint!("sluice: {message}\n\n{USAGE}");
             ExitCode::from(2)
         }
     }
