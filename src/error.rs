@@ -16,11 +16,16 @@ pub enum Error {
     /// The policy parses but cannot be laid out as a table.
     PolicyTooLarge(String),
     /// A category name that the policy does not define.
-    UnknownCategory { name: String, known: Vec<String> },
+    UnknownCategory {
+        name: String,
+        known: Vec<String>,
+    },
     /// A category id that does not belong to this limiter.
     InvalidCategory(usize),
     /// `failure`/`success` on a category without a lockout.
-    NoLockout { category: String },
+    NoLockout {
+        category: String,
+    },
     /// Keys are 1..=65535 bytes.
     EmptyKey,
     KeyTooLong(usize),

@@ -50,7 +50,10 @@ mod tests {
     fn hash_is_stable_across_builds() {
         // Pinned values: if these change, every shared table file on disk would be read wrong.
         assert_eq!(hash_key([0, 0], b""), 0xd1fba762150c532c);
-        assert_eq!(hash_key([1, 2], b"198.51.100.7"), hash_key([1, 2], b"198.51.100.7"));
+        assert_eq!(
+            hash_key([1, 2], b"198.51.100.7"),
+            hash_key([1, 2], b"198.51.100.7")
+        );
         assert_ne!(hash_key([1, 2], b"a"), hash_key([1, 3], b"a"));
     }
 }

@@ -192,10 +192,12 @@ impl Layout {
             PART_ALIGN_WORDS,
         )
         .ok_or(LayoutError::TooLarge)?;
-        let policy_words = round_up(policy_len.div_ceil(8), PART_ALIGN_WORDS).ok_or(LayoutError::TooLarge)?;
+        let policy_words =
+            round_up(policy_len.div_ceil(8), PART_ALIGN_WORDS).ok_or(LayoutError::TooLarge)?;
         let stats_offset = header::WORDS + policy_words;
         let index_offset = stats_offset + STRIPES * stripe_words;
-        let slots_offset = index_offset + round_up(capacity, PART_ALIGN_WORDS).ok_or(LayoutError::TooLarge)?;
+        let slots_offset =
+            index_offset + round_up(capacity, PART_ALIGN_WORDS).ok_or(LayoutError::TooLarge)?;
         let total_words = capacity
             .checked_mul(slot_words)
             .and_then(|s| s.checked_add(slots_offset))

@@ -378,7 +378,7 @@ impl Limiter {
             }
             if let Some(li) = cl.lockout {
                 self.table.failure_log(slot, li).clear();
-                slot[self.table.layout.lockouts[li].lock].store(0, Ordering::Release);
+                slot[self.table.layout.lockouts[li].lock].swap(0, Ordering::AcqRel);
             }
         }
         Ok(())
@@ -566,7 +566,13 @@ impl Limiter {
 
     /// Admitted (recorded): report the rule with the least remaining, or the dry-run rule
     /// that would have refused.
-    fn admitted(&self, slot: &[AtomicU64], windows: &[usize], views: &[View], now: i64) -> Decision {
+    fn admitted(
+        &self,
+        slot: &[AtomicU64],
+        windows: &[usize],
+        views: &[View],
+        now: i64,
+    ) -> Decision {
         let layout = &self.table.layout;
         let mut best: Option<Decision> = None;
         let mut dry: Option<Decision> = None;
@@ -583,7 +589,14 @@ impl Limiter {
                 }
                 continue;
             }
-            let d = admission(wl.limit, wl.window_ms, wl.rule, s.in_window, s.oldest_in_window, now);
+            let d = admission(
+                wl.limit,
+                wl.window_ms,
+                wl.rule,
+                s.in_window,
+                s.oldest_in_window,
+                now,
+            );
             if best.is_none_or(|b| d.remaining < b.remaining) {
                 best = Some(d);
             }
@@ -616,7 +629,14 @@ impl Limiter {
                 continue;
             }
             let oldest = Some(s.oldest_in_window.map_or(now, |o| o.min(now)));
-            let d = admission(wl.limit, wl.window_ms, wl.rule, s.in_window + 1, oldest, now);
+            let d = admission(
+                wl.limit,
+                wl.window_ms,
+                wl.rule,
+                s.in_window + 1,
+                oldest,
+                now,
+            );
             if best.is_none_or(|b| d.remaining < b.remaining) {
                 best = Some(d);
             }
@@ -642,7 +662,10 @@ impl Limiter {
     /// refused, which can only make the limiter stricter.
     fn contended(&self, cat: usize, now: i64) -> Decision {
         let layout = &self.table.layout;
-        let first = layout.categories[cat].windows.first().map(|&w| &layout.windows[w]);
+        let first = layout.categories[cat]
+            .windows
+            .first()
+            .map(|&w| &layout.windows[w]);
         Decision {
             allowed: false,
             status: Status::Limited,

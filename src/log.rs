@@ -129,12 +129,9 @@ impl<'a> Log<'a> {
             let valid = entry_gen(e) == gen;
             if valid && entry_lap(e) == lap {
                 // Ticket `tk` is claimed but the counter not yet advanced: help, then retry.
-                let _ = self.counter.compare_exchange(
-                    c,
-                    c + 1,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                );
+                let _ =
+                    self.counter
+                        .compare_exchange(c, c + 1, Ordering::AcqRel, Ordering::Relaxed);
                 continue;
             }
             // The entry must be read while the counter still says `tk`; otherwise it may be
@@ -250,7 +247,11 @@ impl<'a> Log<'a> {
                 a = mid + 1;
             }
         }
-        let oldest_in_window = if a < hi { self.ts_of_ticket(a, gen) } else { None };
+        let oldest_in_window = if a < hi {
+            self.ts_of_ticket(a, gen)
+        } else {
+            None
+        };
         let nth_ts = if hi >= n {
             self.ts_of_ticket(hi - n, gen)
         } else {

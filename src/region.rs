@@ -75,7 +75,10 @@ impl Drop for Region {
     fn drop(&mut self) {
         // SAFETY: unmapping the mapping made in `private`, with the same length.
         unsafe {
-            libc::munmap(self.ptr.as_ptr() as *mut libc::c_void, (self.len * 8).max(8));
+            libc::munmap(
+                self.ptr.as_ptr() as *mut libc::c_void,
+                (self.len * 8).max(8),
+            );
         }
     }
 }

@@ -81,6 +81,11 @@ pub(crate) enum Found {
     Full,
 }
 
+enum Choice {
+    Position(usize, u64, bool),
+    Settled(Found),
+}
+
 pub(crate) struct Table {
     region: Region,
     pub layout: Layout,
@@ -215,12 +220,18 @@ impl Table {
         }
         // A few attempts: each failed one means another thread changed the neighbourhood.
         for _ in 0..8 {
-            let Some((pos, seen, victim_expired)) = self.choose_position(kh, now) else {
-                return Found::Full;
+            let (pos, seen, victim_expired) = match self.choose_position(kh, now) {
+                Choice::Position(pos, seen, expired) => (pos, seen, expired),
+                Choice::Settled(found) => return found,
             };
             if self
                 .index(pos)
-                .compare_exchange(seen, TAG_RESERVED | kh.fp, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(
+                    seen,
+                    TAG_RESERVED | kh.fp,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
                 .is_err()
             {
                 match self.find(kh) {
@@ -255,14 +266,28 @@ impl Table {
                     other = Some(Found::Busy);
                 }
             }
-            if let Some(found) = other {
-                // Give the position back, its state already cleared.
-                self.index(pos).store(0, Ordering::Release);
-                return found;
+            // The reserved word is ours: publishing and giving back are swaps rather than plain
+            // stores only because loom mis-orders a store against another thread's concurrent
+            // read-modify-write of the same word (tokio-rs/loom#254); on hardware both are the
+            // same single write.
+            match other {
+                Some(Found::Busy) => {
+                    // Another thread is installing the key elsewhere. Give the position back
+                    // (its state already cleared) and look again: it may have published.
+                    self.index(pos).swap(0, Ordering::AcqRel);
+                    match self.find(kh) {
+                        Found::Absent => continue,
+                        found => return found,
+                    }
+                }
+                Some(found) => {
+                    self.index(pos).swap(0, Ordering::AcqRel);
+                    return found;
+                }
+                None => {}
             }
             self.slot(pos)[0].store(now as u64 + 1, Ordering::Relaxed);
-            self.index(pos)
-                .store(TAG_LIVE | kh.fp, Ordering::Release);
+            self.index(pos).swap(TAG_LIVE | kh.fp, Ordering::AcqRel);
             return Found::Slot(pos);
         }
         Found::Busy
@@ -270,17 +295,25 @@ impl Table {
 
     /// Pick where a new key goes: the first empty position, else the slot of an expired key,
     /// else the least recently active key without an active lockout. Returns the position,
-    /// the index word it was chosen under, and whether the victim had expired.
-    fn choose_position(&self, kh: &KeyHash, now: i64) -> Option<(usize, u64, bool)> {
+    /// the index word it was chosen under, and whether the victim had expired — or what
+    /// settles the question if the key itself turned up (installed meanwhile, or being
+    /// installed), or [`Found::Full`].
+    fn choose_position(&self, kh: &KeyHash, now: i64) -> Choice {
         let mut best: Option<(usize, u64, bool, u64)> = None;
         for j in 0..self.layout.probe {
             let p = self.position(kh, j);
             let w = self.index(p).load(Ordering::Acquire);
             if w == 0 {
-                return Some((p, 0, false));
+                return Choice::Position(p, 0, false);
+            }
+            if is_live_fp(w, kh.fp) {
+                return Choice::Settled(Found::Slot(p)); // never evict the key we are placing
+            }
+            if w == TAG_RESERVED | kh.fp {
+                return Choice::Settled(Found::Busy);
             }
             if w & TAG_MASK != TAG_LIVE {
-                continue; // being installed
+                continue; // another key being installed
             }
             let slot = self.slot(p);
             if self.has_active_lock(slot, now) {
@@ -298,13 +331,17 @@ impl Table {
                 best = Some((p, w, expired, last));
             }
         }
-        best.map(|(p, w, e, _)| (p, w, e))
+        match best {
+            Some((p, w, expired, _)) => Choice::Position(p, w, expired),
+            None => Choice::Settled(Found::Full),
+        }
     }
 
     pub(crate) fn has_active_lock(&self, slot: &[AtomicU64], now: i64) -> bool {
-        self.layout.lockouts.iter().any(|l| {
-            matches!(lock_until(slot[l.lock].load(Ordering::Acquire)), Some(u) if u > now)
-        })
+        self.layout
+            .lockouts
+            .iter()
+            .any(|l| matches!(lock_until(slot[l.lock].load(Ordering::Acquire)), Some(u) if u > now))
     }
 
     /// Nothing the key holds can affect a decision any more: every log's newest entry is out
@@ -336,7 +373,7 @@ impl Table {
         }
         for (i, lo) in self.layout.lockouts.iter().enumerate() {
             self.failure_log(slot, i).clear();
-            slot[lo.lock].store(0, Ordering::Release);
+            slot[lo.lock].swap(0, Ordering::AcqRel);
         }
     }
 
@@ -370,8 +407,11 @@ impl Table {
 
     #[inline]
     pub(crate) fn count_rule(&self, stripe: usize, rule: usize, counter: usize) {
-        self.stat_word(stripe, stat::TABLE_COUNTERS + rule * stat::PER_RULE + counter)
-            .fetch_add(1, Ordering::Relaxed);
+        self.stat_word(
+            stripe,
+            stat::TABLE_COUNTERS + rule * stat::PER_RULE + counter,
+        )
+        .fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn sum_table(&self, counter: usize) -> u64 {

@@ -124,7 +124,7 @@ fn lockout_escalates_and_forgets() {
     let l = limiter("auth 100/1m\nauth lockout 3/15m for 1m..4m");
     let a = l.category("auth").unwrap();
     let mut t = T0;
-    let mut lock_for = |t: i64| {
+    let lock_for = |t: i64| {
         for i in 0..2 {
             let d = l.failure_at("u", a, t + i).unwrap();
             assert_eq!((d.status, d.remaining), (Status::Passed, 2 - i as u32));
