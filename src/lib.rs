@@ -37,3 +37,8 @@ pub use headers::HeaderStyle;
 pub use limiter::{Category, Decision, Limiter, LimiterBuilder, RuleStats, Stats, Status};
 pub use policy::{Policy, PolicyError, DEFAULT_POLICY};
 pub use time::{Clock, ManualClock, SystemClock, MAX_TIME_MS};
+
+/// The README's examples, compiled and run as doctests so they cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Every test of sluice, on a fresh machine: formatting, lints, unit/integration/property tests
+# and doctests, the loom models of the lock-free protocol, and a smoke run of the demo.
+# Usage: bash scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s ==\n' "$*"; }
+
+# The toolchain is the machine's (rustup). rustfmt and clippy are components of it.
+for tool in cargo rustfmt cargo-clippy; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    if command -v rustup >/dev/null 2>&1; then
+      rustup component add rustfmt clippy
+    else
+      echo "scripts/test.sh: $tool not found and no rustup to install it" >&2
+      exit 1
+    fi
+  fi
+done
+
+step "cargo fmt --check"
+cargo fmt --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+step "sluice demo (the README's main job)"
+cargo run --release --quiet -- demo >/dev/null
+
+step "cargo test --release (unit, integration, property tests, doctests)"
+cargo test --release
+
+# Loom builds the crate with its own atomics; a separate target dir keeps the two builds
+# from invalidating each other.
+step "loom models: RUSTFLAGS=--cfg loom LOOM_MAX_PREEMPTIONS=2"
+RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
+  cargo test --release --lib loom
