@@ -234,33 +234,39 @@ impl<'a> Log<'a> {
         let n = self.n();
         let c = self.counter.load(Ordering::Acquire);
         let (hi, gen) = (ticket(c), counter_gen(c));
-        let lo = hi.saturating_sub(n);
-        let floor = t.saturating_sub(self.window_ms);
-        let in_window = |k: u64| matches!(self.ts_of_ticket(k, gen), Some(ts) if ts > floor);
-        // First ticket in [lo, hi) whose timestamp is in the window.
-        let (mut a, mut b) = (lo, hi);
-        while a < b {
-            let mid = a + (b - a) / 2;
-            if in_window(mid) {
-                b = mid;
+        // Ticket `hi - d` for 1 <= d <= N, located without a division per probe: one
+        // division for `hi`, then the ring index and lap step back from it.
+        let (hi_idx, hi_lap) = (hi % n, (hi / n + 1) & LAP_MASK);
+        let ts_back = |d: u64| -> Option<i64> {
+            let (idx, lap) = if d <= hi_idx {
+                (hi_idx - d, hi_lap)
             } else {
-                a = mid + 1;
+                (hi_idx + n - d, (hi_lap + LAP_MASK) & LAP_MASK)
+            };
+            let e = self.ring[idx as usize].load(Ordering::Acquire);
+            if entry_gen(e) == gen && entry_lap(e) == lap {
+                entry_ts(e)
+            } else {
+                None
+            }
+        };
+        let floor = t.saturating_sub(self.window_ms);
+        let in_window = |d: u64| matches!(ts_back(d), Some(ts) if ts > floor);
+        // Largest d in [0, span] such that ticket hi - d is in the window (0: none is).
+        let span = hi.min(n);
+        let (mut a, mut b) = (0u64, span);
+        while a < b {
+            let mid = b - (b - a) / 2;
+            if in_window(mid) {
+                a = mid;
+            } else {
+                b = mid - 1;
             }
         }
-        let oldest_in_window = if a < hi {
-            self.ts_of_ticket(a, gen)
-        } else {
-            None
-        };
-        let nth_ts = if hi >= n {
-            self.ts_of_ticket(hi - n, gen)
-        } else {
-            None
-        };
         Summary {
-            in_window: (hi - a) as u32,
-            oldest_in_window,
-            nth_ts,
+            in_window: a as u32,
+            oldest_in_window: if a > 0 { ts_back(a) } else { None },
+            nth_ts: if hi >= n { ts_back(n) } else { None },
         }
     }
 
