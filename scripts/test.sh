@@ -25,6 +25,14 @@ cargo fmt --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
+step "header drift: build.rs regenerates include/sluice.h; it must match the checked-in one"
+cargo build --release --quiet
+if ! git diff --quiet -- include/sluice.h || [ -n "$(git status --porcelain -- include/sluice.h)" ]; then
+  git --no-pager diff -- include/sluice.h | head -50
+  echo "include/sluice.h differs from what src/ffi/ generates: commit the regenerated header" >&2
+  exit 1
+fi
+
 step "sluice demo (the README's main job)"
 cargo run --release --quiet -- demo >/dev/null
 

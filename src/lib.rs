@@ -18,6 +18,8 @@
 //! The contract is SPEC.md; ARCHITECTURE.md explains the table and the protocol.
 
 mod error;
+#[cfg(not(loom))]
+pub mod ffi;
 mod hash;
 mod headers;
 mod layout;

@@ -76,6 +76,23 @@ pub struct Decision {
     pub window_ms: i64,
 }
 
+impl Default for Decision {
+    /// An admitted request with no rule: the value of a decision not yet made.
+    fn default() -> Decision {
+        Decision {
+            allowed: true,
+            status: Status::Passed,
+            limit: 0,
+            remaining: 0,
+            reset: 0,
+            reset_after: 0,
+            retry_after: 0,
+            rule: None,
+            window_ms: 0,
+        }
+    }
+}
+
 /// Table-wide and per-rule counts (SPEC §4).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -302,6 +319,35 @@ impl Limiter {
         Ok(self.decide(&kh, category.0, now_ms, Op::Check))
     }
 
+    /// Check many requests at one instant, writing `out[i]` for `requests[i]`. Every request
+    /// is validated first: on an error nothing is recorded and `out` is untouched.
+    ///
+    /// ```
+    /// use sluice::{Category, Decision, Limiter};
+    /// let l = Limiter::open("global 1/1m")?;
+    /// let mut out = [Decision::default(); 3];
+    /// l.check_batch_at(&[(b"a", Category::GLOBAL), (b"b", Category::GLOBAL), (b"a", Category::GLOBAL)], 1_000, &mut out)?;
+    /// assert_eq!(out.map(|d| d.allowed), [true, true, false]);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn check_batch_at<K: AsRef<[u8]>>(
+        &self,
+        requests: &[(K, Category)],
+        now_ms: i64,
+        out: &mut [Decision],
+    ) -> Result<(), Error> {
+        assert_eq!(requests.len(), out.len(), "one decision per request");
+        check_time(now_ms)?;
+        for (key, category) in requests {
+            self.resolve(key.as_ref(), *category, now_ms)?;
+        }
+        for ((key, category), d) in requests.iter().zip(out.iter_mut()) {
+            let kh = self.resolve(key.as_ref(), *category, now_ms)?;
+            *d = self.decide(&kh, category.0, now_ms, Op::Check);
+        }
+        Ok(())
+    }
+
     /// The decision a check would give now, recording nothing.
     pub fn peek(&self, key: impl AsRef<[u8]>, category: Category) -> Result<Decision, Error> {
         self.peek_at(key, category, self.clock.now_ms())
@@ -402,15 +448,21 @@ impl Limiter {
             full: t.sum_table(stat::FULL),
             bytes_per_key: t.layout.bytes_per_key() as u64,
             rules: (0..self.policy.rules.len())
-                .map(|r| RuleStats {
-                    passed: t.sum_rule(r, stat::PASSED),
-                    limited: t.sum_rule(r, stat::LIMITED),
-                    dry_run_limited: t.sum_rule(r, stat::DRY_RUN_LIMITED),
-                    locked: t.sum_rule(r, stat::LOCKED),
-                    lockouts: t.sum_rule(r, stat::LOCKOUTS),
-                })
+                .filter_map(|r| self.rule_stats(r))
                 .collect(),
         }
+    }
+
+    /// Counts of rule `rule` (policy order), if there is such a rule.
+    pub fn rule_stats(&self, rule: usize) -> Option<RuleStats> {
+        let t = &self.table;
+        (rule < self.policy.rules.len()).then(|| RuleStats {
+            passed: t.sum_rule(rule, stat::PASSED),
+            limited: t.sum_rule(rule, stat::LIMITED),
+            dry_run_limited: t.sum_rule(rule, stat::DRY_RUN_LIMITED),
+            locked: t.sum_rule(rule, stat::LOCKED),
+            lockouts: t.sum_rule(rule, stat::LOCKOUTS),
+        })
     }
 
     fn lockout_of(&self, category: Category) -> Result<usize, Error> {
