@@ -544,7 +544,7 @@ impl Limiter {
                 return self.refused(slot, windows, views, now, op);
             }
             if op == Op::Peek {
-                return self.admitted_peek(slot, windows, views, now);
+                return self.admitted(slot, windows, views, now, false);
             }
             // Claim every admitting rule in policy order; on a lost race give back what was
             // claimed and decide again from fresh reads.
@@ -577,7 +577,7 @@ impl Limiter {
                         .count_rule(kh.stripe, wl.rule, stat::DRY_RUN_LIMITED);
                 }
             }
-            return self.admitted(slot, windows, views, now);
+            return self.admitted(slot, windows, views, now, true);
         }
         self.contended(cat, now)
     }
@@ -616,14 +616,16 @@ impl Limiter {
         best.expect("a refusing rule")
     }
 
-    /// Admitted (recorded): report the rule with the least remaining, or the dry-run rule
-    /// that would have refused.
+    /// Admitted: report the rule with the least remaining, or the dry-run rule that would
+    /// have refused. `logged`: the request is in the logs (a check); otherwise (a peek) the
+    /// numbers are computed as if it were.
     fn admitted(
         &self,
         slot: &[AtomicU64],
         windows: &[usize],
         views: &[View],
         now: i64,
+        logged: bool,
     ) -> Decision {
         let layout = &self.table.layout;
         let mut best: Option<Decision> = None;
@@ -641,54 +643,13 @@ impl Limiter {
                 }
                 continue;
             }
-            let d = admission(
-                wl.limit,
-                wl.window_ms,
-                wl.rule,
-                s.in_window,
-                s.oldest_in_window,
-                now,
-            );
-            if best.is_none_or(|b| d.remaining < b.remaining) {
-                best = Some(d);
-            }
-        }
-        dry.or(best).unwrap_or_else(|| no_rule(now))
-    }
-
-    /// What `admitted` would report, computed as if this request had been logged.
-    fn admitted_peek(
-        &self,
-        slot: &[AtomicU64],
-        windows: &[usize],
-        views: &[View],
-        now: i64,
-    ) -> Decision {
-        let layout = &self.table.layout;
-        let mut best: Option<Decision> = None;
-        let mut dry: Option<Decision> = None;
-        for (v, &w) in views.iter().zip(windows) {
-            let wl = &layout.windows[w];
-            let s = self.table.window_log(slot, w).summarize(now);
-            if !v.admit {
-                if dry.is_none() {
-                    let mut d = refusal(wl.limit, wl.window_ms, wl.rule, &s, now);
-                    d.allowed = true;
-                    d.status = Status::DryRunLimited;
-                    d.retry_after = 0;
-                    dry = Some(d);
-                }
-                continue;
-            }
-            let oldest = Some(s.oldest_in_window.map_or(now, |o| o.min(now)));
-            let d = admission(
-                wl.limit,
-                wl.window_ms,
-                wl.rule,
-                s.in_window + 1,
-                oldest,
-                now,
-            );
+            let (count, oldest) = if logged {
+                (s.in_window, s.oldest_in_window)
+            } else {
+                let oldest = s.oldest_in_window.map_or(now, |o| o.min(now));
+                (s.in_window + 1, Some(oldest))
+            };
+            let d = admission(wl.limit, wl.window_ms, wl.rule, count, oldest, now);
             if best.is_none_or(|b| d.remaining < b.remaining) {
                 best = Some(d);
             }
