@@ -84,7 +84,7 @@
 // `const sluice *` may be called concurrently.
 typedef struct sluice sluice;
 
-// The answer to a request (SPEC §3), for its deciding rule.
+// The answer to a request, for its deciding rule (see README, "Semantics in short").
 typedef struct sluice_decision {
   // 1 if the request may go ahead, 0 if it must be refused (HTTP 429).
   uint8_t allowed;
@@ -110,12 +110,12 @@ typedef struct sluice_decision {
 typedef struct sluice_request {
   int category;
   // The key's bytes (borrowed for the duration of the call; need not be NUL-terminated).
-  const uint8_t *key;
+  const void *key;
   size_t key_len;
 } sluice_request;
 
-// Table-wide counts.
-typedef struct sluice_stats {
+// Table-wide counts, from `sluice_stats`.
+typedef struct sluice_table_stats {
   uint64_t capacity;
   uint64_t live_keys;
   uint64_t locked_keys;
@@ -127,12 +127,12 @@ typedef struct sluice_stats {
   uint64_t full;
   // Bytes of table memory per key.
   uint64_t bytes_per_key;
-  // Rules and lockouts in the policy (indexes for `sluice_rule_stats`).
+  // Rules and lockouts in the policy (indexes 0..rules for `sluice_rule_stats`).
   uint32_t rules;
-} sluice_stats;
+} sluice_table_stats;
 
-// Counts of one rule or lockout.
-typedef struct sluice_rule_stats {
+// Counts of one rule or lockout, from `sluice_rule_stats`.
+typedef struct sluice_rule_counts {
   uint64_t passed;
   uint64_t limited;
   uint64_t dry_run_limited;
@@ -140,7 +140,7 @@ typedef struct sluice_rule_stats {
   uint64_t locked;
   // Lockout: lockouts started.
   uint64_t lockouts;
-} sluice_rule_stats;
+} sluice_rule_counts;
 
 #ifdef __cplusplus
 extern "C" {
@@ -182,7 +182,7 @@ void sluice_close(struct sluice *s);
 int sluice_category(const struct sluice *s, const char *name);
 
 // May this request go ahead? Checks the key against every `global` rule and every rule of
-// `category` and records it if admitted (SPEC §3), writing the decision to `*out`.
+// `category` and records it if admitted, writing the decision to `*out`.
 // `key`/`key_len`: the client's key (1..=65535 bytes, borrowed for the call). `now_ms`: Unix
 // milliseconds, or SLUICE_NOW. Returns SLUICE_OK or a negative code (then `*out` is
 // untouched and nothing was recorded). Thread-safe and lock-free.
@@ -192,7 +192,7 @@ int sluice_category(const struct sluice *s, const char *name);
 // is NULL or writable.
 int sluice_check(const struct sluice *s,
                  int category,
-                 const uint8_t *key,
+                 const void *key,
                  size_t key_len,
                  int64_t now_ms,
                  struct sluice_decision *out);
@@ -204,7 +204,7 @@ int sluice_check(const struct sluice *s,
 // As for `sluice_check`.
 int sluice_peek(const struct sluice *s,
                 int category,
-                const uint8_t *key,
+                const void *key,
                 size_t key_len,
                 int64_t now_ms,
                 struct sluice_decision *out);
@@ -219,7 +219,7 @@ int sluice_peek(const struct sluice *s,
 // As for `sluice_check`.
 int sluice_failure(const struct sluice *s,
                    int category,
-                   const uint8_t *key,
+                   const void *key,
                    size_t key_len,
                    int64_t now_ms,
                    struct sluice_decision *out);
@@ -231,7 +231,7 @@ int sluice_failure(const struct sluice *s,
 // `s` is NULL or a live handle; `key` is NULL or points to `key_len` readable bytes.
 int sluice_success(const struct sluice *s,
                    int category,
-                   const uint8_t *key,
+                   const void *key,
                    size_t key_len,
                    int64_t now_ms);
 
@@ -243,7 +243,7 @@ int sluice_success(const struct sluice *s,
 // As for `sluice_success`.
 int sluice_reset(const struct sluice *s,
                  int category,
-                 const uint8_t *key,
+                 const void *key,
                  size_t key_len,
                  int64_t now_ms);
 
@@ -263,11 +263,12 @@ int sluice_check_batch(const struct sluice *s,
                        int64_t now_ms,
                        struct sluice_decision *decisions);
 
-// Format the response headers of `decision` (SPEC §3) as `Name: value\r\n` lines in `buf`.
+// Format the response headers of `decision` as `Name: value\r\n` lines in `buf`.
 // `style`: SLUICE_HEADERS_X_RATELIMIT (the default style) or SLUICE_HEADERS_IETF.
 // Returns the length of the whole block in bytes, not counting a terminating NUL; if it is
-// less than `cap`, the block and a NUL were written, otherwise nothing was written (call
-// again with a buffer of at least the returned length + 1). `buf` may be NULL when `cap` is 0.
+// less than `cap`, the block and a NUL were written; otherwise only a NUL at `buf[0]` (if
+// `cap` > 0), never a partial block — call again with at least the returned length + 1
+// bytes. `buf` may be NULL only when `cap` is 0 (to ask for the length).
 // Negative codes: SLUICE_ERR_NULL, SLUICE_ERR_ARGUMENT (unknown style or status).
 // Thread-safe; `decision` is borrowed for the call.
 //
@@ -280,23 +281,29 @@ int sluice_headers(const struct sluice *s,
                    char *buf,
                    size_t cap);
 
-// Table-wide counts into `*out`. Returns SLUICE_OK or SLUICE_ERR_NULL. Counts live and
-// locked keys by a scan of the table: for operators, not for the request path. Thread-safe.
+// Table-wide counts into `*out`, judging "locked" at `now_ms` (Unix milliseconds, or
+// SLUICE_NOW). Returns SLUICE_OK, SLUICE_ERR_NULL or SLUICE_ERR_TIME. Counts live and locked
+// keys by a scan of the table: for operators, not for the request path. Thread-safe.
 //
 // # Safety
 // `s` is NULL or a live handle; `out` is NULL or writable.
-int sluice_stats(const struct sluice *s, struct sluice_stats *out);
+int sluice_stats(const struct sluice *s, int64_t now_ms, struct sluice_table_stats *out);
 
-// Counts of rule `rule` (0-based, policy order; `sluice_stats` gives how many) into `*out`.
-// Returns SLUICE_OK, SLUICE_ERR_NULL or SLUICE_ERR_ARGUMENT (no such rule). Thread-safe.
+// Counts of rule `rule` (0-based, policy order, as in `sluice_decision.rule`;
+// `sluice_table_stats.rules` says how many) into `*out`. Returns SLUICE_OK, SLUICE_ERR_NULL
+// or SLUICE_ERR_ARGUMENT (no such rule). Thread-safe.
 //
 // # Safety
 // `s` is NULL or a live handle; `out` is NULL or writable.
-int sluice_rule_stats(const struct sluice *s, uint32_t rule, struct sluice_rule_stats *out);
+int sluice_rule_stats(const struct sluice *s, int32_t rule, struct sluice_rule_counts *out);
 
 // A static, NUL-terminated description of a return code (never NULL; owned by the library,
 // do not free). Unknown codes give "unknown error code". Thread-safe.
 const char *sluice_strerror(int code);
+
+// The default policy that ships with sluice (the limits of the docs' example API), as a
+// static NUL-terminated string owned by the library: pass it to `sluice_open`.
+const char *sluice_default_policy(void);
 
 // The library's version, e.g. "0.1.0" (static, NUL-terminated; compare with
 // SLUICE_VERSION from the header to detect a header/library mismatch).

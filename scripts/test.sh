@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Every test of sluice, on a fresh machine: formatting, lints, unit/integration/property tests
-# and doctests, the loom models of the lock-free protocol, and a smoke run of the demo.
+# Every test of sluice, on a fresh machine: formatting, lints, the header-drift check,
+# unit/integration/property tests and doctests, the C suite (shared, static, valgrind), the
+# Python package's suite, the loom models of the lock-free protocol, and a smoke run of the
+# demo. Installs what it needs: gcc and valgrind (apt-get) if missing, pytest (pip).
 # Usage: bash scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +40,12 @@ cargo run --release --quiet -- demo >/dev/null
 
 step "cargo test --release (unit, integration, property tests, doctests)"
 cargo test --release
+
+step "C: the header compiles alone; the suite against the shared and the static library; valgrind"
+bash tests/c/run.sh
+
+step "Python: pip install ./bindings/python, then its pytest suite"
+bash bindings/python/run_tests.sh
 
 # Loom builds the crate with its own atomics; a separate target dir keeps the two builds
 # from invalidating each other.

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::limiter::{Decision, Limiter};
+use crate::limiter::{Decision, Limiter, Status};
 use crate::time::ceil_secs;
 
 /// Which header fields to write. The numbers are part of the C ABI.
@@ -22,7 +22,8 @@ pub enum HeaderStyle {
 impl Limiter {
     /// The header fields for `decision`, as (name, value) pairs in the order they should be
     /// sent. A decision with no rule (a category without window rules, or a full table)
-    /// carries only `Retry-After`, when refused.
+    /// carries only `Retry-After`, when refused; so does a locked key's, since the lockout's
+    /// numbers (failures, not requests) would read as a request quota.
     ///
     /// ```
     /// use sluice::{HeaderStyle, Limiter};
@@ -40,7 +41,8 @@ impl Limiter {
     /// ```
     pub fn headers(&self, decision: &Decision, style: HeaderStyle) -> Vec<(&'static str, String)> {
         let mut out = Vec::with_capacity(4);
-        if let Some(rule) = decision.rule.and_then(|r| self.policy().rules.get(r)) {
+        let quota = decision.rule.filter(|_| decision.status != Status::Locked);
+        if let Some(rule) = quota.and_then(|r| self.policy().rules.get(r)) {
             match style {
                 HeaderStyle::XRateLimit => {
                     out.push(("X-RateLimit-Limit", decision.limit.to_string()));

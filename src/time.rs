@@ -70,6 +70,6 @@ pub(crate) fn ceil_secs(ms: i64) -> i64 {
     if ms <= 0 {
         0
     } else {
-        (ms + 999) / 1000
+        ms.saturating_add(999) / 1000
     }
 }

@@ -9,7 +9,7 @@
 
 #![allow(non_camel_case_types)]
 
-use std::ffi::{c_char, c_int, CStr};
+use std::ffi::{c_char, c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::{Category, Decision, Error, HeaderStyle, Limiter, Status};
@@ -71,7 +71,7 @@ pub struct sluice {
     limiter: Limiter,
 }
 
-/// The answer to a request (SPEC §3), for its deciding rule.
+/// The answer to a request, for its deciding rule (see README, "Semantics in short").
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct sluice_decision {
@@ -101,14 +101,14 @@ pub struct sluice_decision {
 pub struct sluice_request {
     pub category: c_int,
     /// The key's bytes (borrowed for the duration of the call; need not be NUL-terminated).
-    pub key: *const u8,
+    pub key: *const c_void,
     pub key_len: usize,
 }
 
-/// Table-wide counts.
+/// Table-wide counts, from `sluice_stats`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct sluice_stats {
+pub struct sluice_table_stats {
     pub capacity: u64,
     pub live_keys: u64,
     pub locked_keys: u64,
@@ -120,14 +120,14 @@ pub struct sluice_stats {
     pub full: u64,
     /// Bytes of table memory per key.
     pub bytes_per_key: u64,
-    /// Rules and lockouts in the policy (indexes for `sluice_rule_stats`).
+    /// Rules and lockouts in the policy (indexes 0..rules for `sluice_rule_stats`).
     pub rules: u32,
 }
 
-/// Counts of one rule or lockout.
+/// Counts of one rule or lockout, from `sluice_rule_stats`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct sluice_rule_stats {
+pub struct sluice_rule_counts {
     pub passed: u64,
     pub limited: u64,
     pub dry_run_limited: u64,
@@ -215,12 +215,12 @@ unsafe fn str_arg<'a>(p: *const c_char) -> Result<&'a str, c_int> {
 
 /// # Safety
 /// `key` is NULL or points to `len` readable bytes.
-unsafe fn key_arg<'a>(key: *const u8, len: usize) -> Result<&'a [u8], c_int> {
+unsafe fn key_arg<'a>(key: *const c_void, len: usize) -> Result<&'a [u8], c_int> {
     if key.is_null() {
         return Err(SLUICE_ERR_NULL);
     }
     // SAFETY: non-NULL, `len` readable bytes by the caller's contract.
-    Ok(unsafe { std::slice::from_raw_parts(key, len) })
+    Ok(unsafe { std::slice::from_raw_parts(key as *const u8, len) })
 }
 
 fn category_arg(l: &Limiter, id: c_int) -> Result<Category, c_int> {
@@ -349,7 +349,7 @@ type KeyOp = fn(&Limiter, &[u8], Category, i64) -> Result<Decision, Error>;
 unsafe fn decide(
     s: *const sluice,
     category: c_int,
-    key: *const u8,
+    key: *const c_void,
     key_len: usize,
     now_ms: i64,
     out: *mut sluice_decision,
@@ -384,7 +384,7 @@ unsafe fn decide(
 }
 
 /// May this request go ahead? Checks the key against every `global` rule and every rule of
-/// `category` and records it if admitted (SPEC §3), writing the decision to `*out`.
+/// `category` and records it if admitted, writing the decision to `*out`.
 /// `key`/`key_len`: the client's key (1..=65535 bytes, borrowed for the call). `now_ms`: Unix
 /// milliseconds, or SLUICE_NOW. Returns SLUICE_OK or a negative code (then `*out` is
 /// untouched and nothing was recorded). Thread-safe and lock-free.
@@ -396,7 +396,7 @@ unsafe fn decide(
 pub unsafe extern "C" fn sluice_check(
     s: *const sluice,
     category: c_int,
-    key: *const u8,
+    key: *const c_void,
     key_len: usize,
     now_ms: i64,
     out: *mut sluice_decision,
@@ -418,7 +418,7 @@ pub unsafe extern "C" fn sluice_check(
 pub unsafe extern "C" fn sluice_peek(
     s: *const sluice,
     category: c_int,
-    key: *const u8,
+    key: *const c_void,
     key_len: usize,
     now_ms: i64,
     out: *mut sluice_decision,
@@ -443,7 +443,7 @@ pub unsafe extern "C" fn sluice_peek(
 pub unsafe extern "C" fn sluice_failure(
     s: *const sluice,
     category: c_int,
-    key: *const u8,
+    key: *const c_void,
     key_len: usize,
     now_ms: i64,
     out: *mut sluice_decision,
@@ -463,7 +463,7 @@ type ClearOp = fn(&Limiter, &[u8], Category, i64) -> Result<(), Error>;
 unsafe fn clear(
     s: *const sluice,
     category: c_int,
-    key: *const u8,
+    key: *const c_void,
     key_len: usize,
     now_ms: i64,
     op: ClearOp,
@@ -498,7 +498,7 @@ unsafe fn clear(
 pub unsafe extern "C" fn sluice_success(
     s: *const sluice,
     category: c_int,
-    key: *const u8,
+    key: *const c_void,
     key_len: usize,
     now_ms: i64,
 ) -> c_int {
@@ -520,7 +520,7 @@ pub unsafe extern "C" fn sluice_success(
 pub unsafe extern "C" fn sluice_reset(
     s: *const sluice,
     category: c_int,
-    key: *const u8,
+    key: *const c_void,
     key_len: usize,
     now_ms: i64,
 ) -> c_int {
@@ -590,11 +590,12 @@ pub unsafe extern "C" fn sluice_check_batch(
     })
 }
 
-/// Format the response headers of `decision` (SPEC §3) as `Name: value\r\n` lines in `buf`.
+/// Format the response headers of `decision` as `Name: value\r\n` lines in `buf`.
 /// `style`: SLUICE_HEADERS_X_RATELIMIT (the default style) or SLUICE_HEADERS_IETF.
 /// Returns the length of the whole block in bytes, not counting a terminating NUL; if it is
-/// less than `cap`, the block and a NUL were written, otherwise nothing was written (call
-/// again with a buffer of at least the returned length + 1). `buf` may be NULL when `cap` is 0.
+/// less than `cap`, the block and a NUL were written; otherwise only a NUL at `buf[0]` (if
+/// `cap` > 0), never a partial block — call again with at least the returned length + 1
+/// bytes. `buf` may be NULL only when `cap` is 0 (to ask for the length).
 /// Negative codes: SLUICE_ERR_NULL, SLUICE_ERR_ARGUMENT (unknown style or status).
 /// Thread-safe; `decision` is borrowed for the call.
 ///
@@ -638,27 +639,37 @@ pub unsafe extern "C" fn sluice_headers(
         let Ok(len) = c_int::try_from(text.len()) else {
             return SLUICE_ERR_ARGUMENT;
         };
-        if text.len() < cap {
-            if buf.is_null() {
-                return SLUICE_ERR_NULL;
-            }
-            // SAFETY: `cap` > len writable bytes at `buf` by contract.
-            unsafe {
+        if cap == 0 {
+            return len;
+        }
+        if buf.is_null() {
+            return SLUICE_ERR_NULL;
+        }
+        // SAFETY: `cap` > 0 writable bytes at `buf` by contract; we write at most `cap`.
+        unsafe {
+            if text.len() < cap {
                 std::ptr::copy_nonoverlapping(text.as_ptr(), buf as *mut u8, text.len());
                 *buf.add(text.len()) = 0;
+            } else {
+                *buf = 0;
             }
         }
         len
     })
 }
 
-/// Table-wide counts into `*out`. Returns SLUICE_OK or SLUICE_ERR_NULL. Counts live and
-/// locked keys by a scan of the table: for operators, not for the request path. Thread-safe.
+/// Table-wide counts into `*out`, judging "locked" at `now_ms` (Unix milliseconds, or
+/// SLUICE_NOW). Returns SLUICE_OK, SLUICE_ERR_NULL or SLUICE_ERR_TIME. Counts live and locked
+/// keys by a scan of the table: for operators, not for the request path. Thread-safe.
 ///
 /// # Safety
 /// `s` is NULL or a live handle; `out` is NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn sluice_stats(s: *const sluice, out: *mut sluice_stats) -> c_int {
+pub unsafe extern "C" fn sluice_stats(
+    s: *const sluice,
+    now_ms: i64,
+    out: *mut sluice_table_stats,
+) -> c_int {
     guard(|| {
         // SAFETY: caller contract.
         let Some(s) = (unsafe { s.as_ref() }) else {
@@ -667,10 +678,14 @@ pub unsafe extern "C" fn sluice_stats(s: *const sluice, out: *mut sluice_stats) 
         if out.is_null() {
             return SLUICE_ERR_NULL;
         }
-        let st = s.limiter.stats();
+        let now = now_arg(&s.limiter, now_ms);
+        if !(0..=crate::MAX_TIME_MS).contains(&now) {
+            return SLUICE_ERR_TIME;
+        }
+        let st = s.limiter.stats_at(now);
         // SAFETY: non-NULL and writable by contract.
         unsafe {
-            *out = sluice_stats {
+            *out = sluice_table_stats {
                 capacity: st.capacity,
                 live_keys: st.live_keys,
                 locked_keys: st.locked_keys,
@@ -685,16 +700,17 @@ pub unsafe extern "C" fn sluice_stats(s: *const sluice, out: *mut sluice_stats) 
     })
 }
 
-/// Counts of rule `rule` (0-based, policy order; `sluice_stats` gives how many) into `*out`.
-/// Returns SLUICE_OK, SLUICE_ERR_NULL or SLUICE_ERR_ARGUMENT (no such rule). Thread-safe.
+/// Counts of rule `rule` (0-based, policy order, as in `sluice_decision.rule`;
+/// `sluice_table_stats.rules` says how many) into `*out`. Returns SLUICE_OK, SLUICE_ERR_NULL
+/// or SLUICE_ERR_ARGUMENT (no such rule). Thread-safe.
 ///
 /// # Safety
 /// `s` is NULL or a live handle; `out` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn sluice_rule_stats(
     s: *const sluice,
-    rule: u32,
-    out: *mut sluice_rule_stats,
+    rule: i32,
+    out: *mut sluice_rule_counts,
 ) -> c_int {
     guard(|| {
         // SAFETY: caller contract.
@@ -704,12 +720,15 @@ pub unsafe extern "C" fn sluice_rule_stats(
         if out.is_null() {
             return SLUICE_ERR_NULL;
         }
-        let Some(r) = s.limiter.rule_stats(rule as usize) else {
+        let Some(r) = usize::try_from(rule)
+            .ok()
+            .and_then(|r| s.limiter.rule_stats(r))
+        else {
             return SLUICE_ERR_ARGUMENT;
         };
         // SAFETY: non-NULL and writable by contract.
         unsafe {
-            *out = sluice_rule_stats {
+            *out = sluice_rule_counts {
                 passed: r.passed,
                 limited: r.limited,
                 dry_run_limited: r.dry_run_limited,
@@ -745,6 +764,14 @@ pub extern "C" fn sluice_strerror(code: c_int) -> *const c_char {
         _ => c"unknown error code",
     };
     s.as_ptr()
+}
+
+/// The default policy that ships with sluice (the limits of the docs' example API), as a
+/// static NUL-terminated string owned by the library: pass it to `sluice_open`.
+#[no_mangle]
+pub extern "C" fn sluice_default_policy() -> *const c_char {
+    const P: &str = concat!(include_str!("../../policies/default.policy"), "\0");
+    P.as_ptr() as *const c_char
 }
 
 /// The library's version, e.g. "0.1.0" (static, NUL-terminated; compare with

@@ -1,0 +1,96 @@
+"""sluice: an exact, lock-free rate limiter with brute-force lockouts (Python bindings).
+
+Loads the sluice C library (``libsluice.so``) through ctypes; see ``sluice._ffi`` for where it
+is looked for (``$SLUICE_LIBRARY`` first).
+
+>>> import sluice
+>>> with sluice.Limiter("global 3/10s") as limiter:
+...     d = limiter.check("198.51.100.7", now_ms=1_767_225_600_000)
+...     (d.allowed, d.status, d.remaining, d.reset)
+(True, 'passed', 2, 1767225610)
+"""
+
+from ._ffi import (
+    DEFAULT_POLICY,
+    LIBRARY_PATH,
+    LIBRARY_VERSION,
+    SLUICE_ERR_ARGUMENT,
+    SLUICE_ERR_EMPTY_KEY,
+    SLUICE_ERR_IO,
+    SLUICE_ERR_KEY_TOO_LONG,
+    SLUICE_ERR_NO_LOCKOUT,
+    SLUICE_ERR_NULL,
+    SLUICE_ERR_PANIC,
+    SLUICE_ERR_POLICY,
+    SLUICE_ERR_POLICY_TOO_LARGE,
+    SLUICE_ERR_TIME,
+    SLUICE_ERR_UNKNOWN_CATEGORY,
+    SLUICE_ERR_UNSUPPORTED,
+    SLUICE_ERR_UTF8,
+    SLUICE_NOW,
+    SLUICE_OK,
+    LibraryNotFoundError,
+)
+from ._errors import (
+    ClosedError,
+    InvalidArgumentError,
+    InvalidKeyError,
+    NoLockoutError,
+    PolicyError,
+    SluiceError,
+    TimeRangeError,
+    UnknownCategoryError,
+    UnsupportedError,
+)
+from ._limiter import (
+    GLOBAL,
+    HEADER_STYLES,
+    STATUS_NAMES,
+    Decision,
+    Limiter,
+    Stats,
+    library_version,
+)
+
+__version__ = "0.1.0"
+
+#: The decision statuses, as ``Decision.status`` spells them.
+STATUSES = tuple(STATUS_NAMES[code] for code in sorted(STATUS_NAMES))
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "Limiter",
+    "Decision",
+    "Stats",
+    "GLOBAL",
+    "STATUSES",
+    "HEADER_STYLES",
+    "library_version",
+    "LIBRARY_PATH",
+    "LIBRARY_VERSION",
+    "SluiceError",
+    "PolicyError",
+    "UnknownCategoryError",
+    "NoLockoutError",
+    "InvalidArgumentError",
+    "InvalidKeyError",
+    "TimeRangeError",
+    "UnsupportedError",
+    "ClosedError",
+    "LibraryNotFoundError",
+    "SLUICE_OK",
+    "SLUICE_ERR_NULL",
+    "SLUICE_ERR_UTF8",
+    "SLUICE_ERR_EMPTY_KEY",
+    "SLUICE_ERR_KEY_TOO_LONG",
+    "SLUICE_ERR_TIME",
+    "SLUICE_ERR_ARGUMENT",
+    "SLUICE_ERR_POLICY",
+    "SLUICE_ERR_POLICY_TOO_LARGE",
+    "SLUICE_ERR_UNKNOWN_CATEGORY",
+    "SLUICE_ERR_NO_LOCKOUT",
+    "SLUICE_ERR_IO",
+    "SLUICE_ERR_UNSUPPORTED",
+    "SLUICE_ERR_PANIC",
+    "SLUICE_NOW",
+]

@@ -1,0 +1,96 @@
+"""Exceptions. Every error of the library is a ``SluiceError`` with the C return code."""
+
+from . import _ffi
+
+
+class SluiceError(Exception):
+    """An error reported by libsluice (or by these bindings on its behalf).
+
+    ``code`` is the C return code (one of ``sluice.SLUICE_ERR_*``, negative), ``name`` its
+    name (e.g. ``"SLUICE_ERR_POLICY"``), ``message`` the text (also ``str(error)``).
+    """
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    @property
+    def name(self):
+        return _ffi.ERROR_NAMES.get(self.code, "unknown error code {}".format(self.code))
+
+    def __repr__(self):
+        return "{}(code={}, message={!r})".format(type(self).__name__, self.code, self.message)
+
+    def __reduce__(self):
+        return (type(self), (self.code, self.message))
+
+
+class PolicyError(SluiceError, ValueError):
+    """The policy does not parse (SLUICE_ERR_POLICY: the message names the line and column),
+    is not valid UTF-8 (SLUICE_ERR_UTF8), or cannot be laid out (SLUICE_ERR_POLICY_TOO_LARGE)."""
+
+
+class UnknownCategoryError(SluiceError, LookupError):
+    """A category name the policy does not define (SLUICE_ERR_UNKNOWN_CATEGORY).
+
+    A ``LookupError`` (the base of ``KeyError``), deliberately not a ``KeyError``: ``KeyError``
+    prints its message with quotes around it. ``category`` is the name asked for.
+    """
+
+    def __init__(self, code, message, category=None):
+        super().__init__(code, message)
+        self.category = category
+
+    def __reduce__(self):
+        return (type(self), (self.code, self.message, self.category))
+
+
+class NoLockoutError(SluiceError):
+    """``failure``/``success`` on a category without a lockout (SLUICE_ERR_NO_LOCKOUT)."""
+
+
+class InvalidArgumentError(SluiceError, ValueError):
+    """An argument the library refused (SLUICE_ERR_ARGUMENT, SLUICE_ERR_UTF8)."""
+
+
+class InvalidKeyError(InvalidArgumentError):
+    """An empty key or one longer than 65535 bytes (SLUICE_ERR_EMPTY_KEY,
+    SLUICE_ERR_KEY_TOO_LONG)."""
+
+
+class TimeRangeError(InvalidArgumentError):
+    """``now_ms`` neither None nor Unix milliseconds from 0 to 2**42 - 2 (SLUICE_ERR_TIME)."""
+
+
+class UnsupportedError(SluiceError):
+    """Not available in this version of the library (SLUICE_ERR_UNSUPPORTED), e.g. a table
+    shared through a file path."""
+
+
+class ClosedError(SluiceError, ValueError):
+    """The Limiter was closed. ``code`` is SLUICE_ERR_NULL: the handle is gone."""
+
+
+_BY_CODE = {
+    _ffi.SLUICE_ERR_UTF8: InvalidArgumentError,
+    _ffi.SLUICE_ERR_EMPTY_KEY: InvalidKeyError,
+    _ffi.SLUICE_ERR_KEY_TOO_LONG: InvalidKeyError,
+    _ffi.SLUICE_ERR_TIME: TimeRangeError,
+    _ffi.SLUICE_ERR_ARGUMENT: InvalidArgumentError,
+    _ffi.SLUICE_ERR_POLICY: PolicyError,
+    _ffi.SLUICE_ERR_POLICY_TOO_LARGE: PolicyError,
+    _ffi.SLUICE_ERR_UNKNOWN_CATEGORY: UnknownCategoryError,
+    _ffi.SLUICE_ERR_NO_LOCKOUT: NoLockoutError,
+    _ffi.SLUICE_ERR_UNSUPPORTED: UnsupportedError,
+}
+
+
+def error(code, message=None, context=None, cls=None):
+    """The exception for return code ``code``: ``message`` if given (sluice_open's err_buf),
+    else ``sluice_strerror(code)``, followed by ``context`` (what the call was about)."""
+    if message is None:
+        message = _ffi.strerror(code)
+    if context:
+        message = "{} ({})".format(message, context)
+    return (cls or _BY_CODE.get(code, SluiceError))(code, message)

@@ -1,0 +1,455 @@
+"""The C ABI of libsluice (``include/sluice.h``) through ctypes.
+
+This is the only module that touches ctypes. It finds and loads the library, mirrors the
+header's structs field by field, declares ``argtypes``/``restype`` for every function of the
+header, defines the header's constants, and wraps each call in a small function that takes and
+returns plain Python values (the rest of the package uses those, never ctypes). ``tests/test_header_drift.py`` parses the header
+and fails if anything here drifts from it.
+
+Type mapping (C -> ctypes), the one the drift test checks:
+
+=========================  =============================================================
+``int``                    ``c_int``
+``int32_t`` / ``int64_t``  ``c_int32`` / ``c_int64``
+``uint8_t`` .. ``uint64``  ``c_uint8`` .. ``c_uint64``
+``size_t``                 ``c_size_t``
+``const char *``           ``c_char_p`` (NUL-terminated input, or a static string returned)
+``char *``                 ``POINTER(c_char)`` (a writable buffer: ``create_string_buffer``)
+``const void *``           ``c_char_p``: a key's bytes, passed as a Python ``bytes`` object
+                           without copying (its length travels separately, so embedded NULs
+                           are fine)
+``[const] struct X *``     ``POINTER(X)``; ``struct X **`` is ``POINTER(POINTER(X))``
+``void`` (return)          ``None``
+=========================  =============================================================
+
+The library is loaded with ``ctypes.CDLL`` (not ``PyDLL``): every foreign call releases the GIL,
+so threads sharing one limiter run their checks in parallel.
+
+Where the library is looked for, in order (the first that exists wins):
+
+1. ``$SLUICE_LIBRARY``: a path to the shared library. If it is set, it must exist.
+2. ``libsluice.so`` (``.dylib`` / ``sluice.dll``) inside this package's directory.
+3. ``target/release/libsluice.so`` in the package's directory or any directory above it
+   (a source checkout, an editable install).
+4. The same, walking up from the source directory recorded when the package was built
+   (``_build_info.py``, written by ``setup.py``; for ``pip install ./bindings/python``).
+5. The same, walking up from the current working directory.
+"""
+
+import ctypes
+import os
+import struct
+import sys
+from ctypes import (
+    POINTER,
+    Structure,
+    c_char,
+    c_char_p,
+    c_int,
+    c_int32,
+    c_int64,
+    c_size_t,
+    c_uint8,
+    c_uint32,
+    c_uint64,
+)
+from pathlib import Path
+
+# ---- constants (#define in include/sluice.h) ------------------------------------------------
+
+SLUICE_VERSION = "0.1.0"
+SLUICE_VERSION_MAJOR = 0
+SLUICE_VERSION_MINOR = 1
+SLUICE_VERSION_PATCH = 0
+
+SLUICE_OK = 0
+SLUICE_ERR_NULL = -1
+SLUICE_ERR_UTF8 = -2
+SLUICE_ERR_EMPTY_KEY = -3
+SLUICE_ERR_KEY_TOO_LONG = -4
+SLUICE_ERR_TIME = -5
+SLUICE_ERR_ARGUMENT = -6
+SLUICE_ERR_POLICY = -10
+SLUICE_ERR_POLICY_TOO_LARGE = -11
+SLUICE_ERR_UNKNOWN_CATEGORY = -20
+SLUICE_ERR_NO_LOCKOUT = -21
+SLUICE_ERR_IO = -30
+SLUICE_ERR_UNSUPPORTED = -31
+SLUICE_ERR_PANIC = -99
+
+SLUICE_NOW = -(2**63)  # INT64_MIN
+
+SLUICE_STATUS_PASSED = 0
+SLUICE_STATUS_LIMITED = 1
+SLUICE_STATUS_LOCKED = 2
+SLUICE_STATUS_FULL = 3
+SLUICE_STATUS_DRY_RUN_LIMITED = 4
+
+SLUICE_HEADERS_X_RATELIMIT = 0
+SLUICE_HEADERS_IETF = 1
+
+# Not in the header: the ranges the C types impose, checked before a call (ctypes would
+# silently wrap an out-of-range integer).
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+UINT32_MAX = 2**32 - 1
+
+#: Names of the error codes, for messages and ``SluiceError.name``.
+ERROR_NAMES = {
+    value: name
+    for name, value in sorted(globals().items())
+    if name.startswith("SLUICE_ERR_") or name == "SLUICE_OK"
+}
+
+# ---- structs ----------------------------------------------------------------------------------
+
+
+class sluice(Structure):
+    """``struct sluice``: opaque; only ever handled through a pointer."""
+
+    _fields_ = []
+
+
+class sluice_decision(Structure):
+    _fields_ = [
+        ("allowed", c_uint8),
+        ("status", c_uint8),
+        ("limit", c_uint32),
+        ("remaining", c_uint32),
+        ("reset_after", c_uint32),
+        ("reset", c_int64),
+        ("retry_after", c_uint32),
+        ("rule", c_int32),
+        ("window_ms", c_int64),
+    ]
+
+
+class sluice_request(Structure):
+    _fields_ = [
+        ("category", c_int),
+        # const void *: assign a bytes object (ctypes keeps it alive in _objects).
+        ("key", c_char_p),
+        ("key_len", c_size_t),
+    ]
+
+
+class sluice_table_stats(Structure):
+    _fields_ = [
+        ("capacity", c_uint64),
+        ("live_keys", c_uint64),
+        ("locked_keys", c_uint64),
+        ("evictions", c_uint64),
+        ("reclaimed", c_uint64),
+        ("full", c_uint64),
+        ("bytes_per_key", c_uint64),
+        ("rules", c_uint32),
+    ]
+
+
+class sluice_rule_counts(Structure):
+    _fields_ = [
+        ("passed", c_uint64),
+        ("limited", c_uint64),
+        ("dry_run_limited", c_uint64),
+        ("locked", c_uint64),
+        ("lockouts", c_uint64),
+    ]
+
+
+#: C struct name -> ctypes class (the drift test compares these with the header).
+STRUCTS = {
+    "sluice": sluice,
+    "sluice_decision": sluice_decision,
+    "sluice_request": sluice_request,
+    "sluice_table_stats": sluice_table_stats,
+    "sluice_rule_counts": sluice_rule_counts,
+}
+
+# ---- functions --------------------------------------------------------------------------------
+
+_handle = POINTER(sluice)
+_key = c_char_p  # const void *: a bytes object
+
+#: name -> (restype, argtypes), every function of the header.
+FUNCTIONS = {
+    "sluice_open": (c_int, [c_char_p, c_char_p, POINTER(_handle), POINTER(c_char), c_size_t]),
+    "sluice_close": (None, [_handle]),
+    "sluice_category": (c_int, [_handle, c_char_p]),
+    "sluice_check": (c_int, [_handle, c_int, _key, c_size_t, c_int64, POINTER(sluice_decision)]),
+    "sluice_peek": (c_int, [_handle, c_int, _key, c_size_t, c_int64, POINTER(sluice_decision)]),
+    "sluice_failure": (
+        c_int,
+        [_handle, c_int, _key, c_size_t, c_int64, POINTER(sluice_decision)],
+    ),
+    "sluice_success": (c_int, [_handle, c_int, _key, c_size_t, c_int64]),
+    "sluice_reset": (c_int, [_handle, c_int, _key, c_size_t, c_int64]),
+    "sluice_check_batch": (
+        c_int,
+        [_handle, POINTER(sluice_request), c_size_t, c_int64, POINTER(sluice_decision)],
+    ),
+    "sluice_headers": (
+        c_int,
+        [_handle, POINTER(sluice_decision), c_int, POINTER(c_char), c_size_t],
+    ),
+    "sluice_stats": (c_int, [_handle, c_int64, POINTER(sluice_table_stats)]),
+    "sluice_rule_stats": (c_int, [_handle, c_int32, POINTER(sluice_rule_counts)]),
+    "sluice_strerror": (c_char_p, [c_int]),
+    "sluice_version": (c_char_p, []),
+    "sluice_default_policy": (c_char_p, []),
+}
+
+# ---- finding the library ----------------------------------------------------------------------
+
+
+class LibraryNotFoundError(ImportError):
+    """libsluice could not be found or loaded (raised when ``sluice`` is imported)."""
+
+
+if sys.platform == "darwin":
+    LIBRARY_NAME = "libsluice.dylib"
+elif sys.platform == "win32":
+    LIBRARY_NAME = "sluice.dll"
+else:
+    LIBRARY_NAME = "libsluice.so"
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _recorded_source_dir():
+    """The directory the package was built from (``setup.py`` records it), if any."""
+    try:
+        from . import _build_info  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    source = getattr(_build_info, "SOURCE_DIR", None)
+    return Path(source) if source else None
+
+
+def _walk_up(start):
+    """``start`` and each directory above it, each joined with target/release/LIBRARY."""
+    start = Path(start)
+    for directory in [start, *start.parents]:
+        yield directory / "target" / "release" / LIBRARY_NAME
+
+
+def candidates():
+    """Where the library is looked for, in order, as (where-it-came-from, path) pairs.
+
+    ``$SLUICE_LIBRARY`` is not among them: when it is set it is the only place looked at.
+    """
+    seen = set()
+    starts = [("package directory", _PACKAGE_DIR)]
+    recorded = _recorded_source_dir()
+    if recorded is not None:
+        starts.append(("source directory recorded at install", recorded))
+    try:
+        starts.append(("current directory", Path.cwd()))
+    except OSError:  # the working directory was removed
+        pass
+    out = [("package directory", _PACKAGE_DIR / LIBRARY_NAME)]
+    for label, start in starts:
+        for path in _walk_up(start):
+            if path not in seen:
+                seen.add(path)
+                out.append(("walking up from the " + label, path))
+    return out
+
+
+def find_library():
+    """The path of the library to load (see the module docs), or LibraryNotFoundError."""
+    explicit = os.environ.get("SLUICE_LIBRARY")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise LibraryNotFoundError(
+                "SLUICE_LIBRARY is set to {!r}, which is not a file. Point it at the shared "
+                "library ({} after `cargo build --release`, in target/release/) or unset "
+                "it.".format(explicit, LIBRARY_NAME)
+            )
+        return path
+    looked = []
+    for label, path in candidates():
+        if path.is_file():
+            return path
+        looked.append("  {} ({})".format(path, label))
+    raise LibraryNotFoundError(
+        "cannot find the sluice C library ({}). Looked in:\n{}\nFix: run `cargo build "
+        "--release` in the sluice repository (it makes target/release/{}), or set "
+        "SLUICE_LIBRARY to the library's path.".format(LIBRARY_NAME, "\n".join(looked), LIBRARY_NAME)
+    )
+
+
+def _load():
+    path = find_library()
+    try:
+        # CDLL: the GIL is released during every call (PyDLL would hold it).
+        lib = ctypes.CDLL(str(path))
+    except OSError as e:
+        raise LibraryNotFoundError(
+            "cannot load the sluice C library {}: {}. Rebuild it with `cargo build --release` "
+            "or point SLUICE_LIBRARY at a working copy.".format(path, e)
+        ) from e
+    for name, (restype, argtypes) in FUNCTIONS.items():
+        try:
+            function = getattr(lib, name)
+        except AttributeError as e:
+            raise LibraryNotFoundError(
+                "{} has no function {}: it is older than these bindings (which follow "
+                "sluice.h {}). Rebuild it with `cargo build --release`.".format(
+                    path, name, SLUICE_VERSION
+                )
+            ) from e
+        function.restype = restype
+        function.argtypes = argtypes
+    version = lib.sluice_version().decode("utf-8", "replace")
+    # sluice.h: compare sluice_version() with SLUICE_VERSION to detect a mismatch. Before 1.0
+    # a minor version may change the ABI.
+    if version.split(".")[:2] != SLUICE_VERSION.split(".")[:2]:
+        raise LibraryNotFoundError(
+            "{} is sluice {}, but these bindings follow sluice.h {}: the C ABI may differ. "
+            "Use a matching library (SLUICE_LIBRARY) or matching bindings.".format(
+                path, version, SLUICE_VERSION
+            )
+        )
+    return lib, path, version
+
+
+lib, LIBRARY_PATH, LIBRARY_VERSION = _load()
+
+#: The default policy that ships with sluice (``sluice_default_policy()``).
+DEFAULT_POLICY = lib.sluice_default_policy().decode("utf-8")
+
+
+def strerror(code):
+    """The library's description of a return code (``sluice_strerror``)."""
+    return lib.sluice_strerror(code).decode("utf-8", "replace")
+
+
+# ---- calls with plain Python values -----------------------------------------------------------
+# Keys and names are bytes; handles are opaque; decisions travel as tuples in the C field order
+# of sluice_decision (DECISION_FIELDS). Return codes are returned, not raised: _limiter turns
+# them into exceptions.
+
+DECISION_FIELDS = tuple(name for name, _ in sluice_decision._fields_)
+STATS_FIELDS = tuple(name for name, _ in sluice_table_stats._fields_ if name != "rules")
+RULE_STATS_FIELDS = tuple(name for name, _ in sluice_rule_counts._fields_)
+
+
+def _unpacker(cls):
+    """A struct.Struct reading ``cls`` in one call (much faster than field by field). Native
+    alignment is C's; the offsets are checked against ctypes' own layout."""
+    codes = {c_uint8: "B", c_uint32: "I", c_int32: "i", c_int64: "q"}
+    fmt = "@"
+    for name, ctype in cls._fields_:
+        fmt += codes[ctype]
+        if struct.calcsize(fmt) - struct.calcsize(codes[ctype]) != getattr(cls, name).offset:
+            raise LibraryNotFoundError(
+                "internal error: struct layout of {}.{} differs from ctypes'".format(cls.__name__, name)
+            )
+    return struct.Struct(fmt)
+
+
+_unpack_decision = _unpacker(sluice_decision).unpack_from
+
+
+def open_limiter(policy, path, err_cap=4096):
+    """``sluice_open``: (code, handle or None, error message or None)."""
+    out = POINTER(sluice)()
+    err = ctypes.create_string_buffer(err_cap)
+    code = lib.sluice_open(policy, path, ctypes.byref(out), err, err_cap)
+    if code != SLUICE_OK:
+        return code, None, err.value.decode("utf-8", "replace") or None
+    if not out:
+        return SLUICE_ERR_NULL, None, "sluice_open returned SLUICE_OK but no handle"
+    return code, out, None
+
+
+def close(handle):
+    lib.sluice_close(handle)
+
+
+def category(handle, name):
+    """``sluice_category``: the id (>= 0) or a negative code."""
+    return lib.sluice_category(handle, name)
+
+
+def _decider(name):
+    function = getattr(lib, name)
+    unpack = _unpack_decision
+    decision = sluice_decision
+    byref = ctypes.byref
+
+    def call(handle, category, key, now_ms):
+        out = decision()
+        code = function(handle, category, key, len(key), now_ms, byref(out))
+        return code, (unpack(out) if code == SLUICE_OK else None)
+
+    call.__name__ = name[len("sluice_") :]
+    call.__doc__ = "``{}``: (code, decision tuple or None).".format(name)
+    return call
+
+
+def _clearer(name):
+    function = getattr(lib, name)
+
+    def call(handle, category, key, now_ms):
+        return function(handle, category, key, len(key), now_ms)
+
+    call.__name__ = name[len("sluice_") :]
+    call.__doc__ = "``{}``: the return code.".format(name)
+    return call
+
+
+check = _decider("sluice_check")
+peek = _decider("sluice_peek")
+failure = _decider("sluice_failure")
+success = _clearer("sluice_success")
+reset = _clearer("sluice_reset")
+
+
+def check_batch(handle, requests, now_ms):
+    """``sluice_check_batch`` of (key bytes, category id) pairs: (code, [decision tuples])."""
+    n = len(requests)
+    c_requests = (sluice_request * n)()
+    for r, (key, cat) in zip(c_requests, requests):
+        r.category = cat
+        r.key = key  # the array keeps a reference to the bytes
+        r.key_len = len(key)
+    decisions = (sluice_decision * n)()
+    code = lib.sluice_check_batch(handle, c_requests, n, now_ms, decisions)
+    if code != SLUICE_OK:
+        return code, None
+    return code, [_unpack_decision(d) for d in decisions]
+
+
+def headers(handle, decision, style, cap):
+    """``sluice_headers`` of a decision tuple: (length or negative code, block bytes or None).
+    Tries a buffer of ``cap`` bytes first; if the block does not fit, calls again with one
+    sized from the returned length."""
+    d = sluice_decision(*decision)
+    while True:
+        buf = ctypes.create_string_buffer(cap) if cap else None
+        n = lib.sluice_headers(handle, ctypes.byref(d), style, buf, cap)
+        if n < 0:
+            return n, None
+        if n < cap:
+            return n, buf.raw[:n]
+        cap = n + 1  # nothing was written: room for the block and its NUL
+
+
+def stats(handle, now_ms):
+    """``sluice_stats`` (locked keys judged at ``now_ms``) and ``sluice_rule_stats`` of every
+    rule: (code, {field: count}, [{field: count}, ...]); on an error the code, the index of the
+    failing rule or None, None."""
+    st = sluice_table_stats()
+    code = lib.sluice_stats(handle, now_ms, ctypes.byref(st))
+    if code != SLUICE_OK:
+        return code, None, None
+    rules = []
+    rs = sluice_rule_counts()
+    for i in range(st.rules):
+        code = lib.sluice_rule_stats(handle, i, ctypes.byref(rs))
+        if code != SLUICE_OK:
+            return code, i, None
+        rules.append({f: getattr(rs, f) for f in RULE_STATS_FIELDS})
+    return code, {f: getattr(st, f) for f in STATS_FIELDS}, rules

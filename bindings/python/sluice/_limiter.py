@@ -1,0 +1,559 @@
+"""The managed handle: ``Limiter`` owns one ``struct sluice *``; ``Decision`` and ``Stats``.
+
+No ctypes here: every call goes through the plain-value wrappers of ``_ffi``.
+"""
+
+import os
+import threading
+from typing import Dict, List, NamedTuple
+
+from . import _ffi
+from ._errors import (
+    ClosedError,
+    InvalidArgumentError,
+    InvalidKeyError,
+    PolicyError,
+    SluiceError,
+    UnknownCategoryError,
+    error,
+)
+
+GLOBAL = "global"
+
+#: ``Decision.status`` strings, by the C status code.
+STATUS_NAMES = {
+    _ffi.SLUICE_STATUS_PASSED: "passed",
+    _ffi.SLUICE_STATUS_LIMITED: "limited",
+    _ffi.SLUICE_STATUS_LOCKED: "locked",
+    _ffi.SLUICE_STATUS_FULL: "full",
+    _ffi.SLUICE_STATUS_DRY_RUN_LIMITED: "dry-run-limited",
+}
+_STATUS_CODES = {name: code for code, name in STATUS_NAMES.items()}
+
+#: ``Decision.headers`` styles.
+HEADER_STYLES = {
+    "x-ratelimit": _ffi.SLUICE_HEADERS_X_RATELIMIT,
+    "ietf": _ffi.SLUICE_HEADERS_IETF,
+}
+
+# First buffer tried for sluice_headers; a longer block is fetched again with a buffer sized
+# from the length the library returns.
+_HEADERS_INITIAL_CAP = 256
+MAX_KEY_LEN = 65_535
+
+
+def _key_bytes(key):
+    """A key as bytes: ``str`` is UTF-8 encoded, bytes-like objects are taken as they are."""
+    if type(key) is bytes:
+        return key
+    if isinstance(key, str):
+        try:
+            return key.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise InvalidKeyError(
+                _ffi.SLUICE_ERR_UTF8, "key {!r} cannot be encoded as UTF-8: {}".format(key, e)
+            ) from None
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        return bytes(key)
+    raise TypeError("a key is str or bytes, not {}".format(type(key).__name__))
+
+
+def _time(now_ms):
+    """``now_ms`` for the C call: None is SLUICE_NOW; ints are range-checked to int64 here
+    (ctypes would silently wrap them) and to the 42-bit time range by the library."""
+    if now_ms is None:
+        return _ffi.SLUICE_NOW
+    if type(now_ms) is not int and (isinstance(now_ms, bool) or not isinstance(now_ms, int)):
+        raise TypeError(
+            "now_ms is None or an int (Unix milliseconds), not {}".format(type(now_ms).__name__)
+        )
+    if not _ffi.INT64_MIN <= now_ms <= _ffi.INT64_MAX:
+        raise error(_ffi.SLUICE_ERR_TIME, context="now_ms={}".format(now_ms))
+    return now_ms
+
+
+_FIELDS = (
+    "allowed",
+    "status",
+    "limit",
+    "remaining",
+    "reset",
+    "reset_after",
+    "retry_after",
+    "window_ms",
+    "rule",
+)
+
+
+def _field(i, doc):
+    def get(self):
+        return self._v[i]
+
+    return property(get, doc=doc)
+
+
+class Decision:
+    """The answer to a request, for its deciding rule (immutable, compared by value).
+
+    ``allowed`` (bool), ``status`` (``"passed"``, ``"limited"``, ``"locked"``, ``"full"`` or
+    ``"dry-run-limited"``), ``limit``, ``remaining``, ``reset`` (Unix seconds), ``reset_after``
+    and ``retry_after`` (seconds), ``window_ms``, and ``rule``: the deciding rule's index in
+    policy order, or None when no rule applies. ``headers()`` formats its response headers.
+    """
+
+    __slots__ = ("_v", "_limiter")
+
+    allowed = _field(0, "True if the request may go ahead, False if it must be refused (429).")
+    status = _field(1, '"passed", "limited", "locked", "full" or "dry-run-limited".')
+    limit = _field(2, "N of the deciding rule (F for a lockout); 0 when no rule applies.")
+    remaining = _field(3, "Requests the deciding rule would still admit now, after this one.")
+    reset = _field(4, "Unix seconds (rounded up) when `remaining` next grows.")
+    reset_after = _field(5, "Seconds until `reset`, rounded up.")
+    retry_after = _field(6, "Whole seconds until this request would be admitted; 0 if allowed.")
+    window_ms = _field(7, "The deciding rule's window in milliseconds.")
+    rule = _field(8, "Index of the deciding rule in policy order, or None.")
+
+    def __init__(
+        self,
+        allowed,
+        status,
+        limit,
+        remaining,
+        reset,
+        reset_after,
+        retry_after,
+        window_ms,
+        rule,
+        limiter=None,
+    ):
+        object.__setattr__(
+            self,
+            "_v",
+            (
+                bool(allowed),
+                status,
+                limit,
+                remaining,
+                reset,
+                reset_after,
+                retry_after,
+                window_ms,
+                rule,
+            ),
+        )
+        object.__setattr__(self, "_limiter", limiter)
+
+    @classmethod
+    def _from_c(cls, raw, limiter, _new=object.__new__, _set=object.__setattr__):
+        """From a tuple in sluice_decision's field order (_ffi.DECISION_FIELDS)."""
+        allowed, status, limit, remaining, reset_after, reset, retry_after, rule, window_ms = raw
+        d = _new(cls)
+        _set(
+            d,
+            "_v",
+            (
+                allowed != 0,
+                STATUS_NAMES.get(status) or "unknown-{}".format(status),
+                limit,
+                remaining,
+                reset,
+                reset_after,
+                retry_after,
+                window_ms,
+                None if rule < 0 else rule,
+            ),
+        )
+        _set(d, "_limiter", limiter)
+        return d
+
+    def _to_c(self):
+        """A tuple in sluice_decision's field order."""
+        status = _STATUS_CODES.get(self.status)
+        if status is None:
+            raise InvalidArgumentError(
+                _ffi.SLUICE_ERR_ARGUMENT, "unknown decision status {!r}".format(self.status)
+            )
+        return (
+            1 if self.allowed else 0,
+            status,
+            self.limit,
+            self.remaining,
+            self.reset_after,
+            self.reset,
+            self.retry_after,
+            -1 if self.rule is None else self.rule,
+            self.window_ms,
+        )
+
+    def as_dict(self):
+        """The fields as a dict (without the limiter)."""
+        return dict(zip(_FIELDS, self._v))
+
+    def headers(self, style="x-ratelimit"):
+        """The response headers of this decision, ``{name: value}`` in the order to send them.
+
+        ``style``: ``"x-ratelimit"`` (``X-RateLimit-Limit``, ``-Remaining``, ``-Reset``) or
+        ``"ietf"`` (``RateLimit-Policy``, ``RateLimit``); both add ``Retry-After`` when
+        refused. Formatted by the library through the Limiter that made the decision (the
+        IETF fields name the rule's category).
+        """
+        if self._limiter is None:
+            raise SluiceError(
+                _ffi.SLUICE_ERR_NULL, "this Decision was not made by a Limiter: no headers"
+            )
+        return self._limiter._headers(self, style)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Decision is immutable")
+
+    def __delattr__(self, name):
+        raise AttributeError("Decision is immutable")
+
+    def __eq__(self, other):
+        if not isinstance(other, Decision):
+            return NotImplemented
+        return self._v == other._v
+
+    def __ne__(self, other):
+        if not isinstance(other, Decision):
+            return NotImplemented
+        return self._v != other._v
+
+    def __hash__(self):
+        return hash(self._v)
+
+    def __repr__(self):
+        return "Decision({})".format(
+            ", ".join("{}={!r}".format(f, v) for f, v in zip(_FIELDS, self._v))
+        )
+
+    def __reduce__(self):
+        return (Decision, self._v)
+
+
+class Stats(NamedTuple):
+    """Table-wide counts (``Limiter.stats()``). ``rules`` has one dict per rule or lockout,
+    in policy order: ``passed``, ``limited``, ``dry_run_limited``, ``locked``, ``lockouts``.
+    ``locked_keys`` is judged at the library's clock (the C ABI has no ``now_ms`` here)."""
+
+    capacity: int
+    live_keys: int
+    locked_keys: int
+    evictions: int
+    reclaimed: int
+    full: int
+    bytes_per_key: int
+    rules: List[Dict[str, int]]
+
+
+def _closed():
+    return ClosedError(_ffi.SLUICE_ERR_NULL, "this Limiter is closed")
+
+
+class Limiter:
+    """A rate limiter: one table and its policy, owning a ``struct sluice *``.
+
+    ``Limiter(policy)`` opens a limiter from policy text (see the README of sluice). ``path``
+    must be None in this version (the library refuses a path with ``UnsupportedError``).
+    Safe to share between threads (calls run without the GIL). ``close()`` frees it (also on
+    ``with`` exit and garbage collection); it waits for calls running in other threads.
+    """
+
+    def __init__(self, policy, path=None):
+        self._handle = None
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._in_flight = 0
+        self._closing = False
+        self._categories = {}
+        if isinstance(policy, str):
+            try:
+                text = policy.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise PolicyError(
+                    _ffi.SLUICE_ERR_UTF8, "invalid policy: not valid UTF-8 ({})".format(e)
+                ) from None
+        elif isinstance(policy, (bytes, bytearray)):
+            text = bytes(policy)
+        else:
+            raise TypeError("policy is str or bytes, not {}".format(type(policy).__name__))
+        if b"\0" in text:
+            # A C string would end there and the rest would be silently ignored.
+            before = text[: text.index(b"\0")]
+            line = before.count(b"\n") + 1
+            column = len(before.rsplit(b"\n", 1)[-1].decode("utf-8", "replace")) + 1
+            raise PolicyError(
+                _ffi.SLUICE_ERR_POLICY,
+                "invalid policy: line {}, column {}: a NUL character".format(line, column),
+            )
+        c_path = None if path is None else os.fsencode(path)
+        code, handle, message = _ffi.open_limiter(text, c_path)
+        if code != _ffi.SLUICE_OK:
+            raise error(code, message, cls=PolicyError if code == _ffi.SLUICE_ERR_UTF8 else None)
+        self._handle = handle
+        #: The policy text the limiter was opened with.
+        self.policy = policy if isinstance(policy, str) else text.decode("utf-8", "replace")
+
+    # ---- the handle's lifetime ---------------------------------------------------------------
+    # Every call holds an "in flight" count around the foreign call, so that close() (which
+    # frees the table) waits for calls running in other threads, and later calls are refused
+    # instead of touching freed memory.
+
+    def _enter(self):
+        with self._lock:
+            if self._handle is None or self._closing:
+                raise _closed()
+            self._in_flight += 1
+            return self._handle
+
+    def _exit(self):
+        with self._lock:
+            self._in_flight -= 1
+            if self._closing and self._in_flight == 0:
+                self._idle.notify_all()
+
+    def close(self):
+        """Free the table. Idempotent; any later call raises ``ClosedError``. Waits for calls
+        already running in other threads to return first."""
+        lock = getattr(self, "_lock", None)
+        if lock is None:  # __init__ failed before the lock existed
+            return
+        with lock:
+            if self._closing:  # another thread is closing: wait for it
+                while self._handle is not None:
+                    self._idle.wait()
+                return
+            if self._handle is None:
+                return
+            self._closing = True  # from now on _enter refuses
+            while self._in_flight:
+                self._idle.wait()
+            try:
+                _ffi.close(self._handle)
+            finally:
+                self._handle = None
+                self._closing = False
+                self._idle.notify_all()
+
+    @property
+    def closed(self):
+        return self._handle is None
+
+    def __enter__(self):
+        if self._handle is None:
+            raise _closed()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        # Only reached when nothing refers to the limiter, so no call is in flight.
+        try:
+            handle = getattr(self, "_handle", None)
+            if handle is not None:
+                self._handle = None
+                _ffi.close(handle)
+        except Exception:  # interpreter shutdown: modules may be gone
+            pass
+
+    def __repr__(self):
+        lines = [l for l in getattr(self, "policy", "").splitlines() if l.strip()]
+        return "<sluice.Limiter {} policy={!r}{}>".format(
+            "closed" if self._handle is None else "open",
+            lines[0].strip() if lines else "",
+            " ..." if len(lines) > 1 else "",
+        )
+
+    # ---- categories ----------------------------------------------------------------------------
+
+    def category_id(self, category):
+        """The library's id of a category name (``"global"`` is 0), resolved once and cached."""
+        if self._handle is None:
+            raise _closed()
+        try:
+            return self._categories[category]
+        except (KeyError, TypeError):
+            pass
+        if not isinstance(category, str):
+            raise TypeError("a category is a name (str), not {}".format(type(category).__name__))
+        try:
+            name = category.encode("utf-8")
+        except UnicodeEncodeError:
+            name = None
+        handle = self._enter()
+        try:
+            if name is None or b"\0" in name:  # cannot be a category (C would cut at the NUL)
+                code = _ffi.SLUICE_ERR_UNKNOWN_CATEGORY
+            else:
+                code = _ffi.category(handle, name)
+        finally:
+            self._exit()
+        if code < 0:
+            if code == _ffi.SLUICE_ERR_UNKNOWN_CATEGORY:
+                raise UnknownCategoryError(
+                    code,
+                    "unknown category {!r}: the policy has no rule or lockout of that "
+                    "name".format(category),
+                    category,
+                )
+            raise error(code, context="category {!r}".format(category))
+        self._categories[category] = code
+        return code
+
+    # ---- per-request calls -------------------------------------------------------------------
+
+    def _decide(self, call, what, key, category, now_ms):
+        k = _key_bytes(key)
+        t = _time(now_ms)
+        cat = self.category_id(category)
+        handle = self._enter()
+        try:
+            code, raw = call(handle, cat, k, t)
+        finally:
+            self._exit()
+        if code != _ffi.SLUICE_OK:
+            raise self._call_error(code, what, k, category, t)
+        return Decision._from_c(raw, self)
+
+    def _clear(self, call, what, key, category, now_ms):
+        k = _key_bytes(key)
+        t = _time(now_ms)
+        cat = self.category_id(category)
+        handle = self._enter()
+        try:
+            code = call(handle, cat, k, t)
+        finally:
+            self._exit()
+        if code != _ffi.SLUICE_OK:
+            raise self._call_error(code, what, k, category, t)
+
+    @staticmethod
+    def _call_error(code, what, key, category, t):
+        if code in (_ffi.SLUICE_ERR_EMPTY_KEY, _ffi.SLUICE_ERR_KEY_TOO_LONG):
+            context = "{} of a key of {} bytes".format(what, len(key))
+        elif code == _ffi.SLUICE_ERR_TIME:
+            context = "{} at now_ms={}".format(what, t)
+        elif code == _ffi.SLUICE_ERR_NO_LOCKOUT:
+            context = (
+                "{} in category {!r}: add a line such as `{} lockout 5/15m for 15m` to the "
+                "policy".format(what, category, category)
+            )
+        else:
+            context = "{} of key {!r} in category {!r}".format(what, key[:64], category)
+        return error(code, context=context)
+
+    def check(self, key, category=GLOBAL, now_ms=None):
+        """May this request of ``key`` (str or bytes) in ``category`` go ahead? Records it if
+        admitted. ``now_ms``: Unix milliseconds, or None for the library's clock."""
+        return self._decide(_ffi.check, "check", key, category, now_ms)
+
+    def peek(self, key, category=GLOBAL, now_ms=None):
+        """The decision ``check`` would give, recording nothing."""
+        return self._decide(_ffi.peek, "peek", key, category, now_ms)
+
+    def failure(self, key, category=GLOBAL, now_ms=None):
+        """Record a failed attempt (a wrong password) in ``category``, which must have a
+        lockout (else ``NoLockoutError``). Returns the key's state: status ``"locked"`` with
+        ``retry_after`` = the rest of the lock, or ``"passed"`` with ``remaining`` = failures
+        left before a lockout."""
+        return self._decide(_ffi.failure, "failure", key, category, now_ms)
+
+    def success(self, key, category=GLOBAL, now_ms=None):
+        """A successful attempt: clears the key's failure log in ``category`` (which must
+        have a lockout); the lockout level is kept. Returns None."""
+        self._clear(_ffi.success, "success", key, category, now_ms)
+
+    def reset(self, key, category=GLOBAL, now_ms=None):
+        """Clear everything ``check(key, category)`` consults: the category's and the global
+        rules' logs and the category's lockout, level included. Returns None."""
+        self._clear(_ffi.reset, "reset", key, category, now_ms)
+
+    def check_batch(self, requests, now_ms=None):
+        """Check many requests at one instant: ``requests`` is a sequence of ``(key,
+        category)`` pairs (a bare str/bytes key means the global category). Returns a list of
+        decisions. If any request is invalid nothing is recorded and the error is raised."""
+        t = _time(now_ms)
+        items = []
+        for i, request in enumerate(requests):
+            if isinstance(request, (str, bytes, bytearray, memoryview)):
+                key, category = request, GLOBAL
+            else:
+                try:
+                    key, category = request
+                except (TypeError, ValueError):
+                    raise TypeError(
+                        "request {} of the batch is not a (key, category) pair: {!r}".format(
+                            i, request
+                        )
+                    ) from None
+            items.append((_key_bytes(key), self.category_id(category)))
+        handle = self._enter()
+        try:
+            code, raws = _ffi.check_batch(handle, items, t)
+        finally:
+            self._exit()
+        if code != _ffi.SLUICE_OK:
+            # The library does not say which request was bad: find it for the message.
+            context = "check_batch of {} requests".format(len(items))
+            bad = None
+            if code == _ffi.SLUICE_ERR_EMPTY_KEY:
+                bad = next((i for i, (k, _) in enumerate(items) if not k), None)
+            elif code == _ffi.SLUICE_ERR_KEY_TOO_LONG:
+                bad = next((i for i, (k, _) in enumerate(items) if len(k) > MAX_KEY_LEN), None)
+            elif code == _ffi.SLUICE_ERR_TIME:
+                context += " at now_ms={}".format(t)
+            if bad is not None:
+                context += ": request {} has a key of {} bytes".format(bad, len(items[bad][0]))
+            raise error(code, context=context)
+        return [Decision._from_c(raw, self) for raw in raws]
+
+    # ---- headers and statistics --------------------------------------------------------------
+
+    def _headers(self, decision, style):
+        try:
+            c_style = HEADER_STYLES[style]
+        except (KeyError, TypeError):
+            raise InvalidArgumentError(
+                _ffi.SLUICE_ERR_ARGUMENT,
+                "unknown header style {!r}: expected one of {}".format(
+                    style, ", ".join(map(repr, HEADER_STYLES))
+                ),
+            ) from None
+        raw = decision._to_c()
+        handle = self._enter()
+        try:
+            n, block = _ffi.headers(handle, raw, c_style, _HEADERS_INITIAL_CAP)
+        finally:
+            self._exit()
+        if n < 0:
+            raise error(n, context="headers of {!r}".format(decision))
+        out = {}
+        for line in block.decode("utf-8").split("\r\n"):
+            if line:
+                name, sep, value = line.partition(": ")
+                if not sep:
+                    raise SluiceError(
+                        _ffi.SLUICE_ERR_ARGUMENT, "malformed header line {!r}".format(line)
+                    )
+                out[name] = value
+        return out
+
+    def stats(self, now_ms=None):
+        """Table-wide and per-rule counts (a ``Stats`` named tuple); ``locked_keys`` is judged
+        at ``now_ms`` (None: the library's clock)."""
+        now = _time(now_ms)
+        handle = self._enter()
+        try:
+            code, table, rules = _ffi.stats(handle, now)
+        finally:
+            self._exit()
+        if code != _ffi.SLUICE_OK:
+            context = "stats" if table is None else "rule_stats of rule {}".format(table)
+            raise error(code, context=context)
+        return Stats(rules=rules, **table)
+
+
+def library_version():
+    """The loaded library's version (``sluice_version()``)."""
+    return _ffi.LIBRARY_VERSION

@@ -1,0 +1,1260 @@
+/* C test suite for the sluice C ABI (include/sluice.h).
+ *
+ * Plain C11, no framework. Every CHECK counts one assertion; a failing one prints
+ * file:line and what was expected. The last line of output is always
+ * "N passed, M failed" and the exit status is non-zero if M > 0.
+ *
+ * Built and run (shared, static and under valgrind) by tests/c/run.sh.
+ */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* pthread_barrier_t, clock_gettime */
+#endif
+
+/* Types are spelled with their struct tags (`struct sluice_decision`, not the typedef
+ * `sluice_decision`): the tags work whichever way cbindgen is told to emit the structs. */
+#include "sluice.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- the checking machinery --------------------------------------------------------- */
+
+static int g_passed;
+static int g_failed;
+
+#define CHECK(cond)                                                                  \
+    do {                                                                             \
+        if (cond) {                                                                  \
+            g_passed++;                                                              \
+        } else {                                                                     \
+            g_failed++;                                                              \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+        }                                                                            \
+    } while (0)
+
+/* Integer equality, printing both values on failure. */
+#define CHECK_EQ(actual, expected)                                                          \
+    do {                                                                                    \
+        long long a_ = (long long)(actual);                                                 \
+        long long e_ = (long long)(expected);                                               \
+        if (a_ == e_) {                                                                     \
+            g_passed++;                                                                     \
+        } else {                                                                            \
+            g_failed++;                                                                     \
+            fprintf(stderr, "%s:%d: CHECK_EQ failed: %s == %s: got %lld, expected %lld\n", \
+                    __FILE__, __LINE__, #actual, #expected, a_, e_);                        \
+        }                                                                                   \
+    } while (0)
+
+/* Print a string with control characters and quotes escaped, for failure messages. */
+static void print_escaped(FILE *f, const char *s) {
+    if (s == NULL) {
+        fputs("(NULL)", f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '\r') {
+            fputs("\\r", f);
+        } else if (c == '\n') {
+            fputs("\\n", f);
+        } else if (c == '"' || c == '\\') {
+            fprintf(f, "\\%c", c);
+        } else if (c < 0x20 || c >= 0x7f) {
+            fprintf(f, "\\x%02x", c);
+        } else {
+            fputc(c, f);
+        }
+    }
+    fputc('"', f);
+}
+
+static void check_str(const char *file, int line, const char *what, const char *actual,
+                      const char *expected) {
+    if (actual != NULL && expected != NULL && strcmp(actual, expected) == 0) {
+        g_passed++;
+        return;
+    }
+    g_failed++;
+    fprintf(stderr, "%s:%d: CHECK_STR failed: %s\n  got:      ", file, line, what);
+    print_escaped(stderr, actual);
+    fputs("\n  expected: ", stderr);
+    print_escaped(stderr, expected);
+    fputc('\n', stderr);
+}
+#define CHECK_STR(actual, expected) check_str(__FILE__, __LINE__, #actual, (actual), (expected))
+
+static void check_contains(const char *file, int line, const char *what, const char *haystack,
+                           const char *needle) {
+    if (haystack != NULL && strstr(haystack, needle) != NULL) {
+        g_passed++;
+        return;
+    }
+    g_failed++;
+    fprintf(stderr, "%s:%d: CHECK_CONTAINS failed: %s\n  got:     ", file, line, what);
+    print_escaped(stderr, haystack);
+    fputs("\n  missing: ", stderr);
+    print_escaped(stderr, needle);
+    fputc('\n', stderr);
+}
+#define CHECK_CONTAINS(haystack, needle) \
+    check_contains(__FILE__, __LINE__, #haystack, (haystack), (needle))
+
+/* Every field of a decision, printing the whole decision on failure. */
+static void check_decision(const char *file, int line, const struct sluice_decision *d, int allowed,
+                           int status, uint32_t limit, uint32_t remaining, uint32_t reset_after,
+                           int64_t reset, uint32_t retry_after, int32_t rule,
+                           int64_t window_ms) {
+    if (d->allowed == allowed && d->status == status && d->limit == limit &&
+        d->remaining == remaining && d->reset_after == reset_after && d->reset == reset &&
+        d->retry_after == retry_after && d->rule == rule && d->window_ms == window_ms) {
+        g_passed++;
+        return;
+    }
+    g_failed++;
+    fprintf(stderr,
+            "%s:%d: CHECK_DECISION failed\n"
+            "  got:      allowed=%d status=%d limit=%u remaining=%u reset_after=%u reset=%lld "
+            "retry_after=%u rule=%d window_ms=%lld\n"
+            "  expected: allowed=%d status=%d limit=%u remaining=%u reset_after=%u reset=%lld "
+            "retry_after=%u rule=%d window_ms=%lld\n",
+            file, line, d->allowed, d->status, (unsigned)d->limit, (unsigned)d->remaining,
+            (unsigned)d->reset_after, (long long)d->reset, (unsigned)d->retry_after,
+            (int)d->rule, (long long)d->window_ms, allowed, status, (unsigned)limit,
+            (unsigned)remaining, (unsigned)reset_after, (long long)reset, (unsigned)retry_after,
+            (int)rule, (long long)window_ms);
+}
+/* CHECK_DECISION(&d, allowed, status, limit, remaining, reset_after, reset, retry_after,
+ *                rule, window_ms) */
+#define CHECK_DECISION(d, ...) check_decision(__FILE__, __LINE__, (d), __VA_ARGS__)
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+/* A string literal as the (key, key_len) argument pair: KEY("k") -> "k", 1 */
+#define KEY(lit) (lit), (sizeof(lit) - 1)
+
+/* 2026-01-01T00:00:00Z in Unix milliseconds, as in tests/scenarios.rs. */
+#define T0 INT64_C(1767225600000)
+#define T0_S INT64_C(1767225600)
+
+/* Largest valid now_ms: 2^42 - 2. */
+#define MAX_TIME_MS ((INT64_C(1) << 42) - 2)
+
+/* A byte pattern written over out-parameters before a call that must not touch them. */
+#define SENTINEL 0xA5
+
+/* policies/default.policy, verbatim. */
+static const char DEFAULT_POLICY[] =
+    "# sluice default policy: the limits of the API document in SPEC.md section 1.\n"
+    "# requests per sliding window; `global` applies to every category\n"
+    "global     300/1m\n"
+    "media       60/1m\n"
+    "analytics  120/1m\n"
+    "write       30/1m\n"
+    "write      500/1h\n"
+    "auth        10/1m\n"
+    "# 5 failed attempts within 15 minutes lock the key for 15 minutes,\n"
+    "# doubling on each further lockout, at most 24 hours\n"
+    "auth       lockout 5/15m for 15m..24h\n"
+    "capacity   65536\n";
+
+/* Open a limiter that must open; aborts the suite if it does not (nothing else can run). */
+static struct sluice *open_ok(const char *policy) {
+    struct sluice *s = NULL;
+    char err[256] = {0};
+    int rc = sluice_open(policy, NULL, &s, err, sizeof err);
+    if (rc != SLUICE_OK || s == NULL) {
+        fprintf(stderr, "sluice_open failed (%d, %s) for policy:\n%s\n", rc, err, policy);
+        fprintf(stderr, "%d passed, %d failed\n", g_passed, g_failed + 1);
+        exit(1);
+    }
+    return s;
+}
+
+static int category_ok(const struct sluice *s, const char *name) {
+    int id = sluice_category(s, name);
+    if (id < 0) {
+        fprintf(stderr, "sluice_category(%s) failed: %d\n", name, id);
+        fprintf(stderr, "%d passed, %d failed\n", g_passed, g_failed + 1);
+        exit(1);
+    }
+    return id;
+}
+
+/* Fields of two decisions equal (not memcmp: the struct has padding). */
+static int decision_eq(const struct sluice_decision *a, const struct sluice_decision *b) {
+    return a->allowed == b->allowed && a->status == b->status && a->limit == b->limit &&
+           a->remaining == b->remaining && a->reset_after == b->reset_after &&
+           a->reset == b->reset && a->retry_after == b->retry_after && a->rule == b->rule &&
+           a->window_ms == b->window_ms;
+}
+
+/* Wall clock in Unix milliseconds, as the library's SLUICE_NOW reads it. */
+static int64_t wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Calls that must fail and leave `*out` as it was: the out-parameter is filled with a
+ * sentinel pattern first and compared byte for byte afterwards. */
+typedef int (*decide_fn)(const struct sluice *, int, const void *, size_t, int64_t,
+                         struct sluice_decision *);
+
+static void check_decide_error(const char *file, int line, decide_fn fn, const struct sluice *s,
+                               int category, const void *key, size_t key_len, int64_t now,
+                               int use_out, int expected_rc) {
+    struct sluice_decision d, pristine;
+    memset(&d, SENTINEL, sizeof d);
+    memset(&pristine, SENTINEL, sizeof pristine);
+    int rc = fn(s, category, key, key_len, now, use_out ? &d : NULL);
+    if (rc == expected_rc) {
+        g_passed++;
+    } else {
+        g_failed++;
+        fprintf(stderr, "%s:%d: expected return code %d (%s), got %d (%s)\n", file, line,
+                expected_rc, sluice_strerror(expected_rc), rc, sluice_strerror(rc));
+    }
+    if (!use_out) {
+        return; /* no out-parameter was passed: nothing to compare */
+    }
+    if (memcmp(&d, &pristine, sizeof d) == 0) {
+        g_passed++;
+    } else {
+        g_failed++;
+        fprintf(stderr, "%s:%d: out-parameter was written by a failing call\n", file, line);
+    }
+}
+/* CHECK_DECIDE_ERROR(fn, handle, category, key, key_len, now, use_out, expected_rc); the key
+ * and its length may come from one KEY("...") (hence variadic). */
+#define CHECK_DECIDE_ERROR(fn, s, cat, ...) \
+    check_decide_error(__FILE__, __LINE__, (fn), (s), (cat), __VA_ARGS__)
+
+/* ---- sluice_version / sluice_strerror ------------------------------------------------ */
+
+static void test_version(void) {
+    const char *v = sluice_version();
+    CHECK(v != NULL);
+    CHECK_STR(v, SLUICE_VERSION);
+    char built[64];
+    snprintf(built, sizeof built, "%d.%d.%d", SLUICE_VERSION_MAJOR, SLUICE_VERSION_MINOR,
+             SLUICE_VERSION_PATCH);
+    CHECK_STR(SLUICE_VERSION, built);
+    CHECK(sluice_version() == v); /* static: the same pointer every time */
+
+    /* The shipped default policy opens, and its write rule is 30/1m. */
+    const char *policy = sluice_default_policy();
+    CHECK(policy != NULL && strstr(policy, "write       30/1m") != NULL);
+    struct sluice *s = NULL;
+    CHECK_EQ(sluice_open(policy, NULL, &s, NULL, 0), SLUICE_OK);
+    struct sluice_decision d;
+    CHECK_EQ(sluice_check(s, sluice_category(s, "write"), "k", 1, T0, &d), SLUICE_OK);
+    CHECK_EQ(d.limit, 30u);
+    CHECK_EQ(d.remaining, 29u);
+    sluice_close(s);
+}
+
+static void test_strerror(void) {
+    static const int codes[] = {
+        SLUICE_OK,          SLUICE_ERR_NULL,           SLUICE_ERR_UTF8,
+        SLUICE_ERR_EMPTY_KEY, SLUICE_ERR_KEY_TOO_LONG, SLUICE_ERR_TIME,
+        SLUICE_ERR_ARGUMENT, SLUICE_ERR_POLICY,        SLUICE_ERR_POLICY_TOO_LARGE,
+        SLUICE_ERR_UNKNOWN_CATEGORY, SLUICE_ERR_NO_LOCKOUT, SLUICE_ERR_IO,
+        SLUICE_ERR_UNSUPPORTED, SLUICE_ERR_PANIC,
+    };
+    const size_t n = sizeof codes / sizeof codes[0];
+    for (size_t i = 0; i < n; i++) {
+        const char *m = sluice_strerror(codes[i]);
+        CHECK(m != NULL && m[0] != '\0');
+        CHECK(m != NULL && strcmp(m, "unknown error code") != 0);
+        /* every code has its own message */
+        for (size_t j = 0; j < i; j++) {
+            CHECK(strcmp(m, sluice_strerror(codes[j])) != 0);
+        }
+    }
+    CHECK_STR(sluice_strerror(SLUICE_OK), "success");
+    CHECK_STR(sluice_strerror(SLUICE_ERR_EMPTY_KEY), "empty key: keys are 1 to 65535 bytes");
+    static const int unknown[] = {1, 42, -7, -12, -22, -100, INT_MIN, INT_MAX};
+    for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
+        CHECK_STR(sluice_strerror(unknown[i]), "unknown error code");
+    }
+}
+
+/* ---- sluice_open / sluice_close ------------------------------------------------------ */
+
+static void test_open(void) {
+    char err[512];
+    static int dummy;
+    struct sluice *const untouched = (struct sluice *)(void *)&dummy; /* never dereferenced */
+
+    /* The default policy opens; the handle is usable and closes. */
+    struct sluice *s = NULL;
+    memset(err, 'Z', sizeof err);
+    CHECK_EQ(sluice_open(DEFAULT_POLICY, NULL, &s, err, sizeof err), SLUICE_OK);
+    CHECK(s != NULL);
+    sluice_close(s);
+
+    /* err_buf may be NULL on success. */
+    s = NULL;
+    CHECK_EQ(sluice_open("global 1/1s", NULL, &s, NULL, 0), SLUICE_OK);
+    CHECK(s != NULL);
+    sluice_close(s);
+
+    /* An invalid policy: SLUICE_ERR_POLICY, line and column in the message, out untouched. */
+    s = untouched;
+    memset(err, 'Z', sizeof err);
+    CHECK_EQ(sluice_open("global 300/1 minute", NULL, &s, err, sizeof err), SLUICE_ERR_POLICY);
+    CHECK(s == untouched);
+    CHECK(memchr(err, '\0', sizeof err) != NULL);
+    CHECK_STR(err, "invalid policy: line 1, column 12: expected a duration such as 1m or 30s, "
+                   "found \"1 minute\"");
+    CHECK_CONTAINS(err, "line 1, column 12");
+
+    /* The error names the right line when it is not the first. */
+    memset(err, 'Z', sizeof err);
+    CHECK_EQ(sluice_open("global 300/1m\n# comment\nwrite 30/1 minute\n", NULL, &s, err,
+                         sizeof err),
+             SLUICE_ERR_POLICY);
+    CHECK(s == untouched);
+    CHECK_CONTAINS(err, "line 3, column 10");
+
+    /* An invalid policy with no error buffer: just the code. */
+    CHECK_EQ(sluice_open("global 300/1 minute", NULL, &s, NULL, 0), SLUICE_ERR_POLICY);
+    CHECK_EQ(sluice_open("global 300/1 minute", NULL, &s, NULL, 100), SLUICE_ERR_POLICY);
+    CHECK(s == untouched);
+
+    /* NULL policy. */
+    memset(err, 'Z', sizeof err);
+    CHECK_EQ(sluice_open(NULL, NULL, &s, err, sizeof err), SLUICE_ERR_NULL);
+    CHECK(s == untouched);
+    CHECK_CONTAINS(err, "policy is NULL");
+
+    /* NULL out. */
+    memset(err, 'Z', sizeof err);
+    CHECK_EQ(sluice_open(DEFAULT_POLICY, NULL, NULL, err, sizeof err), SLUICE_ERR_NULL);
+    CHECK_CONTAINS(err, "out is NULL");
+
+    /* A path is not supported in this version, even with a valid policy. */
+    memset(err, 'Z', sizeof err);
+    CHECK_EQ(sluice_open(DEFAULT_POLICY, "/tmp/sluice.table", &s, err, sizeof err),
+             SLUICE_ERR_UNSUPPORTED);
+    CHECK(s == untouched);
+    CHECK(err[0] != '\0' && memchr(err, '\0', sizeof err) != NULL);
+    CHECK_EQ(sluice_open(NULL, "/tmp/sluice.table", &s, NULL, 0), SLUICE_ERR_UNSUPPORTED);
+    CHECK(s == untouched);
+
+    /* Policy text that is not UTF-8. */
+    CHECK_EQ(sluice_open("global 1/1s\n# \xff\xfe\n", NULL, &s, err, sizeof err),
+             SLUICE_ERR_UTF8);
+    CHECK(s == untouched);
+
+    /* Parses but cannot be laid out: 17 window rules for one category (at most 16). */
+    {
+        char many[1024] = {0};
+        for (int i = 1; i <= 17; i++) {
+            char line[32];
+            snprintf(line, sizeof line, "global %d/%ds\n", i, i);
+            strcat(many, line);
+        }
+        memset(err, 'Z', sizeof err);
+        CHECK_EQ(sluice_open(many, NULL, &s, err, sizeof err), SLUICE_ERR_POLICY_TOO_LARGE);
+        CHECK(s == untouched);
+        CHECK(err[0] != '\0' && memchr(err, '\0', sizeof err) != NULL);
+    }
+
+    /* A tiny err_cap truncates and still NUL-terminates; nothing past err_cap is written. */
+    {
+        char small[16];
+        memset(small, 'Z', sizeof small);
+        CHECK_EQ(sluice_open("global 300/1 minute", NULL, &s, small, 8), SLUICE_ERR_POLICY);
+        CHECK_STR(small, "invalid"); /* 7 bytes and a NUL */
+        CHECK(small[8] == 'Z' && small[15] == 'Z');
+
+        memset(small, 'Z', sizeof small);
+        CHECK_EQ(sluice_open("global 300/1 minute", NULL, &s, small, 1), SLUICE_ERR_POLICY);
+        CHECK(small[0] == '\0');
+        CHECK(small[1] == 'Z');
+
+        memset(small, 'Z', sizeof small);
+        CHECK_EQ(sluice_open("global 300/1 minute", NULL, &s, small, 0), SLUICE_ERR_POLICY);
+        CHECK(small[0] == 'Z'); /* err_cap 0: nothing written */
+        CHECK(s == untouched);
+    }
+
+    /* Truncation never splits a UTF-8 character of the message. */
+    {
+        char full[512], cut[512];
+        const char *bad = "global 300/\xc3\xa9t\xc3\xa9"; /* "été" */
+        CHECK_EQ(sluice_open(bad, NULL, &s, full, sizeof full), SLUICE_ERR_POLICY);
+        const char *e_acute = strstr(full, "\xc3\xa9");
+        CHECK(e_acute != NULL);
+        if (e_acute != NULL) {
+            size_t pos = (size_t)(e_acute - full);
+            /* room for pos bytes + half of the 2-byte character + NUL */
+            memset(cut, 'Z', sizeof cut);
+            CHECK_EQ(sluice_open(bad, NULL, &s, cut, pos + 2), SLUICE_ERR_POLICY);
+            CHECK_EQ(strlen(cut), pos);
+            CHECK(strncmp(cut, full, pos) == 0);
+            /* room for the whole character */
+            memset(cut, 'Z', sizeof cut);
+            CHECK_EQ(sluice_open(bad, NULL, &s, cut, pos + 3), SLUICE_ERR_POLICY);
+            CHECK_EQ(strlen(cut), pos + 2);
+        }
+        CHECK(s == untouched);
+    }
+
+    /* The empty policy is valid: only the (rule-less) global category. */
+    s = NULL;
+    CHECK_EQ(sluice_open("", NULL, &s, err, sizeof err), SLUICE_OK);
+    CHECK(s != NULL);
+    sluice_close(s);
+
+    /* Closing NULL does nothing. */
+    sluice_close(NULL);
+    CHECK(1);
+}
+
+/* ---- sluice_category ----------------------------------------------------------------- */
+
+static void test_category(void) {
+    struct sluice *s = open_ok(DEFAULT_POLICY);
+    CHECK_EQ(sluice_category(s, "global"), 0);
+    CHECK_EQ(sluice_category(s, "media"), 1);
+    CHECK_EQ(sluice_category(s, "analytics"), 2);
+    CHECK_EQ(sluice_category(s, "write"), 3);
+    CHECK_EQ(sluice_category(s, "auth"), 4);
+    CHECK_EQ(sluice_category(s, "uploads"), SLUICE_ERR_UNKNOWN_CATEGORY);
+    CHECK_EQ(sluice_category(s, ""), SLUICE_ERR_UNKNOWN_CATEGORY);
+    CHECK_EQ(sluice_category(s, "Global"), SLUICE_ERR_UNKNOWN_CATEGORY);
+    CHECK_EQ(sluice_category(s, "auth "), SLUICE_ERR_UNKNOWN_CATEGORY);
+    CHECK_EQ(sluice_category(s, NULL), SLUICE_ERR_NULL);
+    CHECK_EQ(sluice_category(NULL, "global"), SLUICE_ERR_NULL);
+    CHECK_EQ(sluice_category(NULL, NULL), SLUICE_ERR_NULL);
+    CHECK_EQ(sluice_category(s, "\xff"), SLUICE_ERR_UTF8);
+    sluice_close(s);
+
+    /* "global" is 0 even when the policy never mentions it. */
+    s = open_ok("write 2/1m\nwrite 500/1h");
+    CHECK_EQ(sluice_category(s, "global"), 0);
+    CHECK_EQ(sluice_category(s, "write"), 1);
+    CHECK_EQ(sluice_category(s, "auth"), SLUICE_ERR_UNKNOWN_CATEGORY);
+    sluice_close(s);
+
+    s = open_ok("");
+    CHECK_EQ(sluice_category(s, "global"), 0);
+    sluice_close(s);
+}
+
+/* ---- sluice_check -------------------------------------------------------------------- */
+
+static void test_check_sequence(void) {
+    /* At most 3 requests in any 10 s window. */
+    struct sluice *s = open_ok("global 3/10s");
+    struct sluice_decision d;
+
+    CHECK_EQ(sluice_check(s, 0, KEY("k"), T0, &d), SLUICE_OK);
+    CHECK_DECISION(&d, 1, SLUICE_STATUS_PASSED, 3, 2, 10, T0_S + 10, 0, 0, 10000);
+    CHECK_EQ(sluice_check(s, 0, KEY("k"), T0 + 1000, &d), SLUICE_OK);
+    CHECK_DECISION(&d, 1, SLUICE_STATUS_PASSED, 3, 1, 9, T0_S + 10, 0, 0, 10000);
+    CHECK_EQ(sluice_check(s, 0, KEY("k"), T0 + 2000, &d), SLUICE_OK);
+    CHECK_DECISION(&d, 1, SLUICE_STATUS_PASSED, 3, 0, 8, T0_S + 10, 0, 0, 10000);
+
+    /* 1 ms before the first request leaves the window: refused, retry in 1 s. */
+    CHECK_EQ(sluice_check(s, 0, KEY("k"), T0 + 9999, &d), SLUICE_OK);
+    CHECK_DECISION(&d, 0, SLUICE_STATUS_LIMITED, 3, 0, 1, T0_S + 10, 1, 0, 10000);
+
+    /* The refusal recorded nothing: exactly at T0 + 10 s one slot is free again. */
+    CHECK_EQ(sluice_check(s, 0, KEY("k"), T0 + 10000, &d), SLUICE_OK);
+    CHECK_DECISION(&d, 1, SLUICE_STATUS_PASSED, 3, 0, 1, T0_S + 11, 0, 0, 10000);
+
+    /* Another key is independent. Keys are bytes: embedded NULs are fine. */
+    CHECK_EQ(sluice_check(s, 0, KEY("k\0other"), T0 + 10000, &d), SLUICE_OK);
+    CHECK_DECISION(&d, 1, SLUICE_STATUS_PASSED, 3, 2, 10, T0_S + 20, 0, 0, 10000);
+    sluice_close(s);
+
+    /* The most restrictive rule decides; a refusal is logged by no rule. */
+    s = open_ok("global 5/1m\nwrite 2/1m\nwrite 3/1h");
+    int w = category_ok(s, "write");
+    CHECK_EQ(w, 1);
+    CHECK_EQ(sluice_check(s, w, KEY("k"), T0, &d), SLUICE_OK);
+    CHECK_DECISION(&d, 1, SLUICE_STATUS_PASSED, 2, 1, 60, T0_S + 60, 0, 1, 60000);
+    CHECK_EQ(sluice_check(s, w, KEY("k"), T0 + 1, &d), SLUICE_OK);
+    CHECK_DECISION(&d, 1, SLUICE_STATUS_PASSED, 2, 0, 60, T0_S + 60, 0, 1, 60000);
+    CHECK_EQ(sluice_check(s, w, KEY("k"), T0 + 2, &d), SLUICE_OK);
+    CHECK_DECISION(&d, 0, SLUICE_STATUS_LIMITED, 2, 0, 60, T0_S + 60, 60, 1, 60000);
+    CHECK_EQ(sluice_check(s, 0, KEY("k"), T0 + 3, &d), SLUICE_OK);
+    CHECK_DECISION(&d, 1, SLUICE_STATUS_PASSED, 5, 2, 60, T0_S + 60, 0, 0, 60000);
+    /* A minute later the per-minute rule frees up; the hour rule has 2 of 3 logged. */
+    CHECK_EQ(sluice_check(s, w, KEY("k"), T0 + 60001, &d), SLUICE_OK);
+    CHECK_DECISION(&d, 1, SLUICE_STATUS_PASSED, 3, 0, 3540, T0_S + 3600, 0, 2, 3600000);
+    /* Refused by both write rules: the one with the largest retry_after (the hour) decides. */
+    CHECK_EQ(sluice_check(s, w, KEY("k"), T0 + 120002, &d), SLUICE_OK);
+    CHECK_DECISION(&d, 0, SLUICE_STATUS_LIMITED, 3, 0, 3480, T0_S + 3600, 3480, 2, 3600000);
+    sluice_close(s);
+
+    /* A category without window rules: admitted, no rule. */
+    s = open_ok("");
+    CHECK_EQ(sluice_check(s, 0, KEY("k"), T0 + 1, &d), SLUICE_OK);
+    CHECK_DECISION(&d, 1, SLUICE_STATUS_PASSED, 0, 0, 0, T0_S + 1, 0, -1, 0);
+    sluice_close(s);
+}
+
+static void test_check_now(void) {
+    struct sluice *s = open_ok("global 3/10s\nauth lockout 2/1m for 1m");
+    struct sluice_decision d;
+    time_t before = time(NULL);
+    CHECK_EQ(sluice_check(s, 0, KEY("now"), SLUICE_NOW, &d), SLUICE_OK);
+    time_t after = time(NULL);
+    CHECK_EQ(d.allowed, 1);
+    CHECK_EQ(d.remaining, 2);
+    CHECK(d.reset >= (int64_t)before + 10 && d.reset <= (int64_t)after + 11);
+    CHECK_EQ(d.reset_after, 10);
+
+    /* SLUICE_NOW and explicit wall-clock times agree: two more fill the window. */
+    CHECK_EQ(sluice_check(s, 0, KEY("now"), wall_ms(), &d), SLUICE_OK);
+    CHECK_EQ(d.remaining, 1);
+    CHECK_EQ(sluice_peek(s, 0, KEY("now"), SLUICE_NOW, &d), SLUICE_OK);
+    CHECK_EQ(d.remaining, 0);
+    CHECK_EQ(sluice_check(s, 0, KEY("now"), SLUICE_NOW, &d), SLUICE_OK);
+    CHECK_EQ(d.allowed, 1);
+    CHECK_EQ(d.remaining, 0);
+    CHECK_EQ(sluice_check(s, 0, KEY("now"), SLUICE_NOW, &d), SLUICE_OK);
+    CHECK_EQ(d.allowed, 0);
+    CHECK_EQ(d.status, SLUICE_STATUS_LIMITED);
+    CHECK(d.retry_after >= 1 && d.retry_after <= 10);
+
+    /* The lockout functions take SLUICE_NOW too. */
+    int a = category_ok(s, "auth");
+    CHECK_EQ(sluice_failure(s, a, KEY("now"), SLUICE_NOW, &d), SLUICE_OK);
+    CHECK_EQ(d.remaining, 1);
+    CHECK_EQ(sluice_success(s, a, KEY("now"), SLUICE_NOW), SLUICE_OK);
+    CHECK_EQ(sluice_reset(s, a, KEY("now"), SLUICE_NOW), SLUICE_OK);
+    sluice_close(s);
+}
+
+static void test_check_errors(void) {
+    struct sluice *s = open_ok(DEFAULT_POLICY);
+    struct sluice *other = open_ok("global 1/1s");
+    struct sluice_decision d;
+
+    CHECK_EQ(sluice_check(s, 0, KEY("k"), T0, &d), SLUICE_OK);
+    CHECK_EQ(d.remaining, 299);
+
+    decide_fn fns[] = {sluice_check, sluice_peek};
+    for (size_t i = 0; i < 2; i++) {
+        decide_fn fn = fns[i];
+        /* empty key, with a real pointer and with a pointer to nothing */
+        CHECK_DECIDE_ERROR(fn, s, 0, KEY(""), T0, 1, SLUICE_ERR_EMPTY_KEY);
+        CHECK_DECIDE_ERROR(fn, s, 0, "k", 0, T0, 1, SLUICE_ERR_EMPTY_KEY);
+        /* NULL key, out, handle */
+        CHECK_DECIDE_ERROR(fn, s, 0, NULL, 1, T0, 1, SLUICE_ERR_NULL);
+        CHECK_DECIDE_ERROR(fn, s, 0, NULL, 0, T0, 1, SLUICE_ERR_NULL);
+        CHECK_DECIDE_ERROR(fn, s, 0, KEY("k"), T0, 0, SLUICE_ERR_NULL);
+        CHECK_DECIDE_ERROR(fn, NULL, 0, KEY("k"), T0, 1, SLUICE_ERR_NULL);
+        /* category ids that are not this policy's */
+        CHECK_DECIDE_ERROR(fn, s, 5, KEY("k"), T0, 1, SLUICE_ERR_UNKNOWN_CATEGORY);
+        CHECK_DECIDE_ERROR(fn, s, 99, KEY("k"), T0, 1, SLUICE_ERR_UNKNOWN_CATEGORY);
+        CHECK_DECIDE_ERROR(fn, s, -1, KEY("k"), T0, 1, SLUICE_ERR_UNKNOWN_CATEGORY);
+        CHECK_DECIDE_ERROR(fn, s, INT_MIN, KEY("k"), T0, 1, SLUICE_ERR_UNKNOWN_CATEGORY);
+        CHECK_DECIDE_ERROR(fn, other, 1, KEY("k"), T0, 1, SLUICE_ERR_UNKNOWN_CATEGORY);
+        /* times out of range */
+        CHECK_DECIDE_ERROR(fn, s, 0, KEY("k"), -1, 1, SLUICE_ERR_TIME);
+        CHECK_DECIDE_ERROR(fn, s, 0, KEY("k"), INT64_MIN + 1, 1, SLUICE_ERR_TIME);
+        CHECK_DECIDE_ERROR(fn, s, 0, KEY("k"), MAX_TIME_MS + 1, 1, SLUICE_ERR_TIME);
+        CHECK_DECIDE_ERROR(fn, s, 0, KEY("k"), INT64_MAX, 1, SLUICE_ERR_TIME);
+    }
+
+    /* Key length: 65535 bytes is the longest key, 65536 is too long. */
+    uint8_t *long_key = malloc(65536);
+    CHECK(long_key != NULL);
+    if (long_key != NULL) {
+        memset(long_key, 'x', 65536);
+        CHECK_DECIDE_ERROR(sluice_check, s, 0, long_key, 65536, T0, 1, SLUICE_ERR_KEY_TOO_LONG);
+        CHECK_DECIDE_ERROR(sluice_peek, s, 0, long_key, 65536, T0, 1, SLUICE_ERR_KEY_TOO_LONG);
+        CHECK_DECIDE_ERROR(sluice_check, s, 0, long_key, SIZE_MAX, T0, 1,
+                           SLUICE_ERR_KEY_TOO_LONG);
+        CHECK_EQ(sluice_check(s, 0, long_key, 65535, T0, &d), SLUICE_OK);
+        CHECK_EQ(d.allowed, 1);
+        CHECK_EQ(d.remaining, 299);
+        free(long_key);
+    }
+
+    /* The edges of the time range are valid. */
+    CHECK_EQ(sluice_check(s, 0, KEY("t"), 0, &d), SLUICE_OK);
+    CHECK_EQ(d.reset, 60);
+    CHECK_EQ(sluice_check(s, 0, KEY("t"), MAX_TIME_MS, &d), SLUICE_OK);
+    CHECK_EQ(d.allowed, 1);
+
+    /* None of the failing calls recorded anything for "k": one request logged. */
+    CHECK_EQ(sluice_peek(s, 0, KEY("k"), T0, &d), SLUICE_OK);
+    CHECK_EQ(d.remaining, 298);
+
+    sluice_close(other);
+    sluice_close(s);
+}
+
+/* ---- sluice_peek --------------------------------------------------------------------- */
+
+static void test_peek(void) {
+    struct sluice *s = open_ok("global 2/1m");
+    struct sluice_decision p, c;
+
+    /* A key never seen: peek gives what check will give. */
+    CHECK_EQ(sluice_peek(s, 0, KEY("k"), T0, &p), SLUICE_OK);
+    CHECK_EQ(sluice_check(s, 0, KEY("k"), T0, &c), SLUICE_OK);
+    CHECK(decision_eq(&p, &c));
+    CHECK_DECISION(&p, 1, SLUICE_STATUS_PASSED, 2, 1, 60, T0_S + 60, 0, 0, 60000);
+
+    /* Peeking any number of times records nothing. */
+    for (int i = 0; i < 5; i++) {
+        CHECK_EQ(sluice_peek(s, 0, KEY("k"), T0 + 1, &p), SLUICE_OK);
+        CHECK_EQ(p.allowed, 1);
+        CHECK_EQ(p.remaining, 0);
+    }
+    CHECK_EQ(sluice_check(s, 0, KEY("k"), T0 + 1, &c), SLUICE_OK);
+    CHECK_EQ(c.allowed, 1);
+    CHECK(decision_eq(&p, &c));
+
+    /* Refused: peek and check agree, and neither records. */
+    CHECK_EQ(sluice_peek(s, 0, KEY("k"), T0 + 2, &p), SLUICE_OK);
+    CHECK_EQ(sluice_check(s, 0, KEY("k"), T0 + 2, &c), SLUICE_OK);
+    CHECK(decision_eq(&p, &c));
+    CHECK_DECISION(&c, 0, SLUICE_STATUS_LIMITED, 2, 0, 60, T0_S + 60, 60, 0, 60000);
+
+    /* A peeked key takes no slot; peeks count in no rule. */
+    CHECK_EQ(sluice_peek(s, 0, KEY("never-checked"), T0, &p), SLUICE_OK);
+    struct sluice_table_stats st;
+    struct sluice_rule_counts rs;
+    CHECK_EQ(sluice_stats(s, SLUICE_NOW, &st), SLUICE_OK);
+    CHECK_EQ(st.live_keys, 1);
+    CHECK_EQ(sluice_rule_stats(s, 0, &rs), SLUICE_OK);
+    CHECK_EQ(rs.passed, 2);
+    CHECK_EQ(rs.limited, 1);
+    sluice_close(s);
+}
+
+/* ---- sluice_failure / sluice_success / sluice_reset ---------------------------------- */
+
+static void test_lockout(void) {
+    /* 3 failures within 15 minutes lock the key for 1 minute, doubling up to 4 minutes. */
+    struct sluice *s = open_ok("auth 100/1m\nauth lockout 3/15m for 1m..4m");
+    const int a = category_ok(s, "auth");
+    CHECK_EQ(a, 1);
+    struct sluice_decision d;
+    struct sluice_rule_counts rs;
+
+    /* Failures left before a lockout: 2, then 1; the third locks for 60 s. */
+    CHECK_EQ(sluice_failure(s, a, KEY("u"), T0, &d), SLUICE_OK);
+    CHECK_DECISION(&d, 1, SLUICE_STATUS_PASSED, 3, 2, 900, T0_S + 900, 0, 1, 900000);
+    CHECK_EQ(sluice_failure(s, a, KEY("u"), T0 + 1, &d), SLUICE_OK);
+    CHECK_DECISION(&d, 1, SLUICE_STATUS_PASSED, 3, 1, 900, T0_S + 900, 0, 1, 900000);
+    CHECK_EQ(sluice_failure(s, a, KEY("u"), T0 + 2, &d), SLUICE_OK);
+    CHECK_DECISION(&d, 0, SLUICE_STATUS_LOCKED, 3, 0, 60, T0_S + 61, 60, 1, 900000);
+
+    /* Locked: check refuses with the rest of the lock and charges nothing. */
+    CHECK_EQ(sluice_check(s, a, KEY("u"), T0 + 30002, &d), SLUICE_OK);
+    CHECK_DECISION(&d, 0, SLUICE_STATUS_LOCKED, 3, 0, 30, T0_S + 61, 30, 1, 900000);
+    /* peek says the same */
+    CHECK_EQ(sluice_peek(s, a, KEY("u"), T0 + 30002, &d), SLUICE_OK);
+    CHECK_DECISION(&d, 0, SLUICE_STATUS_LOCKED, 3, 0, 30, T0_S + 61, 30, 1, 900000);
+    /* a failure while locked neither counts nor extends the lock */
+    CHECK_EQ(sluice_failure(s, a, KEY("u"), T0 + 30002, &d), SLUICE_OK);
+    CHECK_DECISION(&d, 0, SLUICE_STATUS_LOCKED, 3, 0, 30, T0_S + 61, 30, 1, 900000);
+    /* 1 ms before the end: still locked, retry_after at least 1 */
+    CHECK_EQ(sluice_check(s, a, KEY("u"), T0 + 60001, &d), SLUICE_OK);
+    CHECK_EQ(d.status, SLUICE_STATUS_LOCKED);
+    CHECK_EQ(d.retry_after, 1);
+
+    /* Another category of the same key is not locked. */
+    CHECK_EQ(sluice_check(s, 0, KEY("u"), T0 + 30002, &d), SLUICE_OK);
+    CHECK_EQ(d.allowed, 1);
+
+    CHECK_EQ(sluice_rule_stats(s, 1, &rs), SLUICE_OK);
+    CHECK_EQ(rs.lockouts, 1);
+    CHECK_EQ(rs.locked, 2); /* the two checks while locked (not the peek) */
+    CHECK_EQ(sluice_rule_stats(s, 0, &rs), SLUICE_OK);
+    CHECK_EQ(rs.passed, 0); /* the checks while locked charged nothing */
+
+    /* The lock ends: admitted. The second lockout doubles the ban to 120 s. */
+    int64_t t = T0 + 60002;
+    CHECK_EQ(sluice_check(s, a, KEY("u"), t, &d), SLUICE_OK);
+    CHECK_DECISION(&d, 1, SLUICE_STATUS_PASSED, 100, 99, 60, T0_S + 121, 0, 0, 60000);
+    CHECK_EQ(sluice_failure(s, a, KEY("u"), t, &d), SLUICE_OK);
+    CHECK_EQ(d.remaining, 2);
+    CHECK_EQ(sluice_failure(s, a, KEY("u"), t + 1, &d), SLUICE_OK);
+    CHECK_EQ(sluice_failure(s, a, KEY("u"), t + 2, &d), SLUICE_OK);
+    CHECK_DECISION(&d, 0, SLUICE_STATUS_LOCKED, 3, 0, 120, T0_S + 181, 120, 1, 900000);
+
+    /* reset (the support desk's unlock) clears the lock and its level. */
+    CHECK_EQ(sluice_reset(s, a, KEY("u"), t + 3), SLUICE_OK);
+    CHECK_EQ(sluice_check(s, a, KEY("u"), t + 4, &d), SLUICE_OK);
+    CHECK_EQ(d.allowed, 1);
+    CHECK_EQ(d.status, SLUICE_STATUS_PASSED);
+    CHECK_EQ(d.remaining, 99); /* the auth rule's log was cleared too */
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ(sluice_failure(s, a, KEY("u"), t + 10 + i, &d), SLUICE_OK);
+    }
+    CHECK_EQ(d.status, SLUICE_STATUS_LOCKED);
+    CHECK_EQ(d.retry_after, 60); /* back to the first ban */
+
+    /* success clears the failure log: after 2 failures and a success, 2 are left again. */
+    CHECK_EQ(sluice_failure(s, a, KEY("v"), T0, &d), SLUICE_OK);
+    CHECK_EQ(sluice_failure(s, a, KEY("v"), T0 + 1, &d), SLUICE_OK);
+    CHECK_EQ(d.remaining, 1);
+    CHECK_EQ(sluice_success(s, a, KEY("v"), T0 + 2), SLUICE_OK);
+    CHECK_EQ(sluice_failure(s, a, KEY("v"), T0 + 3, &d), SLUICE_OK);
+    CHECK_EQ(d.remaining, 2);
+    /* success on a key never seen is fine; so is reset */
+    CHECK_EQ(sluice_success(s, a, KEY("nobody"), T0), SLUICE_OK);
+    CHECK_EQ(sluice_reset(s, a, KEY("nobody"), T0), SLUICE_OK);
+    CHECK_EQ(sluice_reset(s, 0, KEY("nobody"), T0), SLUICE_OK);
+
+    /* failure/success on a category without a lockout: SLUICE_ERR_NO_LOCKOUT. */
+    CHECK_DECIDE_ERROR(sluice_failure, s, 0, KEY("u"), T0, 1, SLUICE_ERR_NO_LOCKOUT);
+    CHECK_EQ(sluice_success(s, 0, KEY("u"), T0), SLUICE_ERR_NO_LOCKOUT);
+
+    /* Argument errors of failure (out untouched), success and reset. */
+    CHECK_DECIDE_ERROR(sluice_failure, NULL, a, KEY("u"), T0, 1, SLUICE_ERR_NULL);
+    CHECK_DECIDE_ERROR(sluice_failure, s, a, NULL, 1, T0, 1, SLUICE_ERR_NULL);
+    CHECK_DECIDE_ERROR(sluice_failure, s, a, KEY("u"), T0, 0, SLUICE_ERR_NULL);
+    CHECK_DECIDE_ERROR(sluice_failure, s, a, KEY(""), T0, 1, SLUICE_ERR_EMPTY_KEY);
+    CHECK_DECIDE_ERROR(sluice_failure, s, 7, KEY("u"), T0, 1, SLUICE_ERR_UNKNOWN_CATEGORY);
+    CHECK_DECIDE_ERROR(sluice_failure, s, a, KEY("u"), -5, 1, SLUICE_ERR_TIME);
+    CHECK_EQ(sluice_success(NULL, a, KEY("u"), T0), SLUICE_ERR_NULL);
+    CHECK_EQ(sluice_success(s, a, NULL, 1, T0), SLUICE_ERR_NULL);
+    CHECK_EQ(sluice_success(s, a, KEY(""), T0), SLUICE_ERR_EMPTY_KEY);
+    CHECK_EQ(sluice_success(s, 7, KEY("u"), T0), SLUICE_ERR_UNKNOWN_CATEGORY);
+    CHECK_EQ(sluice_success(s, a, KEY("u"), -5), SLUICE_ERR_TIME);
+    CHECK_EQ(sluice_reset(NULL, a, KEY("u"), T0), SLUICE_ERR_NULL);
+    CHECK_EQ(sluice_reset(s, a, NULL, 1, T0), SLUICE_ERR_NULL);
+    CHECK_EQ(sluice_reset(s, a, KEY(""), T0), SLUICE_ERR_EMPTY_KEY);
+    CHECK_EQ(sluice_reset(s, -1, KEY("u"), T0), SLUICE_ERR_UNKNOWN_CATEGORY);
+    CHECK_EQ(sluice_reset(s, a, KEY("u"), MAX_TIME_MS + 1), SLUICE_ERR_TIME);
+
+    /* None of the failing calls above touched "u" (locked since t + 12 for 60 s). */
+    CHECK_EQ(sluice_check(s, a, KEY("u"), t + 13, &d), SLUICE_OK);
+    CHECK_EQ(d.status, SLUICE_STATUS_LOCKED);
+    CHECK_EQ(d.retry_after, 60);
+    CHECK_EQ(sluice_rule_stats(s, 1, &rs), SLUICE_OK);
+    CHECK_EQ(rs.lockouts, 3);
+    sluice_close(s);
+
+    /* locked_keys is judged at the wall clock (sluice_stats has no time argument), so this
+     * part uses wall-clock times. */
+    s = open_ok("global 10/1m\nauth lockout 2/1m for 1h");
+    const int a2 = category_ok(s, "auth");
+    struct sluice_table_stats st;
+    int64_t now = wall_ms();
+    CHECK_EQ(sluice_failure(s, a2, KEY("x"), now, &d), SLUICE_OK);
+    CHECK_EQ(d.remaining, 1);
+    CHECK_EQ(sluice_failure(s, a2, KEY("x"), now + 1, &d), SLUICE_OK);
+    CHECK_EQ(d.status, SLUICE_STATUS_LOCKED);
+    CHECK_EQ(d.retry_after, 3600);
+    CHECK_EQ(sluice_stats(s, SLUICE_NOW, &st), SLUICE_OK);
+    CHECK_EQ(st.live_keys, 1);
+    CHECK_EQ(st.locked_keys, 1);
+    CHECK_EQ(sluice_reset(s, a2, KEY("x"), now + 2), SLUICE_OK);
+    CHECK_EQ(sluice_stats(s, SLUICE_NOW, &st), SLUICE_OK);
+    CHECK_EQ(st.live_keys, 1);
+    CHECK_EQ(st.locked_keys, 0);
+    CHECK_EQ(sluice_check(s, a2, KEY("x"), now + 3, &d), SLUICE_OK);
+    CHECK_EQ(d.allowed, 1);
+    sluice_close(s);
+}
+
+/* ---- sluice_check_batch -------------------------------------------------------------- */
+
+static void test_batch(void) {
+    struct sluice *s = open_ok(DEFAULT_POLICY);
+    const int media = category_ok(s, "media");
+    const int write = category_ok(s, "write");
+    struct sluice_decision out[8], pristine[8], d;
+    memset(pristine, SENTINEL, sizeof pristine);
+
+    /* n = 0: fine, with or without arrays; nothing written. */
+    memset(out, SENTINEL, sizeof out);
+    CHECK_EQ(sluice_check_batch(s, NULL, 0, T0, NULL), SLUICE_OK);
+    struct sluice_request one = {0, KEY("k")};
+    CHECK_EQ(sluice_check_batch(s, &one, 0, T0, out), SLUICE_OK);
+    CHECK(memcmp(out, pristine, sizeof out) == 0);
+    CHECK_EQ(sluice_check_batch(NULL, NULL, 0, T0, NULL), SLUICE_ERR_NULL);
+
+    /* Mixed keys and categories, all at T0; "a" twice in media. */
+    struct sluice_request reqs[] = {
+        {media, KEY("a")},
+        {write, KEY("b")},
+        {0, KEY("c")},
+        {media, KEY("a")},
+    };
+    CHECK_EQ(sluice_check_batch(s, reqs, 4, T0, out), SLUICE_OK);
+    CHECK_DECISION(&out[0], 1, SLUICE_STATUS_PASSED, 60, 59, 60, T0_S + 60, 0, 1, 60000);
+    CHECK_DECISION(&out[1], 1, SLUICE_STATUS_PASSED, 30, 29, 60, T0_S + 60, 0, 3, 60000);
+    CHECK_DECISION(&out[2], 1, SLUICE_STATUS_PASSED, 300, 299, 60, T0_S + 60, 0, 0, 60000);
+    CHECK_DECISION(&out[3], 1, SLUICE_STATUS_PASSED, 60, 58, 60, T0_S + 60, 0, 1, 60000);
+    CHECK(memcmp(&out[4], pristine, 4 * sizeof out[0]) == 0); /* only n were written */
+    /* They were recorded, as by sluice_check. */
+    CHECK_EQ(sluice_peek(s, media, KEY("a"), T0, &d), SLUICE_OK);
+    CHECK_EQ(d.remaining, 57);
+
+    /* A batch that trips a limit mid-way: "global 1/1m" admits the first of each key. */
+    struct sluice *one_per_min = open_ok("global 1/1m");
+    struct sluice_request abc[] = {{0, KEY("a")}, {0, KEY("b")}, {0, KEY("a")}};
+    CHECK_EQ(sluice_check_batch(one_per_min, abc, 3, T0, out), SLUICE_OK);
+    CHECK_EQ(out[0].allowed, 1);
+    CHECK_EQ(out[1].allowed, 1);
+    CHECK_EQ(out[2].allowed, 0);
+    CHECK_EQ(out[2].status, SLUICE_STATUS_LIMITED);
+    CHECK_EQ(out[2].retry_after, 60);
+    sluice_close(one_per_min);
+
+    /* One invalid request: that error, no decision written, nothing recorded. */
+    uint8_t *long_key = calloc(65536, 1);
+    CHECK(long_key != NULL);
+    struct {
+        struct sluice_request bad;
+        int64_t now;
+        int rc;
+    } cases[] = {
+        {{0, KEY("")}, T0, SLUICE_ERR_EMPTY_KEY},
+        {{0, NULL, 3}, T0, SLUICE_ERR_NULL},
+        {{5, KEY("z")}, T0, SLUICE_ERR_UNKNOWN_CATEGORY},
+        {{-1, KEY("z")}, T0, SLUICE_ERR_UNKNOWN_CATEGORY},
+        {{0, long_key, 65536}, T0, SLUICE_ERR_KEY_TOO_LONG},
+        {{0, KEY("z")}, -1, SLUICE_ERR_TIME},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (cases[i].bad.key == NULL && cases[i].rc == SLUICE_ERR_KEY_TOO_LONG) {
+            continue; /* calloc failed */
+        }
+        struct sluice_request mixed[] = {
+            {media, KEY("fresh")},
+            {0, KEY("fresh")},
+            cases[i].bad,
+            {write, KEY("fresh")},
+        };
+        memset(out, SENTINEL, sizeof out);
+        int rc = sluice_check_batch(s, mixed, 4, cases[i].now, out);
+        if (rc != cases[i].rc) {
+            fprintf(stderr, "batch case %zu:\n", i);
+        }
+        CHECK_EQ(rc, cases[i].rc);
+        CHECK(memcmp(out, pristine, sizeof out) == 0);
+    }
+    free(long_key);
+    /* "fresh" was never recorded: a peek finds the full quota. */
+    CHECK_EQ(sluice_peek(s, media, KEY("fresh"), T0, &d), SLUICE_OK);
+    CHECK_EQ(d.remaining, 59);
+    CHECK_EQ(sluice_peek(s, 0, KEY("fresh"), T0, &d), SLUICE_OK);
+    CHECK_EQ(d.remaining, 299);
+    struct sluice_table_stats st;
+    CHECK_EQ(sluice_stats(s, SLUICE_NOW, &st), SLUICE_OK);
+    CHECK_EQ(st.live_keys, 3); /* a, b, c */
+
+    /* NULL arrays with n > 0, a NULL handle. */
+    memset(out, SENTINEL, sizeof out);
+    CHECK_EQ(sluice_check_batch(s, NULL, 1, T0, out), SLUICE_ERR_NULL);
+    CHECK_EQ(sluice_check_batch(s, reqs, 1, T0, NULL), SLUICE_ERR_NULL);
+    CHECK_EQ(sluice_check_batch(NULL, reqs, 1, T0, out), SLUICE_ERR_NULL);
+    CHECK(memcmp(out, pristine, sizeof out) == 0);
+
+    /* SLUICE_NOW. */
+    struct sluice_request now_req = {0, KEY("batch-now")};
+    CHECK_EQ(sluice_check_batch(s, &now_req, 1, SLUICE_NOW, out), SLUICE_OK);
+    CHECK_EQ(out[0].allowed, 1);
+    CHECK_EQ(out[0].remaining, 299);
+    sluice_close(s);
+}
+
+/* ---- sluice_headers ------------------------------------------------------------------ */
+
+static void test_headers(void) {
+    struct sluice *s = open_ok("write 2/1m\nwrite 500/1h");
+    const int w = category_ok(s, "write");
+    struct sluice_decision first, third, d;
+    char buf[512];
+
+    static const char X_FIRST[] =
+        "X-RateLimit-Limit: 2\r\nX-RateLimit-Remaining: 1\r\nX-RateLimit-Reset: 1767225660\r\n";
+    static const char IETF_FIRST[] =
+        "RateLimit-Policy: \"write\";q=2;w=60\r\nRateLimit: \"write\";r=1;t=60\r\n";
+    static const char X_THIRD[] = "X-RateLimit-Limit: 2\r\nX-RateLimit-Remaining: 0\r\n"
+                                  "X-RateLimit-Reset: 1767225660\r\nRetry-After: 40\r\n";
+    static const char IETF_THIRD[] = "RateLimit-Policy: \"write\";q=2;w=60\r\n"
+                                     "RateLimit: \"write\";r=0;t=40\r\nRetry-After: 40\r\n";
+    const int x_len = (int)strlen(X_FIRST);
+
+    CHECK_EQ(sluice_check(s, w, KEY("k"), T0, &first), SLUICE_OK);
+    memset(buf, 'Z', sizeof buf);
+    CHECK_EQ(sluice_headers(s, &first, SLUICE_HEADERS_X_RATELIMIT, buf, sizeof buf), x_len);
+    CHECK_STR(buf, X_FIRST);
+    CHECK(buf[x_len + 1] == 'Z');
+    CHECK_EQ(sluice_headers(s, &first, SLUICE_HEADERS_IETF, buf, sizeof buf),
+             (int)strlen(IETF_FIRST));
+    CHECK_STR(buf, IETF_FIRST);
+
+    CHECK_EQ(sluice_check(s, w, KEY("k"), T0 + 10000, &d), SLUICE_OK);
+    CHECK_EQ(sluice_check(s, w, KEY("k"), T0 + 20500, &third), SLUICE_OK);
+    CHECK_EQ(third.allowed, 0);
+    CHECK_EQ(sluice_headers(s, &third, SLUICE_HEADERS_IETF, buf, sizeof buf),
+             (int)strlen(IETF_THIRD));
+    CHECK_STR(buf, IETF_THIRD);
+    CHECK_EQ(sluice_headers(s, &third, SLUICE_HEADERS_X_RATELIMIT, buf, sizeof buf),
+             (int)strlen(X_THIRD));
+    CHECK_STR(buf, X_THIRD);
+
+    /* Sizing: NULL buffer with cap 0 returns the length and writes nothing. */
+    CHECK_EQ(sluice_headers(s, &first, SLUICE_HEADERS_X_RATELIMIT, NULL, 0), x_len);
+
+    /* Too small (cap < len) and cap == len (no room for the NUL): no partial block, only an
+     * empty string (a NUL at buf[0]), and nothing past cap. */
+    const size_t caps[] = {1, 10, (size_t)x_len - 1, (size_t)x_len};
+    for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++) {
+        char small[512];
+        memset(small, 'Z', sizeof small);
+        CHECK_EQ(sluice_headers(s, &first, SLUICE_HEADERS_X_RATELIMIT, small, caps[i]), x_len);
+        CHECK(small[0] == '\0');
+        size_t untouched = 1;
+        while (untouched < sizeof small && small[untouched] == 'Z') {
+            untouched++;
+        }
+        CHECK_EQ(untouched, sizeof small); /* the rest of buf and the canary past cap */
+    }
+    /* cap == len + 1: exactly fits, canary right after the NUL survives. */
+    {
+        char exact[512];
+        memset(exact, 'Z', sizeof exact);
+        CHECK_EQ(sluice_headers(s, &first, SLUICE_HEADERS_X_RATELIMIT, exact,
+                                (size_t)x_len + 1),
+                 x_len);
+        CHECK_STR(exact, X_FIRST);
+        CHECK(exact[x_len + 1] == 'Z');
+    }
+    /* The two-call pattern a C programmer uses: size, allocate, format. */
+    {
+        int need = sluice_headers(s, &third, SLUICE_HEADERS_IETF, NULL, 0);
+        CHECK(need > 0);
+        char *heap = malloc((size_t)need + 1);
+        CHECK(heap != NULL);
+        if (heap != NULL) {
+            CHECK_EQ(sluice_headers(s, &third, SLUICE_HEADERS_IETF, heap, (size_t)need + 1),
+                     need);
+            CHECK_STR(heap, IETF_THIRD);
+            free(heap);
+        }
+    }
+
+    /* Errors. */
+    memset(buf, 'Z', sizeof buf);
+    CHECK_EQ(sluice_headers(s, &first, 2, buf, sizeof buf), SLUICE_ERR_ARGUMENT);
+    CHECK_EQ(sluice_headers(s, &first, -1, buf, sizeof buf), SLUICE_ERR_ARGUMENT);
+    CHECK_EQ(sluice_headers(s, NULL, SLUICE_HEADERS_X_RATELIMIT, buf, sizeof buf),
+             SLUICE_ERR_NULL);
+    CHECK_EQ(sluice_headers(NULL, &first, SLUICE_HEADERS_X_RATELIMIT, buf, sizeof buf),
+             SLUICE_ERR_NULL);
+    CHECK_EQ(sluice_headers(s, &first, SLUICE_HEADERS_X_RATELIMIT, NULL, sizeof buf),
+             SLUICE_ERR_NULL);
+    d = first;
+    d.status = 5; /* not a SLUICE_STATUS_* */
+    CHECK_EQ(sluice_headers(s, &d, SLUICE_HEADERS_X_RATELIMIT, buf, sizeof buf),
+             SLUICE_ERR_ARGUMENT);
+    CHECK(buf[0] == 'Z');
+
+    /* No rule applies: no rate-limit headers, an empty block (length 0, a lone NUL). */
+    struct sluice *empty = open_ok("");
+    CHECK_EQ(sluice_check(empty, 0, KEY("k"), T0, &d), SLUICE_OK);
+    CHECK_EQ(d.rule, -1);
+    CHECK_EQ(sluice_headers(empty, &d, SLUICE_HEADERS_X_RATELIMIT, NULL, 0), 0);
+    buf[0] = 'Z';
+    buf[1] = 'Z';
+    CHECK_EQ(sluice_headers(empty, &d, SLUICE_HEADERS_IETF, buf, 1), 0);
+    CHECK(buf[0] == '\0' && buf[1] == 'Z');
+    /* A refused decision with no rule carries only Retry-After. */
+    d.allowed = 0;
+    d.status = SLUICE_STATUS_LIMITED;
+    d.retry_after = 7;
+    CHECK_EQ(sluice_headers(empty, &d, SLUICE_HEADERS_X_RATELIMIT, buf, sizeof buf), 16);
+    CHECK_STR(buf, "Retry-After: 7\r\n");
+    sluice_close(empty);
+
+    /* Locked: only Retry-After (the lockout's numbers are failures, not a request quota). */
+    struct sluice *auth = open_ok("auth lockout 2/15m for 1m");
+    const int a = category_ok(auth, "auth");
+    CHECK_EQ(sluice_failure(auth, a, KEY("u"), T0, &d), SLUICE_OK);
+    CHECK_EQ(sluice_failure(auth, a, KEY("u"), T0 + 1, &d), SLUICE_OK);
+    CHECK_EQ(sluice_check(auth, a, KEY("u"), T0 + 20001, &d), SLUICE_OK);
+    CHECK_EQ(d.status, SLUICE_STATUS_LOCKED);
+    CHECK_EQ(sluice_headers(auth, &d, SLUICE_HEADERS_X_RATELIMIT, buf, sizeof buf) > 0, 1);
+    CHECK_STR(buf, "Retry-After: 40\r\n");
+    CHECK_EQ(sluice_headers(auth, &d, SLUICE_HEADERS_IETF, buf, sizeof buf) > 0, 1);
+    CHECK_STR(buf, "Retry-After: 40\r\n");
+    sluice_close(auth);
+
+    sluice_close(s);
+}
+
+/* ---- sluice_stats / sluice_rule_stats ------------------------------------------------ */
+
+static void test_stats(void) {
+    struct sluice *s = open_ok(DEFAULT_POLICY);
+    const int write = category_ok(s, "write");
+    const int auth = category_ok(s, "auth");
+    struct sluice_table_stats st;
+    struct sluice_rule_counts rs;
+    struct sluice_decision d;
+
+    CHECK_EQ(sluice_stats(s, SLUICE_NOW, &st), SLUICE_OK);
+    CHECK_EQ(st.capacity, 65536);
+    CHECK_EQ(st.bytes_per_key, 8328); /* README: 1,025 logged requests x 8 + 128 */
+    CHECK_EQ(st.rules, 7);            /* 6 window rules and 1 lockout */
+    CHECK_EQ(st.live_keys, 0);
+    CHECK_EQ(st.locked_keys, 0);
+    CHECK_EQ(st.evictions, 0);
+    CHECK_EQ(st.reclaimed, 0);
+    CHECK_EQ(st.full, 0);
+    for (uint32_t r = 0; r < st.rules; r++) {
+        memset(&rs, SENTINEL, sizeof rs);
+        CHECK_EQ(sluice_rule_stats(s, r, &rs), SLUICE_OK);
+        CHECK(rs.passed == 0 && rs.limited == 0 && rs.dry_run_limited == 0 && rs.locked == 0 &&
+              rs.lockouts == 0);
+    }
+
+    /* global a x2, write b, auth d, a failure of e, a peek of c. */
+    CHECK_EQ(sluice_check(s, 0, KEY("a"), T0, &d), SLUICE_OK);
+    CHECK_EQ(sluice_check(s, 0, KEY("a"), T0 + 1, &d), SLUICE_OK);
+    CHECK_EQ(sluice_check(s, write, KEY("b"), T0 + 2, &d), SLUICE_OK);
+    CHECK_EQ(sluice_check(s, auth, KEY("d"), T0 + 3, &d), SLUICE_OK);
+    CHECK_EQ(sluice_failure(s, auth, KEY("e"), T0 + 4, &d), SLUICE_OK);
+    CHECK_EQ(d.remaining, 4);
+    CHECK_EQ(sluice_peek(s, 0, KEY("c"), T0 + 5, &d), SLUICE_OK);
+
+    CHECK_EQ(sluice_stats(s, SLUICE_NOW, &st), SLUICE_OK);
+    CHECK_EQ(st.live_keys, 4); /* a, b, d, e: not the peeked c */
+    CHECK_EQ(st.locked_keys, 0);
+    CHECK_EQ(st.evictions, 0);
+    CHECK_EQ(st.full, 0);
+    /* passed per rule in policy order: global, media, analytics, write/1m, write/1h, auth,
+     * auth lockout */
+    const uint64_t passed[7] = {4, 0, 0, 1, 1, 1, 0};
+    for (uint32_t r = 0; r < 7; r++) {
+        CHECK_EQ(sluice_rule_stats(s, r, &rs), SLUICE_OK);
+        CHECK_EQ(rs.passed, passed[r]);
+        CHECK_EQ(rs.limited, 0);
+        CHECK_EQ(rs.lockouts, 0);
+    }
+
+    /* Out of range, NULLs: error and out untouched. */
+    struct sluice_rule_counts pristine;
+    memset(&pristine, SENTINEL, sizeof pristine);
+    memset(&rs, SENTINEL, sizeof rs);
+    CHECK_EQ(sluice_rule_stats(s, 7, &rs), SLUICE_ERR_ARGUMENT);
+    CHECK_EQ(sluice_rule_stats(s, -1, &rs), SLUICE_ERR_ARGUMENT);
+    CHECK_EQ(sluice_rule_stats(NULL, 0, &rs), SLUICE_ERR_NULL);
+    CHECK(memcmp(&rs, &pristine, sizeof rs) == 0);
+    CHECK_EQ(sluice_rule_stats(s, 0, NULL), SLUICE_ERR_NULL);
+    struct sluice_table_stats st_pristine;
+    memset(&st_pristine, SENTINEL, sizeof st_pristine);
+    memset(&st, SENTINEL, sizeof st);
+    CHECK_EQ(sluice_stats(NULL, SLUICE_NOW, &st), SLUICE_ERR_NULL);
+    CHECK(memcmp(&st, &st_pristine, sizeof st) == 0);
+    CHECK_EQ(sluice_stats(s, SLUICE_NOW, NULL), SLUICE_ERR_NULL);
+    sluice_close(s);
+
+    /* limited and dry_run_limited counts. */
+    s = open_ok("global 2/1m\nmedia 1/1m dry-run");
+    const int media = category_ok(s, "media");
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ(sluice_check(s, 0, KEY("g"), T0 + i, &d), SLUICE_OK);
+    }
+    CHECK_EQ(d.status, SLUICE_STATUS_LIMITED);
+    CHECK_EQ(sluice_check(s, media, KEY("m"), T0, &d), SLUICE_OK);
+    CHECK_EQ(d.status, SLUICE_STATUS_PASSED);
+    CHECK_EQ(sluice_check(s, media, KEY("m"), T0 + 1, &d), SLUICE_OK);
+    /* admitted, but the dry-run rule would have refused: it is reported */
+    CHECK_DECISION(&d, 1, SLUICE_STATUS_DRY_RUN_LIMITED, 1, 0, 60, T0_S + 60, 0, 1, 60000);
+    CHECK_EQ(sluice_check(s, media, KEY("m"), T0 + 2, &d), SLUICE_OK);
+    CHECK_EQ(d.status, SLUICE_STATUS_LIMITED); /* global refuses: 2 already */
+    CHECK_EQ(d.rule, 0);
+    CHECK_EQ(sluice_rule_stats(s, 0, &rs), SLUICE_OK);
+    CHECK_EQ(rs.passed, 4);
+    CHECK_EQ(rs.limited, 2);
+    CHECK_EQ(rs.dry_run_limited, 0);
+    CHECK_EQ(sluice_rule_stats(s, 1, &rs), SLUICE_OK);
+    CHECK_EQ(rs.passed, 1);
+    CHECK_EQ(rs.limited, 0);
+    CHECK_EQ(rs.dry_run_limited, 1);
+    CHECK_EQ(sluice_stats(s, SLUICE_NOW, &st), SLUICE_OK);
+    CHECK_EQ(st.rules, 2);
+    CHECK_EQ(st.live_keys, 2);
+    sluice_close(s);
+
+    /* A table of one key: eviction, reclaiming, and a full table (an active lockout is never
+     * evicted; when-full deny refuses). */
+    s = open_ok("capacity 1\nglobal 10/1m\nauth lockout 1/1m for 1h");
+    const int a = category_ok(s, "auth");
+    CHECK_EQ(sluice_check(s, 0, KEY("a"), T0, &d), SLUICE_OK);
+    CHECK_EQ(sluice_check(s, 0, KEY("b"), T0 + 1, &d), SLUICE_OK); /* evicts a (in window) */
+    CHECK_EQ(d.allowed, 1);
+    CHECK_EQ(sluice_check(s, 0, KEY("c"), T0 + 120000, &d), SLUICE_OK); /* b has expired */
+    CHECK_EQ(d.allowed, 1);
+    CHECK_EQ(sluice_failure(s, a, KEY("c"), T0 + 120001, &d), SLUICE_OK);
+    CHECK_EQ(d.status, SLUICE_STATUS_LOCKED);
+    CHECK_EQ(sluice_check(s, 0, KEY("d"), T0 + 120002, &d), SLUICE_OK);
+    CHECK_DECISION(&d, 0, SLUICE_STATUS_FULL, 0, 0, 0, T0_S + 121, 1, -1, 0);
+    {
+        char buf[64];
+        CHECK_EQ(sluice_headers(s, &d, SLUICE_HEADERS_X_RATELIMIT, buf, sizeof buf), 16);
+        CHECK_STR(buf, "Retry-After: 1\r\n");
+    }
+    CHECK_EQ(sluice_stats(s, SLUICE_NOW, &st), SLUICE_OK);
+    CHECK_EQ(st.capacity, 1);
+    CHECK_EQ(st.live_keys, 1);
+    CHECK_EQ(st.evictions, 1);
+    CHECK_EQ(st.reclaimed, 1);
+    CHECK_EQ(st.full, 1);
+    sluice_close(s);
+
+    /* when-full allow: admitted, status FULL, no headers at all. */
+    s = open_ok("capacity 1\nwhen-full allow\nauth lockout 1/1m for 1h");
+    CHECK_EQ(sluice_failure(s, 1, KEY("c"), T0, &d), SLUICE_OK);
+    CHECK_EQ(d.status, SLUICE_STATUS_LOCKED);
+    CHECK_EQ(sluice_check(s, 0, KEY("d"), T0 + 1, &d), SLUICE_OK);
+    CHECK_DECISION(&d, 1, SLUICE_STATUS_FULL, 0, 0, 0, T0_S + 1, 0, -1, 0);
+    CHECK_EQ(sluice_headers(s, &d, SLUICE_HEADERS_IETF, NULL, 0), 0);
+    sluice_close(s);
+}
+
+/* ---- two threads, one key ------------------------------------------------------------- */
+
+#define HAMMER_CHECKS 1000 /* per thread on the one hot key */
+#define ROUNDS 200         /* then one fresh key per round, both threads at once */
+#define ROUND_CHECKS 20
+
+struct hammer {
+    const struct sluice *s;
+    pthread_barrier_t *barrier;
+    long hot_admitted;
+    int round_admitted[ROUNDS];
+    int errors;    /* calls that did not return SLUICE_OK */
+    int malformed; /* decisions that contradict themselves */
+};
+
+static void hammer_one(struct hammer *h, const void *key, size_t len, int64_t now,
+                       int *admitted) {
+    struct sluice_decision d;
+    int rc = sluice_check(h->s, 0, key, len, now, &d);
+    if (rc != SLUICE_OK) {
+        h->errors++;
+        return;
+    }
+    if (d.allowed) {
+        ++*admitted;
+        if (d.status != SLUICE_STATUS_PASSED || d.retry_after != 0) {
+            h->malformed++;
+        }
+    } else if (d.status != SLUICE_STATUS_LIMITED || d.retry_after < 1 || d.remaining != 0) {
+        h->malformed++;
+    }
+}
+
+static void *hammer_main(void *arg) {
+    struct hammer *h = arg;
+    int hot = 0;
+    pthread_barrier_wait(h->barrier);
+    /* Every check within one 10 s window: at most 5 may be admitted, across both threads. */
+    for (int i = 0; i < HAMMER_CHECKS; i++) {
+        hammer_one(h, KEY("hot"), T0 + i, &hot);
+    }
+    h->hot_admitted = hot;
+    for (int r = 0; r < ROUNDS; r++) {
+        char key[32];
+        int n = snprintf(key, sizeof key, "round-%d", r);
+        int admitted = 0;
+        pthread_barrier_wait(h->barrier); /* start each round together */
+        for (int i = 0; i < ROUND_CHECKS; i++) {
+            hammer_one(h, key, (size_t)n, T0 + i, &admitted);
+        }
+        h->round_admitted[r] = admitted;
+    }
+    return NULL;
+}
+
+static void test_two_threads(void) {
+    struct sluice *s = open_ok("global 5/10s");
+    pthread_barrier_t barrier;
+    CHECK_EQ(pthread_barrier_init(&barrier, NULL, 2), 0);
+    static struct hammer h[2];
+    pthread_t tid[2];
+    for (int t = 0; t < 2; t++) {
+        memset(&h[t], 0, sizeof h[t]);
+        h[t].s = s;
+        h[t].barrier = &barrier;
+    }
+    int started = 0;
+    for (int t = 0; t < 2; t++) {
+        if (pthread_create(&tid[t], NULL, hammer_main, &h[t]) == 0) {
+            started++;
+        }
+    }
+    CHECK_EQ(started, 2);
+    if (started != 2) {
+        /* Cannot run without both threads (the barrier would never open). */
+        fprintf(stderr, "%d passed, %d failed\n", g_passed, g_failed);
+        exit(1);
+    }
+    for (int t = 0; t < 2; t++) {
+        pthread_join(tid[t], NULL);
+    }
+    pthread_barrier_destroy(&barrier);
+
+    CHECK_EQ(h[0].errors + h[1].errors, 0);
+    CHECK_EQ(h[0].malformed + h[1].malformed, 0);
+    CHECK_EQ(h[0].hot_admitted + h[1].hot_admitted, 5);
+    int over = 0, under = 0;
+    long total = 0;
+    for (int r = 0; r < ROUNDS; r++) {
+        int sum = h[0].round_admitted[r] + h[1].round_admitted[r];
+        total += sum;
+        if (sum > 5) {
+            over++;
+            fprintf(stderr, "round %d admitted %d (> 5)\n", r, sum);
+        } else if (sum < 5) {
+            under++;
+            fprintf(stderr, "round %d admitted %d (< 5)\n", r, sum);
+        }
+    }
+    CHECK_EQ(over, 0);  /* never more than 5 */
+    CHECK_EQ(under, 0); /* and with 40 checks per round, exactly 5 */
+    CHECK_EQ(total, 5L * ROUNDS);
+
+    /* The table agrees: 5 admitted per key, every other check limited. */
+    struct sluice_rule_counts rs;
+    CHECK_EQ(sluice_rule_stats(s, 0, &rs), SLUICE_OK);
+    CHECK_EQ(rs.passed, 5 * (ROUNDS + 1));
+    sluice_close(s);
+}
+
+/* ---- main ----------------------------------------------------------------------------- */
+
+int main(void) {
+    test_version();
+    test_strerror();
+    test_open();
+    test_category();
+    test_check_sequence();
+    test_check_now();
+    test_check_errors();
+    test_peek();
+    test_lockout();
+    test_batch();
+    test_headers();
+    test_stats();
+    test_two_threads();
+    printf("%d passed, %d failed\n", g_passed, g_failed);
+    return g_failed == 0 ? 0 : 1;
+}
