@@ -154,7 +154,8 @@ extern "C" {
 // On success writes a new handle to `*out` (owned by the caller, freed with `sluice_close`)
 // and returns SLUICE_OK. On failure returns a negative code, leaves `*out` untouched and, if
 // `err_buf` is not NULL, writes a NUL-terminated message of at most `err_cap` bytes there
-// (e.g. `line 3, column 12: expected a duration such as 1m or 30s, found "1 minute"`).
+// (e.g. `invalid policy: line 3, column 12: expected a duration such as 1m or 30s, found
+// "1 minute"`).
 // All pointers are borrowed for the duration of the call only.
 //
 // # Safety

@@ -70,6 +70,7 @@ pub(crate) fn ceil_secs(ms: i64) -> i64 {
     if ms <= 0 {
         0
     } else {
-        ms.saturating_add(999) / 1000
+        // Exact for every i64: `ms + 999` would overflow near i64::MAX.
+        ms / 1000 + i64::from(ms % 1000 != 0)
     }
 }
