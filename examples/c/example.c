@@ -23,19 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The default policy (policies/default.policy). In a real server, read it from a file. */
-static const char POLICY[] =
-    "global     300/1m\n"
-    "media       60/1m\n"
-    "analytics  120/1m\n"
-    "write       30/1m\n"
-    "write      500/1h\n"
-    "auth        10/1m\n"
-    "# 5 failed attempts within 15 minutes lock the key for 15 minutes,\n"
-    "# doubling on each further lockout, at most 24 hours\n"
-    "auth       lockout 5/15m for 15m..24h\n"
-    "capacity   65536\n";
-
 /* Category ids, resolved once at start-up. */
 static int g_write;
 static int g_auth;
@@ -107,11 +94,13 @@ int main(void) {
                 sluice_version());
     }
 
-    /* 1. Open the limiter. The second argument (a shared table's file path) must be NULL in
-     *    this version. On failure the message names the policy's line and column. */
+    /* 1. Open the limiter with the shipped default policy (policies/default.policy; a real
+     *    server would read its own policy from a file). The second argument (a shared
+     *    table's file path) must be NULL in this version. On failure the message names the
+     *    policy's line and column. */
     struct sluice *limiter = NULL;
     char err[256];
-    int rc = sluice_open(POLICY, NULL, &limiter, err, sizeof err);
+    int rc = sluice_open(sluice_default_policy(), NULL, &limiter, err, sizeof err);
     if (rc != SLUICE_OK) {
         fprintf(stderr, "sluice_open: %s (%s)\n", err, sluice_strerror(rc));
         return 1;
