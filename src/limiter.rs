@@ -248,6 +248,31 @@ impl Limiter {
         Limiter::builder(policy).open()
     }
 
+    /// Loom models: every reservation counts as abandoned as soon as it is made, so that
+    /// takeovers race with owners that are still running.
+    #[cfg(loom)]
+    pub(crate) fn abandon_claims_at_once(mut self) -> Limiter {
+        self.table.claims.abandon_after_s = 0;
+        self
+    }
+
+    /// Loom models: does `key` hold a slot?
+    #[cfg(loom)]
+    pub(crate) fn holds_slot(&self, key: &str) -> bool {
+        let kh = self
+            .table
+            .split_hash(hash_key(self.table.secret, key.as_bytes()));
+        matches!(self.table.find(&kh), Found::Slot(_))
+    }
+
+    /// Loom models: the home position of `key`.
+    #[cfg(loom)]
+    pub(crate) fn home_of(&self, key: &str) -> usize {
+        self.table
+            .split_hash(hash_key(self.table.secret, key.as_bytes()))
+            .home
+    }
+
     pub fn builder(policy: &str) -> LimiterBuilder {
         LimiterBuilder {
             policy: policy.to_owned(),

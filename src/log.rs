@@ -228,6 +228,25 @@ impl<'a> Log<'a> {
         }
     }
 
+    /// [`Log::clear`] for a slot being taken over: each attempt's CAS expects a counter value
+    /// read before `owned()` confirmed the caller still holds the slot; `Err` once it does not.
+    pub(crate) fn clear_while(&self, owned: impl Fn() -> bool) -> Result<(), ()> {
+        loop {
+            let c = self.counter.load(Ordering::Acquire);
+            if !owned() {
+                return Err(());
+            }
+            let next = ((counter_gen(c) + 1) & GEN_MASK) << 56;
+            if self
+                .counter
+                .compare_exchange(c, next, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return Ok(());
+            }
+        }
+    }
+
     /// Count the logged timestamps in the window `(t - W, ...]` by binary search over the
     /// last N tickets (they are in time order when time does not go backwards).
     pub(crate) fn summarize(&self, t: i64) -> Summary {

@@ -181,3 +181,67 @@ fn loom_new_key_in_a_one_slot_table_is_installed_once() {
         assert!(live <= 1);
     });
 }
+
+/// A limiter whose reservations are abandoned the moment they are made.
+fn limiter_abandoning(policy: &str) -> Arc<Limiter> {
+    Arc::new(
+        Limiter::builder(policy)
+            .secret([1, 2])
+            .open()
+            .unwrap()
+            .abandon_claims_at_once(),
+    )
+}
+
+#[test]
+fn loom_takeovers_of_live_installs_never_install_a_key_twice() {
+    // Each thread may take over the other's reservation mid-install (as if the owner had been
+    // killed) while the owner goes on: still one slot for the key, at most one admission.
+    loom::model(|| {
+        let l = limiter_abandoning("global 1/1m\ncapacity 2");
+        let hs: Vec<_> = (0..2)
+            .map(|i| {
+                let l = l.clone();
+                thread::spawn(move || l.check_at("k", Category::GLOBAL, T + i).unwrap().allowed)
+            })
+            .collect();
+        let admitted = hs
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|&a| a)
+            .count();
+        assert!(admitted <= 1, "admitted {admitted}");
+        assert!(l.stats_at(T).live_keys <= 1);
+        if admitted == 1 {
+            assert!(!l.check_at("k", Category::GLOBAL, T + 2).unwrap().allowed);
+        }
+    });
+}
+
+#[test]
+fn loom_a_stale_owner_never_clears_its_successor() {
+    // Two new keys with the same home in a table of two slots: one thread's install may be
+    // taken over by the other while it is still running. Whichever key ends up in that slot
+    // keeps what it logged, and the overtaken thread installs its key in the other slot
+    // rather than evicting.
+    loom::model(|| {
+        let l = limiter_abandoning("global 1/1m\ncapacity 2");
+        let home = l.home_of("a");
+        let b: &'static str = ["b", "c", "d", "e", "f", "g", "h", "i", "j"]
+            .into_iter()
+            .find(|k| l.home_of(k) == home)
+            .expect("a key with the same home");
+        let la = l.clone();
+        let ta = thread::spawn(move || la.check_at("a", Category::GLOBAL, T).unwrap().allowed);
+        let lb = l.clone();
+        let tb = thread::spawn(move || lb.check_at(b, Category::GLOBAL, T).unwrap().allowed);
+        let (a, b_admitted) = (ta.join().unwrap(), tb.join().unwrap());
+        for (key, admitted) in [("a", a), (b, b_admitted)] {
+            // A key that was admitted and holds a slot must still have its request logged.
+            if admitted && l.holds_slot(key) {
+                let d = l.peek_at(key, Category::GLOBAL, T + 1).unwrap();
+                assert!(!d.allowed, "{key}'s request was erased by a stale install");
+            }
+        }
+    });
+}

@@ -4,17 +4,29 @@
 //! 16 positions is two cache lines):
 //!
 //! ```text
-//! 0                                   empty (the slot's state is cleared)
-//! 01 | 0        (8) | fingerprint (54) reserved: a thread is installing this key here
-//! 11 | lockgen  (8) | fingerprint (54) live
+//! 0                                              empty
+//! 01 | stamp (30) | fingerprint's low 32 bits    reserved: a thread is installing this key here
+//! 11 | lockgen (8) | fingerprint (54)            live
 //! ```
 //!
 //! A key lives at one of the `probe` positions after its home `hash * capacity >> 64`.
 //! Installing a key: CAS a chosen position (the first empty one, else a victim) to
-//! `reserved(fp)`, then read every other position of the neighbourhood with a read-modify-write
-//! (so that of two threads installing the same key, at least one sees the other), back off if
-//! the key is live or being installed elsewhere, else clear the slot's state if it was a
-//! victim's and publish `live(fp)` with a release store.
+//! `reserved(fp, stamp)`, clear the slot's state (each write fenced by the reservation, see
+//! below), then read every other position of the neighbourhood with a read-modify-write (so
+//! that of two threads installing the same key, at least one sees the other), back off if the
+//! key is live or being installed elsewhere, else publish `live(fp)` with a CAS from the
+//! exact reserved word.
+//!
+//! **Abandoned claims.** The stamp is the system-wide monotonic clock in seconds. A process
+//! killed between reserving and publishing leaves a reserved word behind; once it is
+//! [`ABANDON_AFTER_S`] old, any installer may take the position over (or, when the word holds
+//! its own key, set it back to empty). The original owner may still be alive (stopped, say),
+//! so everything it writes after reserving is fenced: it publishes with a CAS from its exact
+//! reserved word, and it clears each slot word with a CAS from a value it read *before* a
+//! read-modify-write of the index word that still showed its reservation. A later owner's
+//! writes all follow its own CAS of that index word, so a stale owner's CAS either lands first
+//! (and is cleared again) or fails: it can never erase another key's log or lock. Stamps of
+//! one position never repeat within 2^30 s, so the exact-word CASes see no ABA.
 //!
 //! `lockgen` is bumped (CAS) before a lockout is written into a slot, and an evictor's CAS from
 //! `live` to `reserved` expects the exact word under which it saw no active lock: so a lock
@@ -23,7 +35,9 @@
 //!
 //! The fingerprint is 54 bits: a new key is falsely merged with an existing one only if both
 //! land in the same neighbourhood with equal fingerprints, probability at most
-//! 16 / 2^54 ≈ 8.9e-16 per new key.
+//! 16 / 2^54 ≈ 8.9e-16 per new key. A reservation carries only 32 bits of it: two different
+//! keys being installed in one neighbourhood at the same moment are taken for one key with
+//! probability 16 / 2^32, which only makes one of them wait (it is refused, never admitted).
 
 use crate::layout::{header, stat, Layout, STRIPES};
 use crate::log::Log;
@@ -35,12 +49,49 @@ const TAG_RESERVED: u64 = 0b01 << TAG_SHIFT;
 const TAG_LIVE: u64 = 0b11 << TAG_SHIFT;
 const TAG_MASK: u64 = 0b11 << TAG_SHIFT;
 const FP_MASK: u64 = (1 << 54) - 1;
+const RES_FP_MASK: u64 = (1 << 32) - 1;
+const STAMP_SHIFT: u32 = 32;
+const STAMP_MASK: u64 = (1 << 30) - 1;
+/// A reservation this many seconds old was abandoned by its owner (killed, or stopped for so
+/// long that its install is redone by someone else; both are safe, see the module docs).
+pub(crate) const ABANDON_AFTER_S: u64 = 2;
 const LOCKGEN_SHIFT: u32 = 54;
 const LOCKGEN_MASK: u64 = 0xff << LOCKGEN_SHIFT;
 
 #[inline]
 fn is_live_fp(w: u64, fp: u64) -> bool {
     w & !LOCKGEN_MASK == TAG_LIVE | fp
+}
+
+#[inline]
+fn reserved(fp: u64, stamp: u64) -> u64 {
+    TAG_RESERVED | (stamp & STAMP_MASK) << STAMP_SHIFT | fp & RES_FP_MASK
+}
+
+#[inline]
+fn is_reserved(w: u64) -> bool {
+    w & TAG_MASK == TAG_RESERVED
+}
+
+#[inline]
+fn is_reserved_fp(w: u64, fp: u64) -> bool {
+    is_reserved(w) && (w ^ fp) & RES_FP_MASK == 0
+}
+
+/// Stamps of reservations: the monotonic clock, shared by every process of the machine.
+#[cfg(not(loom))]
+fn claim_clock() -> u64 {
+    #[cfg(target_os = "linux")]
+    const CLOCK: libc::clockid_t = libc::CLOCK_MONOTONIC_COARSE;
+    #[cfg(not(target_os = "linux"))]
+    const CLOCK: libc::clockid_t = libc::CLOCK_MONOTONIC;
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer; clock_gettime cannot fail for this clock.
+    unsafe { libc::clock_gettime(CLOCK, &mut ts) };
+    ts.tv_sec as u64
 }
 
 /// Lock word of a lockout: `(until + 1) << 8 | level`; 0 = never locked.
@@ -81,15 +132,72 @@ pub(crate) enum Found {
     Full,
 }
 
+/// What a chosen position held.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Held {
+    Empty,
+    /// A key whose logs and locks can no longer affect a decision.
+    Expired,
+    /// A live key: an eviction.
+    Live,
+    /// A reservation left behind by an installer that never finished.
+    Abandoned,
+}
+
 enum Choice {
-    Position(usize, u64, bool),
+    Position(usize, u64, Held),
     Settled(Found),
+}
+
+/// When reservations count as abandoned.
+#[derive(Debug)]
+pub(crate) struct Claims {
+    /// Age in seconds at which a reservation is abandoned.
+    pub abandon_after_s: u64,
+    /// Under loom a counter stands in for the clock, so every reservation is unique.
+    #[cfg(loom)]
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Claims {
+    fn default() -> Claims {
+        Claims {
+            abandon_after_s: ABANDON_AFTER_S,
+            #[cfg(loom)]
+            next: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+impl Claims {
+    #[cfg(not(loom))]
+    fn stamp(&self) -> u64 {
+        claim_clock()
+    }
+    #[cfg(loom)]
+    fn stamp(&self) -> u64 {
+        self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+    #[cfg(not(loom))]
+    fn now(&self) -> u64 {
+        claim_clock()
+    }
+    #[cfg(loom)]
+    fn now(&self) -> u64 {
+        self.next.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    /// Is the reserved word `w` abandoned?
+    fn abandoned(&self, w: u64) -> bool {
+        let age = self.now().wrapping_sub(w >> STAMP_SHIFT) & STAMP_MASK;
+        age >= self.abandon_after_s
+    }
 }
 
 pub(crate) struct Table {
     region: Region,
     pub layout: Layout,
     pub secret: [u64; 2],
+    pub claims: Claims,
 }
 
 impl Table {
@@ -105,6 +213,7 @@ impl Table {
             region,
             layout,
             secret,
+            claims: Claims::default(),
         };
         t.init_header(policy_text, fingerprint, now_ms);
         Ok(t)
@@ -203,7 +312,7 @@ impl Table {
             if is_live_fp(w, kh.fp) {
                 return Found::Slot(self.position(kh, j));
             }
-            busy |= w == TAG_RESERVED | kh.fp;
+            busy |= is_reserved_fp(w, kh.fp) && !self.claims.abandoned(w);
         }
         if busy {
             Found::Busy
@@ -220,18 +329,14 @@ impl Table {
         }
         // A few attempts: each failed one means another thread changed the neighbourhood.
         for _ in 0..8 {
-            let (pos, seen, victim_expired) = match self.choose_position(kh, now) {
-                Choice::Position(pos, seen, expired) => (pos, seen, expired),
+            let (pos, seen, held) = match self.choose_position(kh, now) {
+                Choice::Position(pos, seen, held) => (pos, seen, held),
                 Choice::Settled(found) => return found,
             };
+            let mine = reserved(kh.fp, self.claims.stamp());
             if self
                 .index(pos)
-                .compare_exchange(
-                    seen,
-                    TAG_RESERVED | kh.fp,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
+                .compare_exchange(seen, mine, Ordering::AcqRel, Ordering::Acquire)
                 .is_err()
             {
                 match self.find(kh) {
@@ -239,15 +344,16 @@ impl Table {
                     other => return other,
                 }
             }
-            let was_victim = seen != 0;
-            if was_victim {
-                self.clear_slot(pos);
-                let counter = if victim_expired {
-                    stat::RECLAIMED
-                } else {
-                    stat::EVICTIONS
-                };
-                self.count_table(kh.stripe, counter);
+            // Whatever the position held (a victim, or the half-cleared state of an abandoned
+            // install) goes; an empty position is cleared too, since an abandoned claim may
+            // have been given back to empty before its owner finished clearing.
+            if self.clear_slot(pos, mine).is_err() {
+                continue; // our reservation was taken over: we were too slow
+            }
+            match held {
+                Held::Expired | Held::Abandoned => self.count_table(kh.stripe, stat::RECLAIMED),
+                Held::Live => self.count_table(kh.stripe, stat::EVICTIONS),
+                Held::Empty => {}
             }
             // Dekker-style check through read-modify-writes: of two threads installing the
             // same key, at least one sees the other's reservation.
@@ -257,40 +363,60 @@ impl Table {
                 if p == pos {
                     continue;
                 }
-                let w = self.index(p).fetch_add(0, Ordering::AcqRel);
+                let mut w = self.index(p).fetch_add(0, Ordering::AcqRel);
+                if is_reserved_fp(w, kh.fp) && self.claims.abandoned(w) {
+                    // A dead install of this key: cancel it, so that it can never publish.
+                    match self
+                        .index(p)
+                        .compare_exchange(w, 0, Ordering::AcqRel, Ordering::Acquire)
+                    {
+                        Ok(_) => continue,
+                        Err(now) => w = now,
+                    }
+                }
                 if is_live_fp(w, kh.fp) {
                     other = Some(Found::Slot(p));
                     break;
                 }
-                if w == TAG_RESERVED | kh.fp {
+                if is_reserved_fp(w, kh.fp) {
                     other = Some(Found::Busy);
                 }
             }
-            // The reserved word is ours: publishing and giving back are swaps rather than plain
-            // stores only because loom mis-orders a store against another thread's concurrent
-            // read-modify-write of the same word (tokio-rs/loom#254); on hardware both are the
-            // same single write.
+            // Giving back and publishing are CASes from our exact reserved word: if the
+            // reservation was taken over as abandoned, they fail and change nothing.
             match other {
                 Some(Found::Busy) => {
                     // Another thread is installing the key elsewhere. Give the position back
-                    // (its state already cleared) and look again: it may have published.
-                    self.index(pos).swap(0, Ordering::AcqRel);
+                    // and look again: it may have published.
+                    self.release(pos, mine);
                     match self.find(kh) {
                         Found::Absent => continue,
                         found => return found,
                     }
                 }
                 Some(found) => {
-                    self.index(pos).swap(0, Ordering::AcqRel);
+                    self.release(pos, mine);
                     return found;
                 }
                 None => {}
             }
             self.slot(pos)[0].store(now as u64 + 1, Ordering::Relaxed);
-            self.index(pos).swap(TAG_LIVE | kh.fp, Ordering::AcqRel);
-            return Found::Slot(pos);
+            if self
+                .index(pos)
+                .compare_exchange(mine, TAG_LIVE | kh.fp, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return Found::Slot(pos);
+            }
         }
         Found::Busy
+    }
+
+    /// Give a reserved position back to empty, unless it was taken over meanwhile.
+    fn release(&self, pos: usize, mine: u64) {
+        let _ = self
+            .index(pos)
+            .compare_exchange(mine, 0, Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// Pick where a new key goes: the first empty position, else the slot of an expired key,
@@ -304,15 +430,18 @@ impl Table {
             let p = self.position(kh, j);
             let w = self.index(p).load(Ordering::Acquire);
             if w == 0 {
-                return Choice::Position(p, 0, false);
+                return Choice::Position(p, 0, Held::Empty);
             }
             if is_live_fp(w, kh.fp) {
                 return Choice::Settled(Found::Slot(p)); // never evict the key we are placing
             }
-            if w == TAG_RESERVED | kh.fp {
-                return Choice::Settled(Found::Busy);
-            }
-            if w & TAG_MASK != TAG_LIVE {
+            if is_reserved(w) {
+                if self.claims.abandoned(w) {
+                    return Choice::Position(p, w, Held::Abandoned);
+                }
+                if is_reserved_fp(w, kh.fp) {
+                    return Choice::Settled(Found::Busy);
+                }
                 continue; // another key being installed
             }
             let slot = self.slot(p);
@@ -332,7 +461,9 @@ impl Table {
             }
         }
         match best {
-            Some((p, w, expired, _)) => Choice::Position(p, w, expired),
+            Some((p, w, expired, _)) => {
+                Choice::Position(p, w, if expired { Held::Expired } else { Held::Live })
+            }
             None => Choice::Settled(Found::Full),
         }
     }
@@ -365,16 +496,32 @@ impl Table {
         logs_quiet && locks_quiet
     }
 
-    /// Forget everything a slot holds (its position is reserved by the caller).
-    fn clear_slot(&self, pos: usize) {
+    /// Forget everything a slot holds, while its position holds the caller's reservation
+    /// `mine`; `Err` if the reservation was taken over (then what was not cleared yet is left
+    /// to the new owner). Each word is cleared by a CAS from a value read before an RMW of the
+    /// index word showed `mine` (the fence described in the module docs).
+    fn clear_slot(&self, pos: usize, mine: u64) -> Result<(), ()> {
+        let idx = self.index(pos);
+        let owned = || idx.fetch_add(0, Ordering::AcqRel) == mine;
         let slot = self.slot(pos);
         for w in 0..self.layout.windows.len() {
-            self.window_log(slot, w).clear();
+            self.window_log(slot, w).clear_while(owned)?;
         }
         for (i, lo) in self.layout.lockouts.iter().enumerate() {
-            self.failure_log(slot, i).clear();
-            slot[lo.lock].swap(0, Ordering::AcqRel);
+            self.failure_log(slot, i).clear_while(owned)?;
+            let lock = &slot[lo.lock];
+            let mut l = lock.load(Ordering::Acquire);
+            while l != 0 {
+                if !owned() {
+                    return Err(());
+                }
+                match lock.compare_exchange(l, 0, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => break,
+                    Err(now) => l = now,
+                }
+            }
         }
+        Ok(())
     }
 
     /// Bump the slot's lockgen so that no evictor holding an older view can take it; fails if
@@ -436,5 +583,89 @@ impl Table {
             }
         }
         (live, locked)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::hash::hash_key;
+    use crate::policy::Policy;
+
+    const T: i64 = 1_767_225_600_000;
+
+    fn table(policy: &str) -> Table {
+        let p = Policy::parse(policy).unwrap();
+        Table::new_private(Layout::new(&p, policy.len()).unwrap(), [7, 9], policy, 0, T).unwrap()
+    }
+
+    fn kh(t: &Table, key: &str) -> KeyHash {
+        t.split_hash(hash_key(t.secret, key.as_bytes()))
+    }
+
+    /// The reserved word a process killed `age_s` seconds ago left for `fp`.
+    fn left_behind(fp: u64, age_s: u64) -> u64 {
+        reserved(fp, claim_clock().wrapping_sub(age_s))
+    }
+
+    #[test]
+    fn a_fresh_reservation_of_the_key_makes_it_busy() {
+        let t = table("global 2/1m\ncapacity 64");
+        let k = kh(&t, "k");
+        t.index(k.home)
+            .store(left_behind(k.fp, 0), Ordering::Relaxed);
+        assert_eq!(t.find(&k), Found::Busy);
+        assert_eq!(t.find_or_insert(&k, T), Found::Busy);
+    }
+
+    #[test]
+    fn an_abandoned_reservation_of_the_key_is_taken_over() {
+        let t = table("global 2/1m\ncapacity 64");
+        let k = kh(&t, "k");
+        t.index(k.home)
+            .store(left_behind(k.fp, ABANDON_AFTER_S), Ordering::Relaxed);
+        assert_eq!(t.find(&k), Found::Absent);
+        assert_eq!(t.find_or_insert(&k, T), Found::Slot(k.home));
+        assert_eq!(t.find(&k), Found::Slot(k.home));
+        assert_eq!(t.sum_table(stat::RECLAIMED), 1);
+        assert_eq!(t.census(T).0, 1);
+    }
+
+    #[test]
+    fn an_abandoned_half_done_install_leaves_nothing_behind() {
+        // A slot full of another key's requests and a lock, reserved by a process that died
+        // before clearing it: the next key placed there starts from nothing.
+        let t = table("auth 1/1m\nauth lockout 1/1m for 1h\ncapacity 1");
+        let old = kh(&t, "old");
+        assert_eq!(t.find_or_insert(&old, T), Found::Slot(0));
+        let slot = t.slot(0);
+        assert!(t.window_log(slot, 0).push(T).is_ok());
+        t.slot(0)[t.layout.lockouts[0].lock].store(lock_pack(T + 3_600_000, 1), Ordering::Relaxed);
+        t.index(0)
+            .store(left_behind(old.fp, 3600), Ordering::Relaxed);
+        let new = kh(&t, "new");
+        assert_eq!(t.find_or_insert(&new, T + 1), Found::Slot(0));
+        assert!(!t.has_active_lock(t.slot(0), T + 1));
+        assert_eq!(t.window_log(t.slot(0), 0).newest(), None);
+    }
+
+    #[test]
+    fn an_owner_whose_reservation_was_taken_over_writes_nothing() {
+        let t = table("global 2/1m\ncapacity 1");
+        let a = kh(&t, "a");
+        let mine = reserved(a.fp, claim_clock().wrapping_sub(10));
+        t.index(0).store(mine, Ordering::Relaxed);
+        // Taken over as abandoned by another key, which logs a request.
+        let b = kh(&t, "b");
+        assert_eq!(t.find_or_insert(&b, T), Found::Slot(0));
+        assert!(t.window_log(t.slot(0), 0).push(T).is_ok());
+        // The first owner wakes up: its clear and its publish both fail.
+        assert!(t.clear_slot(0, mine).is_err());
+        assert_eq!(t.window_log(t.slot(0), 0).newest(), Some(T));
+        assert!(t
+            .index(0)
+            .compare_exchange(mine, TAG_LIVE | a.fp, Ordering::AcqRel, Ordering::Acquire)
+            .is_err());
+        assert_eq!(t.find(&b), Found::Slot(0));
     }
 }
