@@ -44,11 +44,26 @@
 // `sluice_failure`/`sluice_success` on a category without a lockout.
 #define SLUICE_ERR_NO_LOCKOUT -21
 
-// The operating system refused memory or a file.
+// The operating system refused memory or a file (the error buffer names the path and the
+// reason: no such directory, permission denied, ...).
 #define SLUICE_ERR_IO -30
 
-// Opening a table by path is not available in this version.
+// Not supported by this build of sluice.
 #define SLUICE_ERR_UNSUPPORTED -31
+
+// The file at the path is not a usable sluice table (too short, zeros, a bad magic number, a
+// corrupt header, truncated). The file was not changed.
+#define SLUICE_ERR_NOT_A_TABLE -32
+
+// The table file has a format version this library does not read. It was not changed.
+#define SLUICE_ERR_FORMAT_VERSION -33
+
+// The table file was made for another policy; the error buffer names the rules that differ.
+// It was not changed.
+#define SLUICE_ERR_POLICY_MISMATCH -34
+
+// No table file at the path, and no policy was given to create one.
+#define SLUICE_ERR_NO_TABLE -35
 
 // A bug: the library caught a panic. Nothing was changed by the failing call.
 #define SLUICE_ERR_PANIC -99
@@ -148,9 +163,16 @@ extern "C" {
 
 // Open a limiter.
 //
-// `policy`: the policy text (NUL-terminated UTF-8), e.g. the default policy of the docs.
-// `path`: must be NULL in this version (private memory); a shared file table comes later
-// and answers SLUICE_ERR_UNSUPPORTED until then.
+// `policy`: the policy text (NUL-terminated UTF-8), e.g. `sluice_default_policy()`.
+// `path`: NULL for a table in this process's private memory; otherwise the table file that
+// every process opening the same path shares (e.g. "/dev/shm/api.sluice"). A missing file is
+// created for `policy` (mode 0600, sparse); many processes may do so at the same moment and
+// all get the one table. An existing file is checked and attached: with a non-NULL `policy` it
+// must be the file's policy (else SLUICE_ERR_POLICY_MISMATCH, naming the rules that differ);
+// with a NULL `policy` the file's own policy is used. A file that is not a table gives
+// SLUICE_ERR_NOT_A_TABLE, another format SLUICE_ERR_FORMAT_VERSION, a missing file with a
+// NULL policy SLUICE_ERR_NO_TABLE, a missing directory or a permission problem SLUICE_ERR_IO;
+// in every case the file is left unchanged.
 // On success writes a new handle to `*out` (owned by the caller, freed with `sluice_close`)
 // and returns SLUICE_OK. On failure returns a negative code, leaves `*out` untouched and, if
 // `err_buf` is not NULL, writes a NUL-terminated message of at most `err_cap` bytes there

@@ -1,6 +1,7 @@
 //! The error type of every fallible call.
 
 use std::fmt;
+use std::path::PathBuf;
 
 use crate::policy::PolicyError;
 
@@ -31,8 +32,39 @@ pub enum Error {
     KeyTooLong(usize),
     /// `now_ms` outside 0..=MAX_TIME_MS.
     TimeOutOfRange(i64),
-    /// The operating system refused memory or a file.
+    /// The operating system refused memory.
     Io(std::io::Error),
+    /// The operating system refused an operation on a table file (`action` is what was tried:
+    /// "open", "create", "size", "map", "read", "stat").
+    File {
+        path: PathBuf,
+        action: &'static str,
+        source: std::io::Error,
+    },
+    /// A private table needs a policy.
+    NoPolicy,
+    /// No table file at `path`, and no policy was given to create one.
+    NoTable {
+        path: PathBuf,
+    },
+    /// The file at `path` is not a usable sluice table (`why` says what is wrong). It was not
+    /// changed.
+    NotATable {
+        path: PathBuf,
+        why: String,
+    },
+    /// The table at `path` has another format version. It was not changed.
+    FormatVersion {
+        path: PathBuf,
+        found: u64,
+        supported: u64,
+    },
+    /// The table at `path` was made for another policy (`difference` names the rules that
+    /// differ). It was not changed.
+    PolicyMismatch {
+        path: PathBuf,
+        difference: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -62,6 +94,48 @@ impl fmt::Display for Error {
                 crate::time::MAX_TIME_MS
             ),
             Error::Io(e) => write!(f, "{e}"),
+            Error::File {
+                path,
+                action,
+                source,
+            } => {
+                write!(f, "cannot {action} table file {}: {source}", path.display())?;
+                match source.kind() {
+                    std::io::ErrorKind::NotFound if *action == "create" => {
+                        write!(f, " (does the directory exist?)")
+                    }
+                    std::io::ErrorKind::PermissionDenied => write!(
+                        f,
+                        " (table files are mode 0600: open them as the user who made them)"
+                    ),
+                    _ => Ok(()),
+                }
+            }
+            Error::NoPolicy => write!(f, "no policy given (a table in private memory needs one)"),
+            Error::NoTable { path } => write!(
+                f,
+                "no table file at {}, and no policy was given to create one",
+                path.display()
+            ),
+            Error::NotATable { path, why } => write!(
+                f,
+                "{} is not a usable sluice table: {why}; the file was not changed",
+                path.display()
+            ),
+            Error::FormatVersion {
+                path,
+                found,
+                supported,
+            } => write!(
+                f,
+                "{} is a sluice table of format version {found}, but this sluice reads version {supported}; the file was not changed",
+                path.display()
+            ),
+            Error::PolicyMismatch { path, difference } => write!(
+                f,
+                "{} was made for another policy: {difference}; the file was not changed (open it without a policy to use its own, or use another path)",
+                path.display()
+            ),
         }
     }
 }
@@ -71,6 +145,7 @@ impl std::error::Error for Error {
         match self {
             Error::Policy(e) => Some(e),
             Error::Io(e) => Some(e),
+            Error::File { source, .. } => Some(source),
             _ => None,
         }
     }

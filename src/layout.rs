@@ -10,6 +10,12 @@
 
 use crate::policy::{Policy, RuleKind};
 
+/// The fingerprint of a policy kept in the header: SipHash of its canonical form under a
+/// fixed key, so equal policies match however they are spelled.
+pub(crate) fn policy_fingerprint(policy: &Policy) -> u64 {
+    crate::hash::hash_key([0x736c75696365, 1], policy.canonical().as_bytes())
+}
+
 /// Words per cache line (64 bytes).
 const LINE_WORDS: usize = 8;
 /// Parts of the region start on 128-byte boundaries (the adjacent-line prefetch pair).
@@ -34,6 +40,8 @@ pub(crate) mod header {
     pub const POLICY_LEN: usize = 7;
     pub const CREATED_MS: usize = 8;
     pub const STATE: usize = 9;
+    /// STATE of a finished table (the header is complete).
+    pub const STATE_READY: u64 = 2;
     pub const STATS_OFFSET: usize = 10;
     pub const INDEX_OFFSET: usize = 11;
     pub const SLOTS_OFFSET: usize = 12;

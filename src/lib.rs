@@ -20,6 +20,8 @@
 mod error;
 #[cfg(not(loom))]
 pub mod ffi;
+#[cfg(not(loom))]
+mod file;
 mod hash;
 mod headers;
 mod layout;
@@ -36,7 +38,7 @@ mod loom_tests;
 
 pub use error::{Error, MAX_KEY_LEN};
 pub use headers::HeaderStyle;
-pub use limiter::{Category, Decision, Limiter, LimiterBuilder, RuleStats, Stats, Status};
+pub use limiter::{Category, Decision, Limiter, LimiterBuilder, RuleStats, Stats, Status, Unlock};
 pub use policy::{Policy, PolicyError, DEFAULT_POLICY};
 pub use time::{Clock, ManualClock, SystemClock, MAX_TIME_MS};
 

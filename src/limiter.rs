@@ -2,7 +2,11 @@
 
 use crate::error::{Error, MAX_KEY_LEN};
 use crate::hash::{hash_key, random_secret};
-use crate::layout::{stat, Layout, LayoutError, LockoutLayout, MAX_RULES_PER_CATEGORY};
+use std::path::{Path, PathBuf};
+
+use crate::layout::{
+    policy_fingerprint, stat, Layout, LayoutError, LockoutLayout, MAX_RULES_PER_CATEGORY,
+};
 use crate::log::{Log, Observed, Summary};
 use crate::policy::{Policy, WhenFull};
 use crate::sync::{AtomicU64, Ordering};
@@ -102,6 +106,9 @@ pub struct Stats {
     pub live_keys: u64,
     /// Keys with an active lockout now.
     pub locked_keys: u64,
+    /// Slots being claimed for a new key right now. A claim left by a killed process stays
+    /// here until an install that needs its position takes it over (2 s after it was made).
+    pub installing: u64,
     /// Slots taken from a key whose state still mattered (least recently active).
     pub evictions: u64,
     /// Slots taken from a key whose state had expired.
@@ -112,6 +119,17 @@ pub struct Stats {
     pub bytes_per_key: u64,
     /// One entry per rule, in policy order.
     pub rules: Vec<RuleStats>,
+}
+
+/// What [`Limiter::unlock_at`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unlock {
+    /// The key was locked until `until_ms`; it no longer is.
+    Unlocked { until_ms: i64 },
+    /// The key holds a slot but was not locked (its failures were forgotten all the same).
+    NotLocked,
+    /// The table holds nothing for the key (never seen, or evicted): nothing changed.
+    UnknownKey,
 }
 
 /// Counts of one rule (or lockout).
@@ -139,14 +157,71 @@ enum Op {
 /// refuses (which is always safe). Each lost race means another request was logged.
 const MAX_ATTEMPTS: usize = 64;
 
-/// Builds a [`Limiter`] with a non-default clock or secret.
+/// Builds a [`Limiter`]: its policy, where its table lives, its clock and its secret.
+///
+/// ```no_run
+/// use sluice::{Limiter, LimiterBuilder, DEFAULT_POLICY};
+/// // Every worker process runs this line; the first creates the file, the others attach.
+/// let shared = Limiter::builder(DEFAULT_POLICY).path("/dev/shm/api.sluice").open()?;
+/// // An operator's tool attaches with the policy stored in the file.
+/// let same = LimiterBuilder::new().path("/dev/shm/api.sluice").open()?;
+/// # Ok::<(), sluice::Error>(())
+/// ```
 pub struct LimiterBuilder {
-    policy: String,
+    policy: Option<String>,
+    path: Option<PathBuf>,
     clock: Box<dyn Clock>,
     secret: Option<[u64; 2]>,
 }
 
+impl Default for LimiterBuilder {
+    fn default() -> LimiterBuilder {
+        LimiterBuilder::new()
+    }
+}
+
+/// Lay out `policy` (of `text_len` bytes of text), or say why it cannot be.
+pub(crate) fn layout_for(policy: &Policy, text_len: usize) -> Result<Layout, Error> {
+    Layout::new(policy, text_len).map_err(|e| match e {
+        LayoutError::TooManyRules { category, count } => Error::PolicyTooLarge(format!(
+            "category {category:?} has {count} rules (global ones included); at most {MAX_RULES_PER_CATEGORY}"
+        )),
+        LayoutError::TooLarge => Error::PolicyTooLarge(
+            "capacity × bytes per key does not fit in this machine's address space".into(),
+        ),
+    })
+}
+
 impl LimiterBuilder {
+    /// No policy, private memory, the system clock, a random secret.
+    pub fn new() -> LimiterBuilder {
+        LimiterBuilder {
+            policy: None,
+            path: None,
+            clock: Box::new(SystemClock),
+            secret: None,
+        }
+    }
+
+    /// The policy (the language of SPEC §2). Required for a private table and for creating a
+    /// file; when attaching to an existing file, it must be the file's policy (compared rule by
+    /// rule, so comments and spelling do not matter), or the open fails and the file is left
+    /// as it is. Without it, a file is attached with the policy stored in it.
+    pub fn policy(mut self, policy: &str) -> Self {
+        self.policy = Some(policy.to_owned());
+        self
+    }
+
+    /// Keep the table in the file at `path`, mapped shared: every process that opens the path
+    /// shares its limits and lockouts, and they survive restarts. A missing file is created
+    /// (mode 0600, sparse, sized from the policy's capacity); an existing one is checked and
+    /// attached. `/dev/shm/NAME` keeps it in memory until reboot; a path on a disk file system
+    /// keeps it across reboots.
+    pub fn path(mut self, path: impl AsRef<Path>) -> Self {
+        self.path = Some(path.as_ref().to_owned());
+        self
+    }
+
     /// The clock used when no explicit `now` is given (default: [`SystemClock`]).
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Box::new(clock);
@@ -154,35 +229,35 @@ impl LimiterBuilder {
     }
 
     /// A fixed hash secret instead of a random one: only for reproducible tests, since a
-    /// known secret lets an attacker aim keys at one neighbourhood.
+    /// known secret lets an attacker aim keys at one neighbourhood. A file that already exists
+    /// keeps its own secret.
     pub fn secret(mut self, secret: [u64; 2]) -> Self {
         self.secret = Some(secret);
         self
     }
 
     pub fn open(self) -> Result<Limiter, Error> {
-        let policy = Policy::parse(&self.policy)?;
-        let layout = Layout::new(&policy, self.policy.len()).map_err(|e| match e {
-            LayoutError::TooManyRules { category, count } => Error::PolicyTooLarge(format!(
-                "category {category:?} has {count} rules (global ones included); at most {MAX_RULES_PER_CATEGORY}"
-            )),
-            LayoutError::TooLarge => Error::PolicyTooLarge(
-                "capacity × bytes per key does not fit in this machine's address space".into(),
-            ),
-        })?;
-        let fingerprint = hash_key([0x736c75696365, 1], policy.canonical().as_bytes());
         let now = self.clock.now_ms();
-        let table = Table::new_private(
-            layout,
-            self.secret.unwrap_or_else(random_secret),
-            &self.policy,
-            fingerprint,
-            now,
-        )?;
+        let secret = self.secret.unwrap_or_else(random_secret);
+        #[cfg(not(loom))]
+        if let Some(path) = &self.path {
+            let opened = crate::file::open(path, self.policy.as_deref(), secret, now)?;
+            return Ok(Limiter {
+                table: opened.table,
+                policy: opened.policy,
+                clock: self.clock,
+                path: Some(path.clone()),
+            });
+        }
+        let text = self.policy.as_deref().ok_or(Error::NoPolicy)?;
+        let policy = Policy::parse(text)?;
+        let layout = layout_for(&policy, text.len())?;
+        let table = Table::new_private(layout, secret, text, policy_fingerprint(&policy), now)?;
         Ok(Limiter {
             table,
             policy,
             clock: self.clock,
+            path: None,
         })
     }
 }
@@ -207,6 +282,7 @@ pub struct Limiter {
     table: Table,
     policy: Policy,
     clock: Box<dyn Clock>,
+    path: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -273,12 +349,25 @@ impl Limiter {
             .home
     }
 
+    /// A builder for `policy`; add [`LimiterBuilder::path`] to share the table through a file.
     pub fn builder(policy: &str) -> LimiterBuilder {
-        LimiterBuilder {
-            policy: policy.to_owned(),
-            clock: Box::new(SystemClock),
-            secret: None,
-        }
+        LimiterBuilder::new().policy(policy)
+    }
+
+    /// The limiter whose table is the file at `path`, created for `policy` if it does not
+    /// exist yet (see [`LimiterBuilder::path`]).
+    pub fn open_file(policy: &str, path: impl AsRef<Path>) -> Result<Limiter, Error> {
+        Limiter::builder(policy).path(path).open()
+    }
+
+    /// Attach to the existing table file at `path`, with the policy stored in it.
+    pub fn attach(path: impl AsRef<Path>) -> Result<Limiter, Error> {
+        LimiterBuilder::new().path(path).open()
+    }
+
+    /// The table file, if the table lives in one.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     pub fn policy(&self) -> &Policy {
@@ -455,6 +544,29 @@ impl Limiter {
         Ok(())
     }
 
+    /// Lift the lockout of `key` in `category` (an operator's pardon): its lock, its level and
+    /// its failures are forgotten; its rate-limit logs are kept. Says what was there.
+    pub fn unlock_at(
+        &self,
+        key: impl AsRef<[u8]>,
+        category: Category,
+        now_ms: i64,
+    ) -> Result<Unlock, Error> {
+        let kh = self.resolve(key.as_ref(), category, now_ms)?;
+        let li = self.lockout_of(category)?;
+        let Found::Slot(pos) = self.table.find(&kh) else {
+            return Ok(Unlock::UnknownKey);
+        };
+        let slot = self.table.slot(pos);
+        let lock = &slot[self.table.layout.lockouts[li].lock];
+        let was = lock.swap(0, Ordering::AcqRel);
+        self.table.failure_log(slot, li).clear();
+        Ok(match lock_until(was).filter(|&u| u > now_ms) {
+            Some(until) => Unlock::Unlocked { until_ms: until },
+            None => Unlock::NotLocked,
+        })
+    }
+
     /// Counts for the table and every rule.
     pub fn stats(&self) -> Stats {
         self.stats_at(self.clock.now_ms())
@@ -463,11 +575,12 @@ impl Limiter {
     /// [`Limiter::stats`], judging "locked" at `now_ms`.
     pub fn stats_at(&self, now_ms: i64) -> Stats {
         let t = &self.table;
-        let (live_keys, locked_keys) = t.census(now_ms);
+        let (live_keys, locked_keys, installing) = t.census(now_ms);
         Stats {
             capacity: t.layout.capacity as u64,
             live_keys,
             locked_keys,
+            installing,
             evictions: t.sum_table(stat::EVICTIONS),
             reclaimed: t.sum_table(stat::RECLAIMED),
             full: t.sum_table(stat::FULL),

@@ -1,35 +1,118 @@
 //! The `sluice` command-line tool.
 
 mod demo;
+mod ops;
 
 use std::ffi::OsString;
 use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str = "\
 Usage: sluice [COMMAND]
 
 Commands:
-  demo     Run the default policy against simulated, reproducible traffic and print what
-           each client got (the default when no command is given)
-  help     Print this help
+  demo                          Run the default policy against simulated, reproducible
+                                traffic and print what each client got (the default)
+  stat PATH [--json]            Occupancy, evictions, per-rule counts and locked keys of the
+                                table file PATH
+  check PATH KEY CATEGORY [--json]
+                                Check (and record) one request of KEY in CATEGORY
+  peek PATH KEY CATEGORY [--json]
+                                What a check would answer now, recording nothing
+  unlock PATH KEY CATEGORY      Lift KEY's lockout in CATEGORY (and forget its failures)
+  help [COMMAND]                Print this help, or a command's
 
 Options:
-  -h, --help       Print this help
+  -h, --help       Print help (after a command: that command's help)
   -V, --version    Print the version
+
+Exit status: 0 allowed / done; 1 refused (check, peek) or not locked (unlock); 2 usage error
+or unknown category; 3 the table file cannot be opened; 4 unlock of a key the table holds
+nothing for.
+";
+
+const STAT_HELP: &str = "\
+Usage: sluice stat PATH [--json]
+
+Attach to the table file PATH (with the policy stored in it) and print its capacity, bytes
+per key, live keys, locked keys, installs in progress, evictions, reclaimed slots, requests
+refused for want of a slot, and per rule: passed, limited, dry-run limited, locked, lockouts.
+--json prints one JSON object instead. Reads only; changes nothing.
+
+Exit status: 0 printed; 2 usage error; 3 PATH is not a table that can be opened.
+";
+
+const CHECK_HELP: &str = "\
+Usage: sluice check PATH KEY CATEGORY [--json]
+
+Check one request of KEY in CATEGORY against the table file PATH at the current time,
+recording it if allowed, exactly as a server sharing the table would. Prints the decision
+(--json: as a JSON object).
+
+Exit status: 0 allowed; 1 refused (limited, locked, or full); 2 usage error or unknown
+category; 3 PATH is not a table that can be opened.
+";
+
+const PEEK_HELP: &str = "\
+Usage: sluice peek PATH KEY CATEGORY [--json]
+
+What `sluice check` would answer for KEY in CATEGORY now, recording nothing.
+
+Exit status: 0 would be allowed; 1 would be refused; 2 usage error or unknown category;
+3 PATH is not a table that can be opened.
+";
+
+const UNLOCK_HELP: &str = "\
+Usage: sluice unlock PATH KEY CATEGORY
+
+Lift KEY's lockout in CATEGORY of the table file PATH: the lock, its escalation level and
+the failures counted so far are forgotten. Rate limits are untouched.
+
+Exit status: 0 unlocked; 1 KEY was not locked (its failure count was cleared); 2 usage
+error, unknown category, or a category without a lockout; 3 PATH is not a table that can be
+opened; 4 the table holds nothing for KEY (nothing changed).
 ";
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
 enum Command {
     Demo,
-    Help,
+    Help(&'static str),
     Version,
+    Stat {
+        path: PathBuf,
+        json: bool,
+    },
+    Decide {
+        path: PathBuf,
+        key: Vec<u8>,
+        category: String,
+        record: bool,
+        json: bool,
+    },
+    Unlock {
+        path: PathBuf,
+        key: Vec<u8>,
+        category: String,
+    },
 }
 
-/// A command line that does not parse: the message to print before the usage.
+/// A command line that does not parse: the message and the help to print after it.
 #[derive(Debug, PartialEq, Eq)]
-struct UsageError(String);
+struct UsageError(String, &'static str);
+
+fn help_of(command: &str) -> Option<&'static str> {
+    Some(match command {
+        "demo" | "help" => USAGE,
+        "stat" => STAT_HELP,
+        "check" => CHECK_HELP,
+        "peek" => PEEK_HELP,
+        "unlock" => UNLOCK_HELP,
+        _ => return None,
+    })
+}
 
 /// Parse the arguments after the program name.
 fn parse_args(args: &[OsString]) -> Result<Command, UsageError> {
@@ -37,28 +120,90 @@ fn parse_args(args: &[OsString]) -> Result<Command, UsageError> {
         return Ok(Command::Demo);
     };
     let Some(first) = first.to_str() else {
-        return Err(UsageError(format!(
-            "unknown command {:?}",
-            first.to_string_lossy()
-        )));
+        return Err(UsageError(
+            format!("unknown command {:?}", first.to_string_lossy()),
+            USAGE,
+        ));
     };
-    let command = match first {
-        "demo" => Command::Demo,
-        "help" | "-h" | "--help" => Command::Help,
-        "-V" | "--version" => Command::Version,
-        other if other.starts_with('-') => {
-            return Err(UsageError(format!("unknown option {other:?}")))
+    let help = match first {
+        "-h" | "--help" => return Ok(Command::Help(USAGE)),
+        "-V" | "--version" => return Ok(Command::Version),
+        "help" => {
+            return match rest.first().map(|a| a.to_string_lossy()) {
+                None => Ok(Command::Help(USAGE)),
+                Some(c) => help_of(&c)
+                    .map(Command::Help)
+                    .ok_or_else(|| UsageError(format!("no help for unknown command {c:?}"), USAGE)),
+            }
         }
-        other => return Err(UsageError(format!("unknown command {other:?}"))),
+        other if other.starts_with('-') => {
+            return Err(UsageError(format!("unknown option {other:?}"), USAGE))
+        }
+        other => {
+            help_of(other).ok_or_else(|| UsageError(format!("unknown command {other:?}"), USAGE))?
+        }
     };
-    // None of the commands takes arguments (yet); `sluice demo --help` is still help.
-    match rest.first().map(|a| a.to_string_lossy()) {
-        None => Ok(command),
-        Some(a) if a == "-h" || a == "--help" => Ok(Command::Help),
-        Some(a) => Err(UsageError(format!(
-            "unexpected argument {a:?} after {first:?}"
-        ))),
+    // Flags may come anywhere after the command; everything else is positional.
+    let mut json = false;
+    let mut positional: Vec<&OsString> = Vec::new();
+    for a in rest {
+        match a.to_str() {
+            Some("-h" | "--help") => return Ok(Command::Help(help)),
+            Some("--json") if matches!(first, "stat" | "check" | "peek") => json = true,
+            Some("--") => {}
+            Some(o) if o.starts_with("--") => {
+                return Err(UsageError(
+                    format!("unknown option {o:?} for {first:?}"),
+                    help,
+                ))
+            }
+            _ => positional.push(a),
+        }
     }
+    let want = match first {
+        "demo" => 0,
+        "stat" => 1,
+        _ => 3,
+    };
+    if positional.len() != want {
+        let names = match first {
+            "demo" => "no arguments",
+            "stat" => "PATH",
+            _ => "PATH KEY CATEGORY",
+        };
+        return Err(UsageError(
+            format!(
+                "{first:?} takes {names}; got {} argument{}",
+                positional.len(),
+                if positional.len() == 1 { "" } else { "s" }
+            ),
+            help,
+        ));
+    }
+    let path = || PathBuf::from(positional[0]);
+    let key = || positional[1].as_bytes().to_vec();
+    let category = || -> Result<String, UsageError> {
+        positional[2]
+            .to_str()
+            .map(str::to_owned)
+            .ok_or_else(|| UsageError("CATEGORY is not valid UTF-8".into(), help))
+    };
+    Ok(match first {
+        "demo" => Command::Demo,
+        "stat" => Command::Stat { path: path(), json },
+        "check" | "peek" => Command::Decide {
+            path: path(),
+            key: key(),
+            category: category()?,
+            record: first == "check",
+            json,
+        },
+        _ => Command::Unlock {
+            path: path(),
+            key: key(),
+            category: category()?,
+        },
+    })
 }
 
 /// Write to stdout; a closed pipe (`sluice demo | head`) is not an error.
@@ -74,6 +219,20 @@ fn print(write: impl FnOnce(&mut io::StdoutLock<'_>) -> io::Result<()>) -> ExitC
     }
 }
 
+/// Run an operator command, printing its failure to stderr.
+fn run_op(op: impl FnOnce(&mut dyn Write) -> Result<u8, ops::Failure>) -> ExitCode {
+    let mut out = io::stdout().lock();
+    let result = op(&mut out);
+    let _ = out.flush();
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(ops::Failure(message, code)) => {
+            eprintln!("sluice: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     match parse_args(&args) {
@@ -82,11 +241,24 @@ fn main() -> ExitCode {
             demo::run(&mut buffered)?;
             buffered.flush()
         }),
-        Ok(Command::Help) => print(|out| out.write_all(USAGE.as_bytes())),
+        Ok(Command::Help(text)) => print(|out| out.write_all(text.as_bytes())),
         Ok(Command::Version) => print(|out| writeln!(out, "sluice {}", env!("CARGO_PKG_VERSION"))),
-        Err(UsageError(message)) => {
-            eprint!("sluice: {message}\n\n{USAGE}");
-            ExitCode::from(2)
+        Ok(Command::Stat { path, json }) => run_op(|out| ops::stat(&path, json, out)),
+        Ok(Command::Decide {
+            path,
+            key,
+            category,
+            record,
+            json,
+        }) => run_op(|out| ops::decide(&path, &key, &category, record, json, out)),
+        Ok(Command::Unlock {
+            path,
+            key,
+            category,
+        }) => run_op(|out| ops::unlock(&path, &key, &category, out)),
+        Err(UsageError(message, help)) => {
+            eprint!("sluice: {message}\n\n{help}");
+            ExitCode::from(ops::EXIT_USAGE)
         }
     }
 }
@@ -96,6 +268,7 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Command, UsageError> {
+        let _ = ops::EXIT_OK;
         let args: Vec<OsString> = args.iter().map(OsString::from).collect();
         parse_args(&args)
     }
@@ -109,26 +282,78 @@ mod tests {
     #[test]
     fn help_and_version() {
         for a in ["help", "-h", "--help"] {
-            assert_eq!(parse(&[a]), Ok(Command::Help));
+            assert_eq!(parse(&[a]), Ok(Command::Help(USAGE)));
         }
-        assert_eq!(parse(&["demo", "--help"]), Ok(Command::Help));
+        assert_eq!(parse(&["demo", "--help"]), Ok(Command::Help(USAGE)));
+        assert_eq!(parse(&["stat", "--help"]), Ok(Command::Help(STAT_HELP)));
+        assert_eq!(
+            parse(&["unlock", "p", "-h"]),
+            Ok(Command::Help(UNLOCK_HELP))
+        );
+        assert_eq!(parse(&["help", "check"]), Ok(Command::Help(CHECK_HELP)));
+        assert_eq!(parse(&["peek", "--help"]), Ok(Command::Help(PEEK_HELP)));
         assert_eq!(parse(&["--version"]), Ok(Command::Version));
         assert_eq!(parse(&["-V"]), Ok(Command::Version));
     }
 
     #[test]
     fn unknown_commands_and_arguments_are_named() {
-        let Err(UsageError(m)) = parse(&["frobnicate"]) else {
+        let Err(UsageError(m, _)) = parse(&["frobnicate"]) else {
             panic!("accepted an unknown command");
         };
         assert!(m.contains("\"frobnicate\""), "{m}");
-        let Err(UsageError(m)) = parse(&["--frob"]) else {
+        let Err(UsageError(m, _)) = parse(&["--frob"]) else {
             panic!("accepted an unknown option");
         };
         assert!(m.contains("\"--frob\""), "{m}");
-        let Err(UsageError(m)) = parse(&["demo", "extra"]) else {
+        let Err(UsageError(m, _)) = parse(&["demo", "extra"]) else {
             panic!("accepted an extra argument");
         };
-        assert!(m.contains("\"extra\""), "{m}");
+        assert!(m.contains("no arguments"), "{m}");
+    }
+
+    #[test]
+    fn operator_commands_take_their_arguments() {
+        assert_eq!(
+            parse(&["stat", "/dev/shm/t", "--json"]),
+            Ok(Command::Stat {
+                path: "/dev/shm/t".into(),
+                json: true
+            })
+        );
+        assert_eq!(
+            parse(&["check", "t", "198.51.100.7", "auth"]),
+            Ok(Command::Decide {
+                path: "t".into(),
+                key: b"198.51.100.7".to_vec(),
+                category: "auth".into(),
+                record: true,
+                json: false
+            })
+        );
+        assert!(matches!(
+            parse(&["peek", "t", "k", "auth", "--json"]),
+            Ok(Command::Decide {
+                record: false,
+                json: true,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&["unlock", "t", "k", "auth"]),
+            Ok(Command::Unlock { .. })
+        ));
+        let Err(UsageError(m, help)) = parse(&["unlock", "t", "k"]) else {
+            panic!("accepted a missing category");
+        };
+        assert!(
+            m.contains("PATH KEY CATEGORY") && m.contains("got 2"),
+            "{m}"
+        );
+        assert_eq!(help, UNLOCK_HELP);
+        let Err(UsageError(m, _)) = parse(&["unlock", "t", "k", "auth", "--json"]) else {
+            panic!("accepted --json for unlock");
+        };
+        assert!(m.contains("--json"), "{m}");
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! Every field of the table — header, statistics, index and slots — is an `AtomicU64` at a
 //! fixed word offset (see `layout.rs` and ARCHITECTURE.md), so the region holds no pointers
-//! and can be placed in private memory now and in a `MAP_SHARED` file mapping later. Under
-//! loom the region is a vector of loom atomics instead, so the same protocol code is modelled.
+//! and can live in private memory or in a `MAP_SHARED` mapping of a file, which every process
+//! that maps the file shares (`file.rs` makes and checks such files). Under loom the region is
+//! a vector of loom atomics instead, so the same protocol code is modelled.
 
 use crate::sync::AtomicU64;
 
@@ -12,6 +13,7 @@ pub(crate) struct Region {
     ptr: std::ptr::NonNull<AtomicU64>,
     #[cfg(loom)]
     words: Vec<AtomicU64>,
+    #[cfg(not(loom))]
     len: usize,
 }
 
@@ -24,17 +26,35 @@ impl Region {
     /// untouched slots cost no resident memory.
     #[cfg(not(loom))]
     pub(crate) fn private(len: usize) -> std::io::Result<Region> {
+        Region::map(
+            len,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+        )
+    }
+
+    /// The first `len` words of the open file `fd`, mapped `MAP_SHARED`: every process that
+    /// maps the file sees the same words. The file must be at least `len * 8` bytes long.
+    #[cfg(not(loom))]
+    pub(crate) fn shared(fd: std::os::fd::BorrowedFd<'_>, len: usize) -> std::io::Result<Region> {
+        use std::os::fd::AsRawFd;
+        Region::map(len, libc::MAP_SHARED, fd.as_raw_fd())
+    }
+
+    #[cfg(not(loom))]
+    fn map(len: usize, flags: libc::c_int, fd: libc::c_int) -> std::io::Result<Region> {
         let bytes = len
             .checked_mul(8)
             .ok_or_else(|| std::io::Error::other("table size overflows"))?;
-        // SAFETY: a fresh anonymous mapping; we check the result before using it.
+        // SAFETY: a fresh mapping of our own (anonymous, or of a file the caller opened read-
+        // write); the result is checked before use.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 bytes.max(8),
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
+                flags,
+                fd,
                 0,
             )
         };
@@ -51,7 +71,6 @@ impl Region {
     pub(crate) fn private(len: usize) -> std::io::Result<Region> {
         Ok(Region {
             words: (0..len).map(|_| AtomicU64::new(0)).collect(),
-            len,
         })
     }
 

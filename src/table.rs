@@ -219,6 +219,32 @@ impl Table {
         Ok(t)
     }
 
+    /// A table over a region that already holds one (a file checked by `file.rs`).
+    #[cfg(not(loom))]
+    pub(crate) fn attached(region: Region, layout: Layout, secret: [u64; 2]) -> Table {
+        Table {
+            region,
+            layout,
+            secret,
+            claims: Claims::default(),
+        }
+    }
+
+    /// A table over a fresh zeroed region, its header written (magic last).
+    #[cfg(not(loom))]
+    pub(crate) fn initialised(
+        region: Region,
+        layout: Layout,
+        secret: [u64; 2],
+        policy_text: &str,
+        fingerprint: u64,
+        now_ms: i64,
+    ) -> Table {
+        let t = Table::attached(region, layout, secret);
+        t.init_header(policy_text, fingerprint, now_ms);
+        t
+    }
+
     fn init_header(&self, policy_text: &str, fingerprint: u64, now_ms: i64) {
         let w = self.region.words();
         let l = &self.layout;
@@ -240,7 +266,7 @@ impl Table {
             b[..chunk.len()].copy_from_slice(chunk);
             set(header::WORDS + i, u64::from_le_bytes(b));
         }
-        set(header::STATE, 2);
+        set(header::STATE, header::STATE_READY);
         // The magic goes last, with release: a reader that sees it sees a complete header.
         w[header::MAGIC].store(header::MAGIC_VALUE, Ordering::Release);
     }
@@ -322,7 +348,32 @@ impl Table {
     }
 
     /// Find the key's slot, installing the key if it has none.
+    ///
+    /// When another thread or process is installing this very key (`Busy`), re-read a bounded
+    /// number of times: an install takes a few hundred nanoseconds, and without this the
+    /// simultaneous first requests of a new client (parallel requests landing on several
+    /// workers) would all but one be refused. The bound keeps it lock-free: an installer that
+    /// was descheduled or killed costs at most the bound, then a refusal (always safe).
     pub(crate) fn find_or_insert(&self, kh: &KeyHash, now: i64) -> Found {
+        #[cfg(not(loom))]
+        const REREADS: usize = 64;
+        #[cfg(loom)]
+        const REREADS: usize = 1; // the models explore the single attempt
+        let mut found = self.install(kh, now);
+        for _ in 1..REREADS {
+            if found != Found::Busy {
+                break;
+            }
+            for _ in 0..16 {
+                std::hint::spin_loop();
+            }
+            found = self.install(kh, now);
+        }
+        found
+    }
+
+    /// One attempt of [`Table::find_or_insert`].
+    fn install(&self, kh: &KeyHash, now: i64) -> Found {
         match self.find(kh) {
             Found::Absent => {}
             other => return other,
@@ -571,18 +622,21 @@ impl Table {
         self.sum_table(stat::TABLE_COUNTERS + rule * stat::PER_RULE + counter)
     }
 
-    /// Live keys and keys with an active lockout, by a scan of the index.
-    pub(crate) fn census(&self, now: i64) -> (u64, u64) {
-        let (mut live, mut locked) = (0, 0);
+    /// Live keys, keys with an active lockout, and reserved positions, by a scan of the index.
+    pub(crate) fn census(&self, now: i64) -> (u64, u64, u64) {
+        let (mut live, mut locked, mut reserved) = (0, 0, 0);
         for p in 0..self.layout.capacity {
-            if self.index(p).load(Ordering::Acquire) & TAG_MASK == TAG_LIVE {
+            let w = self.index(p).load(Ordering::Acquire);
+            if w & TAG_MASK == TAG_LIVE {
                 live += 1;
                 if self.has_active_lock(self.slot(p), now) {
                     locked += 1;
                 }
+            } else if is_reserved(w) {
+                reserved += 1;
             }
         }
-        (live, locked)
+        (live, locked, reserved)
     }
 }
 
@@ -628,7 +682,7 @@ mod tests {
         assert_eq!(t.find_or_insert(&k, T), Found::Slot(k.home));
         assert_eq!(t.find(&k), Found::Slot(k.home));
         assert_eq!(t.sum_table(stat::RECLAIMED), 1);
-        assert_eq!(t.census(T).0, 1);
+        assert_eq!(t.census(T), (1, 0, 0));
     }
 
     #[test]

@@ -36,10 +36,21 @@ pub const SLUICE_ERR_POLICY_TOO_LARGE: c_int = -11;
 pub const SLUICE_ERR_UNKNOWN_CATEGORY: c_int = -20;
 /// `sluice_failure`/`sluice_success` on a category without a lockout.
 pub const SLUICE_ERR_NO_LOCKOUT: c_int = -21;
-/// The operating system refused memory or a file.
+/// The operating system refused memory or a file (the error buffer names the path and the
+/// reason: no such directory, permission denied, ...).
 pub const SLUICE_ERR_IO: c_int = -30;
-/// Opening a table by path is not available in this version.
+/// Not supported by this build of sluice.
 pub const SLUICE_ERR_UNSUPPORTED: c_int = -31;
+/// The file at the path is not a usable sluice table (too short, zeros, a bad magic number, a
+/// corrupt header, truncated). The file was not changed.
+pub const SLUICE_ERR_NOT_A_TABLE: c_int = -32;
+/// The table file has a format version this library does not read. It was not changed.
+pub const SLUICE_ERR_FORMAT_VERSION: c_int = -33;
+/// The table file was made for another policy; the error buffer names the rules that differ.
+/// It was not changed.
+pub const SLUICE_ERR_POLICY_MISMATCH: c_int = -34;
+/// No table file at the path, and no policy was given to create one.
+pub const SLUICE_ERR_NO_TABLE: c_int = -35;
 /// A bug: the library caught a panic. Nothing was changed by the failing call.
 pub const SLUICE_ERR_PANIC: c_int = -99;
 
@@ -178,7 +189,12 @@ fn code_of(e: &Error) -> c_int {
         Error::EmptyKey => SLUICE_ERR_EMPTY_KEY,
         Error::KeyTooLong(_) => SLUICE_ERR_KEY_TOO_LONG,
         Error::TimeOutOfRange(_) => SLUICE_ERR_TIME,
-        Error::Io(_) => SLUICE_ERR_IO,
+        Error::Io(_) | Error::File { .. } => SLUICE_ERR_IO,
+        Error::NotATable { .. } => SLUICE_ERR_NOT_A_TABLE,
+        Error::FormatVersion { .. } => SLUICE_ERR_FORMAT_VERSION,
+        Error::PolicyMismatch { .. } => SLUICE_ERR_POLICY_MISMATCH,
+        Error::NoTable { .. } => SLUICE_ERR_NO_TABLE,
+        Error::NoPolicy => SLUICE_ERR_NULL,
     }
 }
 
@@ -241,9 +257,16 @@ fn now_arg(l: &Limiter, now_ms: i64) -> i64 {
 
 /// Open a limiter.
 ///
-/// `policy`: the policy text (NUL-terminated UTF-8), e.g. the default policy of the docs.
-/// `path`: must be NULL in this version (private memory); a shared file table comes later
-/// and answers SLUICE_ERR_UNSUPPORTED until then.
+/// `policy`: the policy text (NUL-terminated UTF-8), e.g. `sluice_default_policy()`.
+/// `path`: NULL for a table in this process's private memory; otherwise the table file that
+/// every process opening the same path shares (e.g. "/dev/shm/api.sluice"). A missing file is
+/// created for `policy` (mode 0600, sparse); many processes may do so at the same moment and
+/// all get the one table. An existing file is checked and attached: with a non-NULL `policy` it
+/// must be the file's policy (else SLUICE_ERR_POLICY_MISMATCH, naming the rules that differ);
+/// with a NULL `policy` the file's own policy is used. A file that is not a table gives
+/// SLUICE_ERR_NOT_A_TABLE, another format SLUICE_ERR_FORMAT_VERSION, a missing file with a
+/// NULL policy SLUICE_ERR_NO_TABLE, a missing directory or a permission problem SLUICE_ERR_IO;
+/// in every case the file is left unchanged.
 /// On success writes a new handle to `*out` (owned by the caller, freed with `sluice_close`)
 /// and returns SLUICE_OK. On failure returns a negative code, leaves `*out` untouched and, if
 /// `err_buf` is not NULL, writes a NUL-terminated message of at most `err_cap` bytes there
@@ -271,15 +294,10 @@ pub unsafe extern "C" fn sluice_open(
         if out.is_null() {
             return fail(SLUICE_ERR_NULL, "sluice_open: out is NULL");
         }
-        if !path.is_null() {
-            return fail(
-                SLUICE_ERR_UNSUPPORTED,
-                "sluice_open: tables shared through a file path are not available in this version; pass NULL",
-            );
-        }
         // SAFETY: caller contract.
         let text = match unsafe { str_arg(policy) } {
-            Ok(t) => t,
+            Ok(t) => Some(t),
+            Err(SLUICE_ERR_NULL) if !path.is_null() => None,
             Err(SLUICE_ERR_NULL) => {
                 return fail(
                     SLUICE_ERR_NULL,
@@ -288,7 +306,20 @@ pub unsafe extern "C" fn sluice_open(
             }
             Err(code) => return fail(code, "sluice_open: policy is not valid UTF-8"),
         };
-        match Limiter::open(text) {
+        let mut builder = crate::LimiterBuilder::new();
+        if let Some(text) = text {
+            builder = builder.policy(text);
+        }
+        if !path.is_null() {
+            use std::os::unix::ffi::OsStrExt;
+            // SAFETY: non-NULL and NUL-terminated by the caller's contract. Paths are bytes.
+            let bytes = unsafe { CStr::from_ptr(path) }.to_bytes();
+            if bytes.is_empty() {
+                return fail(SLUICE_ERR_ARGUMENT, "sluice_open: path is empty");
+            }
+            builder = builder.path(std::ffi::OsStr::from_bytes(bytes));
+        }
+        match builder.open() {
             Ok(limiter) => {
                 let handle = Box::into_raw(Box::new(sluice { limiter }));
                 // SAFETY: `out` is non-NULL and writable by contract.
@@ -760,7 +791,15 @@ pub extern "C" fn sluice_strerror(code: c_int) -> *const c_char {
         SLUICE_ERR_UNKNOWN_CATEGORY => c"unknown category",
         SLUICE_ERR_NO_LOCKOUT => c"the category has no lockout",
         SLUICE_ERR_IO => c"the operating system refused memory or a file",
-        SLUICE_ERR_UNSUPPORTED => c"not supported by this version of sluice",
+        SLUICE_ERR_UNSUPPORTED => c"not supported by this build of sluice",
+        SLUICE_ERR_NOT_A_TABLE => c"the file is not a usable sluice table; it was not changed",
+        SLUICE_ERR_FORMAT_VERSION => {
+            c"the table file has another format version; it was not changed"
+        }
+        SLUICE_ERR_POLICY_MISMATCH => {
+            c"the table file was made for another policy; it was not changed"
+        }
+        SLUICE_ERR_NO_TABLE => c"no table file at the path, and no policy to create one",
         SLUICE_ERR_PANIC => c"internal error (a bug in sluice): the call changed nothing",
         _ => c"unknown error code",
     };

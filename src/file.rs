@@ -1,0 +1,305 @@
+//! Tables in files (SPEC §4): created once, attached by every other process, and never
+//! changed unless they check out.
+//!
+//! **Creating** is race-free without locks: a new table is built complete in a private
+//! temporary file beside the path (mode 0600, sized with `ftruncate`, so it is sparse, the
+//! header written with the magic last) and then hard-linked to the path. `link(2)` never
+//! replaces an existing name, so of many processes creating one path at the same moment exactly
+//! one succeeds; the others remove their temporary file and attach to the winner's table. No
+//! process can ever see a half-made table at the path, so a file there that does not check out
+//! is somebody else's file, never ours to re-initialise.
+//!
+//! **Attaching** reads the header with `pread` and checks the magic, the format version, that
+//! the stored policy parses and matches the fingerprint, that the layout it implies matches the
+//! header and the file's size, and (when a policy is given) that it is the same policy. Only
+//! then is the file mapped `MAP_SHARED`; on any failure nothing was written.
+//!
+//! Plain `libc` (`mmap`) and `std::fs` (`open`, `ftruncate`, `pread`, `link`) are used rather
+//! than a crate: the whole protocol is these five calls, and owning them keeps the mapping's
+//! flags and the error messages ours.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+use crate::layout::{header, policy_fingerprint};
+use crate::limiter::layout_for;
+use crate::policy::Policy;
+use crate::region::Region;
+use crate::table::Table;
+
+const HEADER_BYTES: u64 = (header::WORDS * 8) as u64;
+/// A stored policy longer than this is a corrupt header, not a policy.
+const MAX_STORED_POLICY: u64 = 1 << 20;
+
+/// A table opened from a file.
+pub(crate) struct Opened {
+    pub table: Table,
+    pub policy: Policy,
+}
+
+fn file_error(path: &Path, action: &'static str, source: io::Error) -> Error {
+    Error::File {
+        path: path.to_owned(),
+        action,
+        source,
+    }
+}
+
+fn not_a_table(path: &Path, why: String) -> Error {
+    Error::NotATable {
+        path: path.to_owned(),
+        why,
+    }
+}
+
+/// Open the table at `path`: attach to it if it exists (checking it against `policy_text`
+/// when one is given), else create it for `policy_text`.
+pub(crate) fn open(
+    path: &Path,
+    policy_text: Option<&str>,
+    secret: [u64; 2],
+    now_ms: i64,
+) -> Result<Opened, Error> {
+    // A bad policy is reported as such, whatever the file holds.
+    let given = match policy_text {
+        Some(text) => Some((text, Policy::parse(text)?)),
+        None => None,
+    };
+    // Each lap either attaches, creates, or sees the file vanish (removed meanwhile).
+    for _ in 0..4 {
+        match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(file) => return attach(path, &file, given.as_ref().map(|g| &g.1)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let Some((text, policy)) = &given else {
+                    return Err(Error::NoTable {
+                        path: path.to_owned(),
+                    });
+                };
+                if let Some(opened) = create(path, text, policy, secret, now_ms)? {
+                    return Ok(opened);
+                }
+            }
+            Err(e) => return Err(file_error(path, "open", e)),
+        }
+    }
+    Err(file_error(
+        path,
+        "open",
+        io::Error::other("the file keeps disappearing between create and open"),
+    ))
+}
+
+/// Removes the temporary file unless it was linked into place.
+struct Temporary(PathBuf);
+
+impl Drop for Temporary {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Create the table at `path`; `None` when another process created it first.
+fn create(
+    path: &Path,
+    text: &str,
+    policy: &Policy,
+    secret: [u64; 2],
+    now_ms: i64,
+) -> Result<Option<Opened>, Error> {
+    let layout = layout_for(policy, text.len())?;
+    let name = path.file_name().ok_or_else(|| {
+        file_error(
+            path,
+            "create",
+            io::Error::new(io::ErrorKind::InvalidInput, "the path names no file"),
+        )
+    })?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let unique = format!(
+        ".{}.{}.{:x}.creating",
+        name.to_string_lossy(),
+        std::process::id(),
+        crate::hash::random_secret()[0]
+    );
+    let tmp_path = dir.join(unique);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp_path)
+        .map_err(|e| file_error(path, "create", e))?;
+    let tmp = Temporary(tmp_path);
+    // The umask can only take bits away from 0600; say it explicitly all the same.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| file_error(path, "create", e))?;
+    file.set_len(layout.total_words as u64 * 8)
+        .map_err(|e| file_error(path, "size", e))?;
+    let region =
+        Region::shared(file.as_fd(), layout.total_words).map_err(|e| file_error(path, "map", e))?;
+    let fingerprint = policy_fingerprint(policy);
+    let table = Table::initialised(region, layout, secret, text, fingerprint, now_ms);
+    match std::fs::hard_link(&tmp.0, path) {
+        Ok(()) => Ok(Some(Opened {
+            table,
+            policy: policy.clone(),
+        })),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+        Err(e) => Err(file_error(path, "create", e)),
+    }
+}
+
+/// Check the file and map it.
+fn attach(path: &Path, file: &File, given: Option<&Policy>) -> Result<Opened, Error> {
+    let meta = file.metadata().map_err(|e| file_error(path, "stat", e))?;
+    if !meta.is_file() {
+        return Err(not_a_table(path, "it is not a regular file".into()));
+    }
+    let size = meta.len();
+    if size < HEADER_BYTES {
+        return Err(not_a_table(
+            path,
+            format!("it is {size} bytes long, shorter than a table's {HEADER_BYTES}-byte header"),
+        ));
+    }
+    let mut raw = [0u8; HEADER_BYTES as usize];
+    file.read_exact_at(&mut raw, 0)
+        .map_err(|e| file_error(path, "read", e))?;
+    // Words are stored in the machine's byte order (they are atomics in memory).
+    let word = |i: usize| u64::from_ne_bytes(raw[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+    let magic = word(header::MAGIC);
+    if magic != header::MAGIC_VALUE {
+        let why = if raw.iter().all(|&b| b == 0) {
+            "its header is all zeros (a sluice table starts with the magic \"SLUICE\")".to_string()
+        } else if magic.swap_bytes() == header::MAGIC_VALUE {
+            "it was made on a machine of the other byte order".to_string()
+        } else {
+            format!(
+                "bad magic number {magic:#018x} where a sluice table has {:#018x} (\"SLUICE\")",
+                header::MAGIC_VALUE
+            )
+        };
+        return Err(not_a_table(path, why));
+    }
+    let version = word(header::VERSION);
+    if version != header::FORMAT_VERSION {
+        return Err(Error::FormatVersion {
+            path: path.to_owned(),
+            found: version,
+            supported: header::FORMAT_VERSION,
+        });
+    }
+    if word(header::STATE) != header::STATE_READY {
+        return Err(not_a_table(
+            path,
+            format!(
+                "its state word is {} where a finished table has {}",
+                word(header::STATE),
+                header::STATE_READY
+            ),
+        ));
+    }
+    let policy_len = word(header::POLICY_LEN);
+    if policy_len > MAX_STORED_POLICY || policy_len > size - HEADER_BYTES {
+        return Err(not_a_table(
+            path,
+            format!("its header gives the stored policy {policy_len} bytes, in a file of {size}"),
+        ));
+    }
+    let mut text = vec![0u8; policy_len as usize];
+    file.read_exact_at(&mut text, HEADER_BYTES)
+        .map_err(|e| file_error(path, "read", e))?;
+    let text = String::from_utf8(text)
+        .map_err(|e| not_a_table(path, format!("its stored policy is not UTF-8 ({e})")))?;
+    let stored = Policy::parse(&text)
+        .map_err(|e| not_a_table(path, format!("its stored policy does not parse ({e})")))?;
+    if policy_fingerprint(&stored) != word(header::POLICY_FINGERPRINT) {
+        return Err(not_a_table(
+            path,
+            "its stored policy does not match the policy fingerprint in its header".into(),
+        ));
+    }
+    let layout = layout_for(&stored, text.len())
+        .map_err(|e| not_a_table(path, format!("its stored policy cannot be laid out ({e})")))?;
+    let expect = [
+        ("capacity", header::CAPACITY, layout.capacity),
+        ("slot words", header::SLOT_WORDS, layout.slot_words),
+        ("stats offset", header::STATS_OFFSET, layout.stats_offset),
+        ("index offset", header::INDEX_OFFSET, layout.index_offset),
+        ("slots offset", header::SLOTS_OFFSET, layout.slots_offset),
+        ("total words", header::TOTAL_WORDS, layout.total_words),
+    ];
+    for (name, at, want) in expect {
+        if word(at) != want as u64 {
+            return Err(not_a_table(
+                path,
+                format!(
+                    "its header's {name} is {} where its stored policy lays out {want}",
+                    word(at)
+                ),
+            ));
+        }
+    }
+    let want_bytes = layout.total_words as u64 * 8;
+    if size != want_bytes {
+        return Err(not_a_table(
+            path,
+            format!(
+                "it is {size} bytes long where its header describes {want_bytes} bytes (truncated or extended)"
+            ),
+        ));
+    }
+    if let Some(given) = given {
+        if policy_fingerprint(given) != policy_fingerprint(&stored) {
+            return Err(Error::PolicyMismatch {
+                path: path.to_owned(),
+                difference: policy_difference(&stored, given),
+            });
+        }
+    }
+    let region =
+        Region::shared(file.as_fd(), layout.total_words).map_err(|e| file_error(path, "map", e))?;
+    let secret = [word(header::SECRET0), word(header::SECRET1)];
+    Ok(Opened {
+        table: Table::attached(region, layout, secret),
+        policy: stored,
+    })
+}
+
+/// What differs between the file's policy and the given one, rule by rule, in the canonical
+/// form (so comments, spacing and unit spellings never count as a difference).
+pub(crate) fn policy_difference(file: &Policy, given: &Policy) -> String {
+    let (a, b) = (file.canonical(), given.canonical());
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    let only_file: Vec<&str> = a.iter().copied().filter(|l| !b.contains(l)).collect();
+    let only_given: Vec<&str> = b.iter().copied().filter(|l| !a.contains(l)).collect();
+    let quote = |ls: &[&str]| {
+        ls.iter()
+            .map(|l| format!("`{l}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (only_file.as_slice(), only_given.as_slice()) {
+        ([], []) => "the same rules in another order (the order fixes category ids and the layout)"
+            .to_string(),
+        ([f], [g]) => format!(
+            "the file's policy has {} where the given one has {}",
+            quote(&[f]),
+            quote(&[g])
+        ),
+        (f, []) => format!("the file's policy also has {}", quote(f)),
+        ([], g) => format!("the given policy also has {}", quote(g)),
+        (f, g) => format!(
+            "the file's policy has {} where the given one has {}",
+            quote(f),
+            quote(g)
+        ),
+    }
+}
