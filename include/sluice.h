@@ -324,6 +324,14 @@ int sluice_rule_stats(const struct sluice *s, int32_t rule, struct sluice_rule_c
 // do not free). Unknown codes give "unknown error code". Thread-safe.
 const char *sluice_strerror(int code);
 
+// The policy text of the limiter `s` (for a table attached by path with a NULL policy: the
+// policy stored in the file), NUL-terminated. Owned by the handle: valid until
+// `sluice_close(s)`. NULL if `s` is NULL.
+//
+// # Safety
+// `s` is NULL or a live handle.
+const char *sluice_policy(const struct sluice *s);
+
 // The default policy that ships with sluice (the limits of the docs' example API), as a
 // static NUL-terminated string owned by the library: pass it to `sluice_open`.
 const char *sluice_default_policy(void);

@@ -39,6 +39,8 @@ const MAX_STORED_POLICY: u64 = 1 << 20;
 pub(crate) struct Opened {
     pub table: Table,
     pub policy: Policy,
+    /// The policy text as stored in the file.
+    pub text: String,
 }
 
 fn file_error(path: &Path, action: &'static str, source: io::Error) -> Error {
@@ -150,6 +152,7 @@ fn create(
         Ok(()) => Ok(Some(Opened {
             table,
             policy: policy.clone(),
+            text: text.to_owned(),
         })),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
         Err(e) => Err(file_error(path, "create", e)),
@@ -270,6 +273,7 @@ fn attach(path: &Path, file: &File, given: Option<&Policy>) -> Result<Opened, Er
     Ok(Opened {
         table: Table::attached(region, layout, secret),
         policy: stored,
+        text,
     })
 }
 

@@ -245,6 +245,7 @@ impl LimiterBuilder {
             return Ok(Limiter {
                 table: opened.table,
                 policy: opened.policy,
+                policy_text: opened.text,
                 clock: self.clock,
                 path: Some(path.clone()),
             });
@@ -256,6 +257,7 @@ impl LimiterBuilder {
         Ok(Limiter {
             table,
             policy,
+            policy_text: text.to_owned(),
             clock: self.clock,
             path: None,
         })
@@ -281,6 +283,7 @@ impl LimiterBuilder {
 pub struct Limiter {
     table: Table,
     policy: Policy,
+    policy_text: String,
     clock: Box<dyn Clock>,
     path: Option<PathBuf>,
 }
@@ -372,6 +375,12 @@ impl Limiter {
 
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// The policy's text, as given when the table was made (for a table attached from a
+    /// file: as stored in the file).
+    pub fn policy_text(&self) -> &str {
+        &self.policy_text
     }
 
     /// The limiter's clock, in Unix milliseconds.

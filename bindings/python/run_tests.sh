@@ -59,5 +59,5 @@ print("library", sluice.LIBRARY_PATH, "version", sluice.library_version(), ": de
 EOF
 
 step "pytest bindings/python/tests"
-SLUICE_LIBRARY="$library" SLUICE_TEST_EXPECT_INSTALLED=1 \
+SLUICE_LIBRARY="$library" SLUICE_BIN="$repo/target/release/sluice" SLUICE_TEST_EXPECT_INSTALLED=1 \
   "$python" -m pytest -p no:cacheprovider -q "$bindings/tests" "$@"

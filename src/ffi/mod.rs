@@ -80,6 +80,8 @@ pub const SLUICE_HEADERS_IETF: c_int = 1;
 /// `const sluice *` may be called concurrently.
 pub struct sluice {
     limiter: Limiter,
+    /// The policy text as a C string, for `sluice_policy`.
+    policy: std::ffi::CString,
 }
 
 /// The answer to a request, for its deciding rule (see README, "Semantics in short").
@@ -321,7 +323,9 @@ pub unsafe extern "C" fn sluice_open(
         }
         match builder.open() {
             Ok(limiter) => {
-                let handle = Box::into_raw(Box::new(sluice { limiter }));
+                // A policy that parsed holds no NUL (the parser refuses control characters).
+                let policy = std::ffi::CString::new(limiter.policy_text()).unwrap_or_default();
+                let handle = Box::into_raw(Box::new(sluice { limiter, policy }));
                 // SAFETY: `out` is non-NULL and writable by contract.
                 unsafe { *out = handle };
                 SLUICE_OK
@@ -804,6 +808,24 @@ pub extern "C" fn sluice_strerror(code: c_int) -> *const c_char {
         _ => c"unknown error code",
     };
     s.as_ptr()
+}
+
+/// The policy text of the limiter `s` (for a table attached by path with a NULL policy: the
+/// policy stored in the file), NUL-terminated. Owned by the handle: valid until
+/// `sluice_close(s)`. NULL if `s` is NULL.
+///
+/// # Safety
+/// `s` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn sluice_policy(s: *const sluice) -> *const c_char {
+    catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: caller contract.
+        match unsafe { s.as_ref() } {
+            Some(s) => s.policy.as_ptr(),
+            None => std::ptr::null(),
+        }
+    }))
+    .unwrap_or(std::ptr::null())
 }
 
 /// The default policy that ships with sluice (the limits of the docs' example API), as a

@@ -20,7 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- the checking machinery --------------------------------------------------------- */
 
@@ -266,7 +268,8 @@ static void test_strerror(void) {
         SLUICE_ERR_EMPTY_KEY, SLUICE_ERR_KEY_TOO_LONG, SLUICE_ERR_TIME,
         SLUICE_ERR_ARGUMENT, SLUICE_ERR_POLICY,        SLUICE_ERR_POLICY_TOO_LARGE,
         SLUICE_ERR_UNKNOWN_CATEGORY, SLUICE_ERR_NO_LOCKOUT, SLUICE_ERR_IO,
-        SLUICE_ERR_UNSUPPORTED, SLUICE_ERR_PANIC,
+        SLUICE_ERR_UNSUPPORTED, SLUICE_ERR_NOT_A_TABLE, SLUICE_ERR_FORMAT_VERSION,
+        SLUICE_ERR_POLICY_MISMATCH, SLUICE_ERR_NO_TABLE, SLUICE_ERR_PANIC,
     };
     const size_t n = sizeof codes / sizeof codes[0];
     for (size_t i = 0; i < n; i++) {
@@ -340,14 +343,11 @@ static void test_open(void) {
     CHECK_EQ(sluice_open(DEFAULT_POLICY, NULL, NULL, err, sizeof err), SLUICE_ERR_NULL);
     CHECK_CONTAINS(err, "out is NULL");
 
-    /* A path is not supported in this version, even with a valid policy. */
+    /* An empty path is an argument error, not a file in the current directory. */
     memset(err, 'Z', sizeof err);
-    CHECK_EQ(sluice_open(DEFAULT_POLICY, "/tmp/sluice.table", &s, err, sizeof err),
-             SLUICE_ERR_UNSUPPORTED);
+    CHECK_EQ(sluice_open(DEFAULT_POLICY, "", &s, err, sizeof err), SLUICE_ERR_ARGUMENT);
     CHECK(s == untouched);
-    CHECK(err[0] != '\0' && memchr(err, '\0', sizeof err) != NULL);
-    CHECK_EQ(sluice_open(NULL, "/tmp/sluice.table", &s, NULL, 0), SLUICE_ERR_UNSUPPORTED);
-    CHECK(s == untouched);
+    CHECK_CONTAINS(err, "path is empty");
 
     /* Policy text that is not UTF-8. */
     CHECK_EQ(sluice_open("global 1/1s\n# \xff\xfe\n", NULL, &s, err, sizeof err),
@@ -421,6 +421,82 @@ static void test_open(void) {
 }
 
 /* ---- sluice_category ----------------------------------------------------------------- */
+
+/* ---- tables shared through a file ------------------------------------------------------ */
+
+static void test_shared_file(void) {
+    char dir[] = "/tmp/sluice-c-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char path[256], zeros[256], missing[256];
+    snprintf(path, sizeof path, "%s/t.sluice", dir);
+    snprintf(zeros, sizeof zeros, "%s/zeros.sluice", dir);
+    snprintf(missing, sizeof missing, "%s/no/such/dir/t.sluice", dir);
+    const char *policy = "global 2/1m\ncapacity 100\n";
+    char err[512];
+    struct sluice_decision d;
+
+    /* Created on first open, mode 0600. */
+    sluice *a = NULL;
+    CHECK_EQ(sluice_open(policy, path, &a, err, sizeof err), SLUICE_OK);
+    struct stat st;
+    CHECK_EQ(stat(path, &st), 0);
+    CHECK_EQ(st.st_mode & 0777, 0600);
+    CHECK_EQ(sluice_check(a, 0, "k", 1, T0, &d), SLUICE_OK);
+    CHECK(d.allowed);
+
+    /* A second handle on the same path (NULL policy: the file's own) shares the limits. */
+    sluice *b = NULL;
+    CHECK_EQ(sluice_open(NULL, path, &b, err, sizeof err), SLUICE_OK);
+    CHECK_STR(sluice_policy(b), policy); /* the policy stored in the file */
+    CHECK_STR(sluice_policy(a), policy);
+    CHECK(sluice_policy(NULL) == NULL);
+    CHECK_EQ(sluice_check(b, 0, "k", 1, T0 + 1, &d), SLUICE_OK);
+    CHECK(d.allowed);
+    CHECK_EQ(d.remaining, 0u);
+    CHECK_EQ(sluice_check(a, 0, "k", 1, T0 + 2, &d), SLUICE_OK);
+    CHECK(!d.allowed);
+    sluice_close(a);
+    sluice_close(b);
+
+    /* Closed and reopened: the state is still there. */
+    CHECK_EQ(sluice_open(policy, path, &a, err, sizeof err), SLUICE_OK);
+    CHECK_EQ(sluice_peek(a, 0, "k", 1, T0 + 3, &d), SLUICE_OK);
+    CHECK(!d.allowed);
+    sluice_close(a);
+
+    /* Another policy: refused, naming the path and the rule. */
+    sluice *untouched = (sluice *)&untouched;
+    sluice *s = untouched;
+    memset(err, 'Z', sizeof err);
+    CHECK_EQ(sluice_open("global 3/1m\ncapacity 100\n", path, &s, err, sizeof err),
+             SLUICE_ERR_POLICY_MISMATCH);
+    CHECK(s == untouched);
+    CHECK_CONTAINS(err, path);
+    CHECK_CONTAINS(err, "`global 2/1m` where the given one has `global 3/1m`");
+
+    /* A file of zeros: not a table, and left as it was. */
+    FILE *f = fopen(zeros, "wb");
+    CHECK(f != NULL);
+    static const char nothing[4096];
+    CHECK_EQ(fwrite(nothing, 1, sizeof nothing, f), sizeof nothing);
+    fclose(f);
+    CHECK_EQ(sluice_open(policy, zeros, &s, err, sizeof err), SLUICE_ERR_NOT_A_TABLE);
+    CHECK_CONTAINS(err, "all zeros");
+    CHECK_EQ(stat(zeros, &st), 0);
+    CHECK_EQ(st.st_size, 4096);
+
+    /* A missing directory; a missing file without a policy. */
+    CHECK_EQ(sluice_open(policy, missing, &s, err, sizeof err), SLUICE_ERR_IO);
+    CHECK_CONTAINS(err, "does the directory exist");
+    snprintf(missing, sizeof missing, "%s/absent.sluice", dir);
+    CHECK_EQ(sluice_open(NULL, missing, &s, err, sizeof err), SLUICE_ERR_NO_TABLE);
+    CHECK_CONTAINS(err, "no policy was given");
+    CHECK(s == untouched);
+
+    unlink(path);
+    unlink(zeros);
+    rmdir(dir);
+}
 
 static void test_category(void) {
     struct sluice *s = open_ok(DEFAULT_POLICY);
@@ -1245,6 +1321,7 @@ int main(void) {
     test_version();
     test_strerror();
     test_open();
+    test_shared_file();
     test_category();
     test_check_sequence();
     test_check_now();

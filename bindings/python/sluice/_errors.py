@@ -64,8 +64,33 @@ class TimeRangeError(InvalidArgumentError):
 
 
 class UnsupportedError(SluiceError):
-    """Not available in this version of the library (SLUICE_ERR_UNSUPPORTED), e.g. a table
-    shared through a file path."""
+    """Not available in this build of the library (SLUICE_ERR_UNSUPPORTED)."""
+
+
+class TableFileError(SluiceError):
+    """A table file could not be opened or attached. The message names the path and what is
+    wrong; the file was not changed. Subclasses say which case it is; this class itself is an
+    operating-system refusal (SLUICE_ERR_IO: a missing directory, no permission, ...)."""
+
+
+class NotATableError(TableFileError):
+    """The file is not a usable sluice table (SLUICE_ERR_NOT_A_TABLE): too short, zeros, a bad
+    magic number, a corrupt header, truncated."""
+
+
+class FormatVersionError(TableFileError):
+    """The table file has a format version this library does not read
+    (SLUICE_ERR_FORMAT_VERSION)."""
+
+
+class PolicyMismatchError(TableFileError):
+    """The table file was made for another policy (SLUICE_ERR_POLICY_MISMATCH); the message
+    names the rules that differ. Open it with ``policy=None`` to use the file's own policy."""
+
+
+class NoTableError(TableFileError):
+    """No table file at the path, and no policy was given to create one
+    (SLUICE_ERR_NO_TABLE)."""
 
 
 class ClosedError(SluiceError, ValueError):
@@ -83,6 +108,11 @@ _BY_CODE = {
     _ffi.SLUICE_ERR_UNKNOWN_CATEGORY: UnknownCategoryError,
     _ffi.SLUICE_ERR_NO_LOCKOUT: NoLockoutError,
     _ffi.SLUICE_ERR_UNSUPPORTED: UnsupportedError,
+    _ffi.SLUICE_ERR_IO: TableFileError,
+    _ffi.SLUICE_ERR_NOT_A_TABLE: NotATableError,
+    _ffi.SLUICE_ERR_FORMAT_VERSION: FormatVersionError,
+    _ffi.SLUICE_ERR_POLICY_MISMATCH: PolicyMismatchError,
+    _ffi.SLUICE_ERR_NO_TABLE: NoTableError,
 }
 
 

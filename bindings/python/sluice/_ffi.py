@@ -75,6 +75,10 @@ SLUICE_ERR_UNKNOWN_CATEGORY = -20
 SLUICE_ERR_NO_LOCKOUT = -21
 SLUICE_ERR_IO = -30
 SLUICE_ERR_UNSUPPORTED = -31
+SLUICE_ERR_NOT_A_TABLE = -32
+SLUICE_ERR_FORMAT_VERSION = -33
+SLUICE_ERR_POLICY_MISMATCH = -34
+SLUICE_ERR_NO_TABLE = -35
 SLUICE_ERR_PANIC = -99
 
 SLUICE_NOW = -(2**63)  # INT64_MIN
@@ -196,6 +200,7 @@ FUNCTIONS = {
     "sluice_strerror": (c_char_p, [c_int]),
     "sluice_version": (c_char_p, []),
     "sluice_default_policy": (c_char_p, []),
+    "sluice_policy": (c_char_p, [_handle]),
 }
 
 # ---- finding the library ----------------------------------------------------------------------
@@ -362,6 +367,11 @@ def open_limiter(policy, path, err_cap=4096):
     if not out:
         return SLUICE_ERR_NULL, None, "sluice_open returned SLUICE_OK but no handle"
     return code, out, None
+
+
+def policy(handle):
+    """``sluice_policy``: the limiter's policy text (the file's, for a table attached by path)."""
+    return lib.sluice_policy(handle).decode("utf-8", "replace")
 
 
 def close(handle):

@@ -253,20 +253,29 @@ def _closed():
 class Limiter:
     """A rate limiter: one table and its policy, owning a ``struct sluice *``.
 
-    ``Limiter(policy)`` opens a limiter from policy text (see the README of sluice). ``path``
-    must be None in this version (the library refuses a path with ``UnsupportedError``).
+    ``Limiter(policy)`` opens a limiter from policy text (see the README of sluice) in this
+    process's memory. ``Limiter(policy, path=...)`` keeps the table in the file ``path``
+    (``str``, ``bytes`` or ``os.PathLike``), shared with every process that opens it, in any
+    language: created for ``policy`` if missing, else checked against it (a different policy
+    raises ``PolicyMismatchError`` naming the rules that differ, and the file is left as it
+    is). ``Limiter(path=...)`` attaches with the policy stored in the file. ``.policy`` is the
+    policy text in use.
     Safe to share between threads (calls run without the GIL). ``close()`` frees it (also on
     ``with`` exit and garbage collection); it waits for calls running in other threads.
     """
 
-    def __init__(self, policy, path=None):
+    def __init__(self, policy=None, path=None):
         self._handle = None
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._in_flight = 0
         self._closing = False
         self._categories = {}
-        if isinstance(policy, str):
+        if policy is None and path is None:
+            raise TypeError("Limiter() needs a policy, a path, or both")
+        if policy is None:
+            text = None
+        elif isinstance(policy, str):
             try:
                 text = policy.encode("utf-8")
             except UnicodeEncodeError as e:
@@ -277,7 +286,7 @@ class Limiter:
             text = bytes(policy)
         else:
             raise TypeError("policy is str or bytes, not {}".format(type(policy).__name__))
-        if b"\0" in text:
+        if text is not None and b"\0" in text:
             # A C string would end there and the rest would be silently ignored.
             before = text[: text.index(b"\0")]
             line = before.count(b"\n") + 1
@@ -291,8 +300,10 @@ class Limiter:
         if code != _ffi.SLUICE_OK:
             raise error(code, message, cls=PolicyError if code == _ffi.SLUICE_ERR_UTF8 else None)
         self._handle = handle
-        #: The policy text the limiter was opened with.
-        self.policy = policy if isinstance(policy, str) else text.decode("utf-8", "replace")
+        #: The policy text in use (for a table attached by path: the one stored in the file).
+        self.policy = _ffi.policy(handle)
+        #: The table file, or None for a table in private memory.
+        self.path = None if path is None else os.fsdecode(c_path)
 
     # ---- the handle's lifetime ---------------------------------------------------------------
     # Every call holds an "in flight" count around the foreign call, so that close() (which

@@ -297,11 +297,9 @@ def test_policy_errors_of_other_kinds():
         assert l.check("k", now_ms=T0).allowed
 
 
-def test_path_is_not_supported_yet():
-    with pytest.raises(sluice.UnsupportedError) as e:
-        sluice.Limiter("global 1/1m", path="/tmp/sluice-table")
-    assert e.value.code == sluice.SLUICE_ERR_UNSUPPORTED == -31
-    assert "path" in str(e.value)
+def test_a_limiter_needs_a_policy_or_a_path():
+    with pytest.raises(TypeError, match="needs a policy, a path, or both"):
+        sluice.Limiter()
 
 
 def test_unknown_category():
