@@ -678,7 +678,11 @@ fn a_file_without_permission_is_refused() {
     if root {
         use std::os::unix::process::CommandExt;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let out = sluice_cli()
+        // A copy of the tool that `nobody` can run wherever the build directory is.
+        let tool = dir.join("sluice");
+        std::fs::copy(env!("CARGO_BIN_EXE_sluice"), &tool).unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = Command::new(&tool)
             .arg("stat")
             .arg(&path)
             .uid(65534)
