@@ -705,3 +705,30 @@ fn a_file_without_permission_is_refused() {
     assert_eq!(digest(&path), before);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn works_on_dev_shm() {
+    if std::env::var("SLUICE_CHILD").is_ok() {
+        return;
+    }
+    // tmpfs, where servers usually keep a table; the other tests use the temporary directory.
+    let shm = Path::new("/dev/shm");
+    assert!(shm.is_dir(), "/dev/shm is missing on this machine");
+    let path = shm.join(format!("sluice-test-{}.sluice", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let l = Limiter::open_file("global 2/1m\ncapacity 100", &path).unwrap();
+    assert!(l.check_at("k", Category::GLOBAL, T).unwrap().allowed);
+    let out = sluice_cli()
+        .arg("stat")
+        .arg(&path)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"live_keys\":1"));
+    let again = Limiter::attach(&path).unwrap();
+    assert_eq!(
+        again.peek_at("k", Category::GLOBAL, T).unwrap().remaining,
+        0
+    );
+    std::fs::remove_file(&path).unwrap();
+}
