@@ -311,6 +311,25 @@ fn threads(c: &mut Criterion) {
                 })
             });
         }
+        if !same {
+            // Control: work that shares nothing (SipHash of a thread-local key). What it scales
+            // by is what this machine gave two threads during the run.
+            g.bench_function(format!("control_no_sharing/{name}"), |b| {
+                b.iter_custom(|iters| {
+                    on_threads(n, iters, &|i, iters| {
+                        use std::hash::{BuildHasher, Hasher};
+                        let s =
+                            std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default();
+                        for j in 0..iters {
+                            let mut h = s.build_hasher();
+                            h.write(keys[i].as_bytes());
+                            h.write_u64(j);
+                            black_box(h.finish());
+                        }
+                    })
+                })
+            });
+        }
         g.bench_function(format!("mutex_log/now/{name}"), |b| {
             b.iter_custom(|iters| {
                 let t0 = base.fetch_add(iters as i64 + 1, Ordering::Relaxed);
