@@ -235,13 +235,13 @@ impl Table {
         }
     }
 
-    /// Prefetch the first cache line of slot `pos` (its `last_active` word, log counters and
-    /// lock words) and, when the whole slot is at most two lines, the second one too.
+    /// Prefetch the first two cache lines of slot `pos`: its `last_active` word, log
+    /// counters and lock words, and the start of its rings (the whole slot of a small policy).
     #[inline]
     pub(crate) fn prefetch_slot(&self, pos: usize) {
         let slot = self.slot(pos);
         prefetch(&slot[0]);
-        if slot.len() <= 16 && slot.len() > 8 {
+        if slot.len() > 8 {
             prefetch(&slot[8]);
         }
     }
@@ -249,6 +249,9 @@ impl Table {
     /// Find the key's slot without creating one.
     #[inline]
     pub(crate) fn find(&self, kh: &KeyHash) -> Found {
+        // Most keys live at their home position: start loading that slot now, so that its
+        // cache misses overlap the index word's instead of following them (a hint only).
+        self.prefetch_slot(kh.home);
         let mut busy = false;
         for j in 0..self.layout.probe {
             let w = self.index(self.position(kh, j)).load(Ordering::Acquire);
