@@ -239,10 +239,15 @@ impl Table {
     /// counters and lock words, and the start of its rings (the whole slot of a small policy).
     #[inline]
     pub(crate) fn prefetch_slot(&self, pos: usize) {
-        let slot = self.slot(pos);
-        prefetch(&slot[0]);
-        if slot.len() > 8 {
-            prefetch(&slot[8]);
+        let words = self.words();
+        let start = self.layout.slots_offset + pos * self.layout.slot_words;
+        if let Some(w) = words.get(start) {
+            prefetch(w);
+        }
+        if self.layout.slot_words > 8 {
+            if let Some(w) = words.get(start + 8) {
+                prefetch(w);
+            }
         }
     }
 
