@@ -10,8 +10,11 @@ faster than `limits`).
 Usage (from the repository root)::
 
     cargo build --release
-    pip install ./bindings/python         # or set SLUICE_LIBRARY=target/release/libsluice.so
+    pip install ./bindings/python
     python3 bindings/python/bench.py [--calls N] [--repeats R] [--keys K]
+
+or, without installing: ``PYTHONPATH=bindings/python SLUICE_LIBRARY=target/release/libsluice.so
+python3 bindings/python/bench.py`` (the package and the library must be from one checkout).
 
 `limits` is pip-installed if it is missing.
 """
