@@ -343,10 +343,10 @@ impl Limiter {
         }
         // Being handed many keys at once lets their cache misses overlap: per chunk, hash
         // every key and prefetch its index neighbourhood; then look each up (those lines are
-        // arriving) and prefetch its slot's first line; then read each log counter and
-        // prefetch the ring entry the check will compare with; then decide each request in
-        // order, exactly as `check_at` would one by one. The passes before the last only read
-        // and hint: whatever they saw, the decisions are made by `decide` afresh.
+        // arriving) and prefetch its slot's first two lines; then, for larger slots, read each
+        // log counter and prefetch the ring entry the check will compare with; then decide
+        // each request in order, exactly as `check_at` would one by one. The passes before
+        // the last only read and hint: whatever they saw, `decide` makes the decisions afresh.
         const CHUNK: usize = 16;
         let mut hashes = [KeyHash {
             fp: 0,
