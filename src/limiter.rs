@@ -835,7 +835,12 @@ impl Limiter {
         let mut dry: Option<Decision> = None;
         for (v, &w) in views.iter().zip(windows) {
             let wl = &layout.windows[w];
-            let s = self.table.window_log(slot, w).summarize(now);
+            let log = self.table.window_log(slot, w);
+            let s = if v.admit {
+                log.window_summary(now)
+            } else {
+                log.summarize(now)
+            };
             if !v.admit {
                 if dry.is_none() {
                     let mut d = refusal(wl.limit, wl.window_ms, wl.rule, &s, now);

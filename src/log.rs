@@ -261,6 +261,18 @@ impl<'a> Log<'a> {
     /// the newest (a light client, the common case: 1 instead of log2 N), at most two more
     /// than a plain binary search otherwise.
     pub(crate) fn summarize(&self, t: i64) -> Summary {
+        self.summary(t, true)
+    }
+
+    /// [`Log::summarize`] without `nth_ts` (left `None`), which only a refusal reports: one
+    /// probe fewer on the admit path.
+    #[inline]
+    pub(crate) fn window_summary(&self, t: i64) -> Summary {
+        self.summary(t, false)
+    }
+
+    #[inline]
+    fn summary(&self, t: i64, with_nth: bool) -> Summary {
         let n = self.n();
         let c = self.counter.load(Ordering::Acquire);
         let (hi, gen) = (ticket(c), counter_gen(c));
@@ -316,7 +328,11 @@ impl<'a> Log<'a> {
         Summary {
             in_window: a as u32,
             oldest_in_window: a_ts,
-            nth_ts: if hi >= n { ts_back(n) } else { None },
+            nth_ts: if with_nth && hi >= n {
+                ts_back(n)
+            } else {
+                None
+            },
         }
     }
 
