@@ -300,6 +300,7 @@ class Limiter:
         if code != _ffi.SLUICE_OK:
             raise error(code, message, cls=PolicyError if code == _ffi.SLUICE_ERR_UTF8 else None)
         self._handle = handle
+        self._raw = _ffi.raw_handle(handle)  # for the per-request fast callers
         #: The policy text in use (for a table attached by path: the one stored in the file).
         self.policy = _ffi.policy(handle)
         #: The table file, or None for a table in private memory.
@@ -418,9 +419,9 @@ class Limiter:
         k = _key_bytes(key)
         t = _time(now_ms)
         cat = self.category_id(category)
-        handle = self._enter()
+        self._enter()  # the handle stays valid (close waits) until _exit
         try:
-            code, raw = call(handle, cat, k, t)
+            code, raw = call(self._raw, cat, k, t)
         finally:
             self._exit()
         if code != _ffi.SLUICE_OK:
