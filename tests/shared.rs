@@ -177,7 +177,11 @@ fn exact_across_four_processes() {
     assert!(worst <= 100, "a window held {worst} admitted requests");
     // And the limit was reached: the processes did share the limit rather than refuse all.
     assert_eq!(worst, 100, "no window was ever full: {per_child:?}");
-    assert!(all.len() >= 600, "only {} admitted in 8 windows", all.len());
+    assert!(
+        all.len() >= 400,
+        "only {} admitted in 8 windows of 100",
+        all.len()
+    );
     assert!(
         per_child.iter().filter(|&&n| n > 0).count() >= 2,
         "only one process was ever admitted: {per_child:?}"
@@ -243,7 +247,11 @@ fn exact_while_processes_are_killed() {
         worst = worst.max(i + 1 - first);
     }
     assert!(worst <= 50, "a window held {worst} admitted requests");
-    assert!(all.len() >= 200, "only {} admitted in ~1.8 s", all.len());
+    assert!(
+        all.len() >= 100,
+        "only {} admitted in ~1.8 s (6 windows of 50)",
+        all.len()
+    );
     // The table still decides exactly for a fresh process.
     let l = Limiter::attach(&path).unwrap();
     let now = sluice::SystemClock.now_ms() + 1_000; // past every window the children used
