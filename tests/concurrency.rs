@@ -9,18 +9,9 @@ use sluice::{Category, Limiter, Status};
 
 const T0: i64 = 1_767_225_600_000;
 
-/// Every window of `window_ms` holds at most `limit` of the (sorted) timestamps.
-fn max_in_any_window(ts: &mut [i64], window_ms: i64) -> usize {
-    ts.sort_unstable();
-    let (mut best, mut lo) = (0, 0);
-    for hi in 0..ts.len() {
-        while ts[hi] - ts[lo] >= window_ms {
-            lo += 1;
-        }
-        best = best.max(hi - lo + 1);
-    }
-    best
-}
+#[path = "support/windows.rs"]
+mod windows;
+use windows::max_in_any_window;
 
 #[test]
 fn threads_hammering_one_key_never_exceed_the_limit() {
