@@ -48,6 +48,16 @@ fn spawn_child(role: &str, path: &Path, extra: &[(&str, String)]) -> Child {
     c.spawn().unwrap()
 }
 
+/// Is this process a child (see `child`)? Then the other tests do nothing.
+fn in_child() -> bool {
+    std::env::var("SLUICE_CHILD").is_ok()
+}
+
+/// `n` children doing `role` on `path` with the same environment.
+fn spawn_children(n: usize, role: &str, path: &Path, extra: &[(&str, String)]) -> Vec<Child> {
+    (0..n).map(|_| spawn_child(role, path, extra)).collect()
+}
+
 /// The lines a child printed between its markers (the test harness prints around them).
 fn child_lines(out: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(out);
@@ -138,7 +148,7 @@ use sluice::Clock;
 
 #[test]
 fn exact_across_four_processes() {
-    if std::env::var("SLUICE_CHILD").is_ok() {
+    if in_child() {
         return;
     }
     // 100 per 500 ms, hammered by four processes for eight windows.
@@ -147,18 +157,15 @@ fn exact_across_four_processes() {
     let policy = "global 100/500ms\ncapacity 64";
     Limiter::open_file(policy, &path).unwrap();
     let until = sluice::SystemClock.now_ms() + 4_000;
-    let children: Vec<Child> = (0..4)
-        .map(|_| {
-            spawn_child(
-                "hammer",
-                &path,
-                &[
-                    ("SLUICE_POLICY", policy.to_string()),
-                    ("SLUICE_UNTIL", until.to_string()),
-                ],
-            )
-        })
-        .collect();
+    let children = spawn_children(
+        4,
+        "hammer",
+        &path,
+        &[
+            ("SLUICE_POLICY", policy.to_string()),
+            ("SLUICE_UNTIL", until.to_string()),
+        ],
+    );
     let mut all: Vec<i64> = Vec::new();
     let mut per_child = Vec::new();
     for c in children {
@@ -193,7 +200,7 @@ fn exact_across_four_processes() {
 
 #[test]
 fn exact_while_processes_are_killed() {
-    if std::env::var("SLUICE_CHILD").is_ok() {
+    if in_child() {
         return;
     }
     // Three processes hammer one key; every 150 ms one of them is killed with SIGKILL (at
@@ -258,25 +265,22 @@ fn exact_while_processes_are_killed() {
 
 #[test]
 fn eight_processes_create_one_table() {
-    if std::env::var("SLUICE_CHILD").is_ok() {
+    if in_child() {
         return;
     }
     let dir = scratch("race");
     let path = dir.join("new.sluice");
     let policy = "global 1000/1h\ncapacity 4096";
     let start = sluice::SystemClock.now_ms() + 300;
-    let children: Vec<Child> = (0..8)
-        .map(|_| {
-            spawn_child(
-                "race-open",
-                &path,
-                &[
-                    ("SLUICE_POLICY", policy.to_string()),
-                    ("SLUICE_START", start.to_string()),
-                ],
-            )
-        })
-        .collect();
+    let children = spawn_children(
+        8,
+        "race-open",
+        &path,
+        &[
+            ("SLUICE_POLICY", policy.to_string()),
+            ("SLUICE_START", start.to_string()),
+        ],
+    );
     let mut remaining: Vec<u32> = Vec::new();
     for c in children {
         let out = c.wait_with_output().unwrap();
@@ -301,7 +305,7 @@ fn eight_processes_create_one_table() {
 
 #[test]
 fn a_killed_process_leaves_a_working_table() {
-    if std::env::var("SLUICE_CHILD").is_ok() {
+    if in_child() {
         return;
     }
     let dir = scratch("kill");
@@ -365,7 +369,7 @@ fn a_killed_process_leaves_a_working_table() {
 
 #[test]
 fn a_lockout_survives_a_restart_and_unlock_frees_it() {
-    if std::env::var("SLUICE_CHILD").is_ok() {
+    if in_child() {
         return;
     }
     let dir = scratch("persist");
@@ -438,7 +442,7 @@ fn a_lockout_survives_a_restart_and_unlock_frees_it() {
 
 #[test]
 fn unlock_of_an_unknown_key_or_category_changes_nothing() {
-    if std::env::var("SLUICE_CHILD").is_ok() {
+    if in_child() {
         return;
     }
     let dir = scratch("unlock-bad");
@@ -486,7 +490,7 @@ fn unlock_of_an_unknown_key_or_category_changes_nothing() {
 
 #[test]
 fn stat_reports_the_table() {
-    if std::env::var("SLUICE_CHILD").is_ok() {
+    if in_child() {
         return;
     }
     let dir = scratch("stat");
@@ -745,7 +749,7 @@ fn missing_directories_and_missing_tables_are_named() {
 
 #[test]
 fn a_file_without_permission_is_refused() {
-    if std::env::var("SLUICE_CHILD").is_ok() {
+    if in_child() {
         return;
     }
     let dir = scratch("perm");
@@ -789,7 +793,7 @@ fn a_file_without_permission_is_refused() {
 
 #[test]
 fn works_on_dev_shm() {
-    if std::env::var("SLUICE_CHILD").is_ok() {
+    if in_child() {
         return;
     }
     // tmpfs, where servers usually keep a table; the other tests use the temporary directory.
