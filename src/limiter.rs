@@ -5,7 +5,8 @@ use crate::hash::{hash_key, random_secret};
 use std::path::{Path, PathBuf};
 
 use crate::layout::{
-    policy_fingerprint, stat, Layout, LayoutError, LockoutLayout, MAX_RULES_PER_CATEGORY,
+    policy_fingerprint, stat, Layout, LayoutError, LockoutLayout, WindowLayout,
+    MAX_RULES_PER_CATEGORY,
 };
 use crate::log::{Log, Observed, Summary};
 use crate::policy::{Policy, WhenFull};
@@ -296,12 +297,13 @@ impl std::fmt::Debug for Limiter {
     }
 }
 
-/// A rule's state as seen by one decision.
-#[derive(Clone, Copy, Default)]
-struct View {
-    obs: Option<Observed>,
-    admit: bool,
-    nth_ts: Option<i64>,
+/// A window rule as one decision sees it: its log in the key's slot, its layout, and what
+/// the last read of the log found.
+#[derive(Clone, Copy)]
+struct Rule<'a> {
+    log: Log<'a>,
+    wl: &'a WindowLayout,
+    obs: Observed,
 }
 
 fn key_bytes(key: &[u8]) -> Result<&[u8], Error> {
@@ -712,157 +714,123 @@ impl Limiter {
             }
         }
         let windows = &cl.windows;
-        let mut views = [View::default(); MAX_RULES_PER_CATEGORY];
-        'attempt: for _ in 0..MAX_ATTEMPTS {
-            for (i, &w) in windows.iter().enumerate() {
-                let Ok(obs) = self.table.window_log(slot, w).observe(now) else {
-                    return self.contended(cat, now);
-                };
-                views[i] = View {
-                    obs: Some(obs),
-                    admit: obs.admit,
-                    nth_ts: obs.nth_ts,
-                };
+        // The per-rule state lives on the stack, sized to the category: a one-rule category
+        // does not build, zero and walk fifteen unused entries on every check.
+        match windows.len() {
+            0 => no_rule(now),
+            1 if op == Op::Check => self.check_one_rule(kh, slot, cat, now),
+            1 => self.decide_windows::<1>(kh, slot, cat, now, op),
+            2..=4 => self.decide_windows::<4>(kh, slot, cat, now, op),
+            _ => self.decide_windows::<MAX_RULES_PER_CATEGORY>(kh, slot, cat, now, op),
+        }
+    }
+
+    /// A check in a category with one window rule: the common case (one limit per client),
+    /// kept short. An admitted request is claimed and reported from its own ticket; a read
+    /// that refuses (or a dry-run rule that would) goes to the general path, which reads
+    /// again and decides from that read.
+    #[inline]
+    fn check_one_rule(&self, kh: &KeyHash, slot: &[AtomicU64], cat: usize, now: i64) -> Decision {
+        let layout = &self.table.layout;
+        let w = layout.categories[cat].windows[0];
+        let wl = &layout.windows[w];
+        let log = self.table.window_log(slot, w);
+        for _ in 0..MAX_ATTEMPTS {
+            let Ok(obs) = log.observe(now) else {
+                return self.contended(cat, now);
+            };
+            if !obs.admit {
+                return self.decide_windows::<1>(kh, slot, cat, now, Op::Check);
             }
-            let views = &views[..windows.len()];
-            let layout = &self.table.layout;
-            let refused = views
-                .iter()
-                .zip(windows)
-                .any(|(v, &w)| !v.admit && !layout.windows[w].dry_run);
-            if refused {
-                if op == Op::Check {
-                    for (v, &w) in views.iter().zip(windows) {
-                        let wl = &layout.windows[w];
-                        if !v.admit {
-                            if wl.strict {
-                                let _ = self.table.window_log(slot, w).push(now);
-                            }
-                            if !wl.dry_run {
-                                self.table.count_rule(kh.stripe, wl.rule, stat::LIMITED);
-                            }
-                        }
-                    }
-                }
-                return self.refused(slot, windows, views, now, op);
+            if log.claim(&obs, now).is_ok() {
+                self.table.count_rule(kh.stripe, wl.rule, stat::PASSED);
+                let s = log.claimed_summary(&obs, now);
+                return admission(
+                    wl.limit,
+                    wl.window_ms,
+                    wl.rule,
+                    s.in_window,
+                    s.oldest_in_window,
+                    now,
+                );
             }
-            if op == Op::Peek {
-                return self.admitted(slot, windows, views, now, false);
-            }
-            // Claim every admitting rule in policy order; on a lost race give back what was
-            // claimed and decide again from fresh reads.
-            for (i, (v, &w)) in views.iter().zip(windows).enumerate() {
-                if !v.admit {
-                    continue; // a dry-run rule that would refuse: not logged, as if enforced
-                }
-                let log = self.table.window_log(slot, w);
-                let obs = v.obs.as_ref().expect("observed");
-                if log.claim(obs, now).is_err() {
-                    for (v2, &w2) in views[..i].iter().zip(windows) {
-                        if v2.admit {
-                            self.table
-                                .window_log(slot, w2)
-                                .give_back(v2.obs.as_ref().expect("observed"), now);
-                        }
-                    }
-                    continue 'attempt;
-                }
-            }
-            for (v, &w) in views.iter().zip(windows) {
-                let wl = &layout.windows[w];
-                if v.admit {
-                    self.table.count_rule(kh.stripe, wl.rule, stat::PASSED);
-                } else {
-                    if wl.strict {
-                        let _ = self.table.window_log(slot, w).push(now);
-                    }
-                    self.table
-                        .count_rule(kh.stripe, wl.rule, stat::DRY_RUN_LIMITED);
-                }
-            }
-            return self.admitted(slot, windows, views, now, true);
         }
         self.contended(cat, now)
     }
 
-    /// Refused: report the refusing enforced rule with the largest `retry_after`.
-    fn refused(
+    /// The window rules of category `cat` (at most `K`, at least one) decide a request on
+    /// the key of `slot`: read every rule; if an enforced one refuses, refuse; otherwise
+    /// claim every admitting rule in policy order, and on a lost race give back what was
+    /// claimed and decide again from fresh reads.
+    fn decide_windows<const K: usize>(
         &self,
+        kh: &KeyHash,
         slot: &[AtomicU64],
-        windows: &[usize],
-        views: &[View],
+        cat: usize,
         now: i64,
         op: Op,
     ) -> Decision {
         let layout = &self.table.layout;
-        let mut best: Option<Decision> = None;
-        for (v, &w) in views.iter().zip(windows) {
-            let wl = &layout.windows[w];
-            if v.admit || wl.dry_run {
-                continue;
-            }
-            let log = self.table.window_log(slot, w);
-            // After a strict rule logged this refusal, what frees it is the new N-th entry.
-            let s = if op == Op::Check && wl.strict {
-                log.summarize(now)
-            } else {
-                Summary {
-                    nth_ts: v.nth_ts,
-                    ..log.summarize(now)
-                }
-            };
-            let d = refusal(wl.limit, wl.window_ms, wl.rule, &s, now);
-            if best.is_none_or(|b| d.retry_after > b.retry_after) {
-                best = Some(d);
-            }
+        let windows = &layout.categories[cat].windows;
+        let rule = |w: usize| Rule {
+            log: self.table.window_log(slot, w),
+            wl: &layout.windows[w],
+            obs: Observed::UNREAD,
+        };
+        let mut rules = [rule(windows[0]); K];
+        for i in 1..windows.len() {
+            rules[i] = rule(windows[i]);
         }
-        best.expect("a refusing rule")
-    }
-
-    /// Admitted: report the rule with the least remaining, or the dry-run rule that would
-    /// have refused. `logged`: the request is in the logs (a check); otherwise (a peek) the
-    /// numbers are computed as if it were.
-    fn admitted(
-        &self,
-        slot: &[AtomicU64],
-        windows: &[usize],
-        views: &[View],
-        now: i64,
-        logged: bool,
-    ) -> Decision {
-        let layout = &self.table.layout;
-        let mut best: Option<Decision> = None;
-        let mut dry: Option<Decision> = None;
-        for (v, &w) in views.iter().zip(windows) {
-            let wl = &layout.windows[w];
-            let log = self.table.window_log(slot, w);
-            let s = if v.admit {
-                log.window_summary(now)
-            } else {
-                log.summarize(now)
-            };
-            if !v.admit {
-                if dry.is_none() {
-                    let mut d = refusal(wl.limit, wl.window_ms, wl.rule, &s, now);
-                    d.allowed = true;
-                    d.status = Status::DryRunLimited;
-                    d.retry_after = 0;
-                    dry = Some(d);
+        let rules = &mut rules[..windows.len()];
+        'attempt: for _ in 0..MAX_ATTEMPTS {
+            let mut refused = false;
+            for r in rules.iter_mut() {
+                let Ok(obs) = r.log.observe(now) else {
+                    return self.contended(cat, now);
+                };
+                r.obs = obs;
+                refused |= !obs.admit && !r.wl.dry_run;
+            }
+            if refused {
+                if op == Op::Check {
+                    for r in rules.iter().filter(|r| !r.obs.admit) {
+                        if r.wl.strict {
+                            let _ = r.log.push(now);
+                        }
+                        if !r.wl.dry_run {
+                            self.table.count_rule(kh.stripe, r.wl.rule, stat::LIMITED);
+                        }
+                    }
                 }
-                continue;
+                return refused_report(rules, now, op);
             }
-            let (count, oldest) = if logged {
-                (s.in_window, s.oldest_in_window)
-            } else {
-                let oldest = s.oldest_in_window.map_or(now, |o| o.min(now));
-                (s.in_window + 1, Some(oldest))
-            };
-            let d = admission(wl.limit, wl.window_ms, wl.rule, count, oldest, now);
-            if best.is_none_or(|b| d.remaining < b.remaining) {
-                best = Some(d);
+            if op == Op::Peek {
+                return admitted_report(rules, now, false);
             }
+            for i in 0..rules.len() {
+                let r = &rules[i];
+                // A dry-run rule that would refuse is not logged, as if it were enforced.
+                if r.obs.admit && r.log.claim(&r.obs, now).is_err() {
+                    for r2 in rules[..i].iter().filter(|r2| r2.obs.admit) {
+                        r2.log.give_back(&r2.obs, now);
+                    }
+                    continue 'attempt;
+                }
+            }
+            for r in rules.iter() {
+                if r.obs.admit {
+                    self.table.count_rule(kh.stripe, r.wl.rule, stat::PASSED);
+                } else {
+                    if r.wl.strict {
+                        let _ = r.log.push(now);
+                    }
+                    self.table
+                        .count_rule(kh.stripe, r.wl.rule, stat::DRY_RUN_LIMITED);
+                }
+            }
+            return admitted_report(rules, now, true);
         }
-        dry.or(best).unwrap_or_else(|| no_rule(now))
+        self.contended(cat, now)
     }
 
     /// Peek of a key that holds no slot: every log is empty.
@@ -974,6 +942,66 @@ impl Limiter {
             return locked(lo, lock_until(new).expect("locked"), now);
         }
         failures_left(lo, &Summary::default(), now)
+    }
+}
+
+/// Refused: report the refusing enforced rule with the largest `retry_after`.
+fn refused_report(rules: &[Rule<'_>], now: i64, op: Op) -> Decision {
+    let mut best: Option<Decision> = None;
+    for r in rules.iter().filter(|r| !r.obs.admit && !r.wl.dry_run) {
+        // After a strict rule logged this refusal, what frees it is the new N-th entry.
+        let s = if op == Op::Check && r.wl.strict {
+            r.log.summarize(now)
+        } else {
+            Summary {
+                nth_ts: r.obs.nth_ts,
+                ..r.log.window_summary(now)
+            }
+        };
+        let d = refusal(r.wl.limit, r.wl.window_ms, r.wl.rule, &s, now);
+        if best.is_none_or(|b| d.retry_after > b.retry_after) {
+            best = Some(d);
+        }
+    }
+    best.expect("a refusing rule")
+}
+
+/// Admitted: report the first dry-run rule that would have refused, or else the rule with
+/// the least remaining. `logged`: the request is in the logs (a check); otherwise (a peek)
+/// the numbers are computed as if it were.
+fn admitted_report(rules: &[Rule<'_>], now: i64, logged: bool) -> Decision {
+    if let Some(r) = rules.iter().find(|r| !r.obs.admit) {
+        let s = r.log.summarize(now);
+        let mut d = refusal(r.wl.limit, r.wl.window_ms, r.wl.rule, &s, now);
+        d.allowed = true;
+        d.status = Status::DryRunLimited;
+        d.retry_after = 0;
+        return d;
+    }
+    // Only the reported rule's Decision is built (its divisions are not free).
+    let mut best: Option<(u32, &Rule<'_>, u32, Option<i64>)> = None;
+    for r in rules {
+        let s = if logged {
+            r.log.claimed_summary(&r.obs, now)
+        } else {
+            r.log.window_summary(now)
+        };
+        let (count, oldest) = if logged {
+            (s.in_window, s.oldest_in_window)
+        } else {
+            let oldest = s.oldest_in_window.map_or(now, |o| o.min(now));
+            (s.in_window + 1, Some(oldest))
+        };
+        let remaining = r.wl.limit.saturating_sub(count);
+        if best.is_none_or(|b| remaining < b.0) {
+            best = Some((remaining, r, count, oldest));
+        }
+    }
+    match best {
+        Some((_, r, count, oldest)) => {
+            admission(r.wl.limit, r.wl.window_ms, r.wl.rule, count, oldest, now)
+        }
+        None => no_rule(now),
     }
 }
 

@@ -79,10 +79,25 @@ pub(crate) struct Observed {
     counter: u64,
     /// The raw entry at `ticket mod N` (the CAS's expected value).
     entry: u64,
+    /// `ticket mod N` and the ticket's lap, computed once (a division) by the read.
+    idx: u64,
+    lap: u64,
     /// Timestamp of the N-th most recent logged request, if there is one.
     pub nth_ts: Option<i64>,
     /// Would a request at `t` be admitted?
     pub admit: bool,
+}
+
+impl Observed {
+    /// Placeholder before the first read (never claimed with: a claim needs a real read).
+    pub(crate) const UNREAD: Observed = Observed {
+        counter: 0,
+        entry: 0,
+        idx: 0,
+        lap: 0,
+        nth_ts: None,
+        admit: false,
+    };
 }
 
 /// A read of the log for reporting: how many logged timestamps lie in the window.
@@ -160,6 +175,8 @@ impl<'a> Log<'a> {
             return Ok(Observed {
                 counter: c,
                 entry: e,
+                idx: tk % n,
+                lap,
                 nth_ts,
                 admit,
             });
@@ -171,10 +188,8 @@ impl<'a> Log<'a> {
     /// that ticket first (or the log was cleared): the caller must read again.
     #[inline]
     pub(crate) fn claim(&self, obs: &Observed, t: i64) -> Result<(), ()> {
-        let n = self.n();
-        let tk = ticket(obs.counter);
-        let new = pack(t, lap_of(tk, n), counter_gen(obs.counter));
-        self.ring[(tk % n) as usize]
+        let new = pack(t, obs.lap, counter_gen(obs.counter));
+        self.ring[obs.idx as usize]
             .compare_exchange(obs.entry, new, Ordering::AcqRel, Ordering::Relaxed)
             .map_err(|_| ())?;
         // Advance; if this fails, another thread already helped.
@@ -192,16 +207,14 @@ impl<'a> Log<'a> {
     /// but carries the older time. If the entry has moved on, leave it: a logged request that
     /// was not admitted only makes the limiter stricter.
     pub(crate) fn give_back(&self, obs: &Observed, t: i64) {
-        let n = self.n();
-        let tk = ticket(obs.counter);
         let gen = counter_gen(obs.counter);
-        let lap = lap_of(tk, n);
+        let lap = obs.lap;
         let ours = pack(t, lap, gen);
         let restored = match obs.nth_ts {
             Some(ts) => pack(ts, lap, gen),
             None => (lap << LAP_SHIFT) | gen,
         };
-        let _ = self.ring[(tk % n) as usize].compare_exchange(
+        let _ = self.ring[obs.idx as usize].compare_exchange(
             ours,
             restored,
             Ordering::AcqRel,
@@ -271,14 +284,58 @@ impl<'a> Log<'a> {
         self.summary(t, false)
     }
 
+    /// The window of a check that claimed `obs`'s ticket at `t`, counted back from that
+    /// ticket (its own request included): the ring index and lap come from the read, so
+    /// this needs neither a counter read nor a division. Requests logged by others since
+    /// then are not counted; the report is of the window as this request found it.
+    #[inline]
+    pub(crate) fn claimed_summary(&self, obs: &Observed, t: i64) -> Summary {
+        let n = self.n();
+        let (idx, lap) = if obs.idx + 1 == n {
+            (0, (obs.lap + 1) & LAP_MASK)
+        } else {
+            (obs.idx + 1, obs.lap)
+        };
+        let hi = ticket(obs.counter) + 1;
+        // Our own entry (d = 1) is in the window: the search starts past it.
+        self.summary_below(
+            hi,
+            idx,
+            lap,
+            counter_gen(obs.counter),
+            t,
+            (1, Some(t)),
+            false,
+        )
+    }
+
     #[inline]
     fn summary(&self, t: i64, with_nth: bool) -> Summary {
         let n = self.n();
         let c = self.counter.load(Ordering::Acquire);
-        let (hi, gen) = (ticket(c), counter_gen(c));
-        // Ticket `hi - d` for 1 <= d <= N, located without a division per probe: one
-        // division for `hi`, then the ring index and lap step back from it.
+        let hi = ticket(c);
+        // One division for `hi`; every probe then steps back from its index and lap.
         let (hi_idx, hi_lap) = (hi % n, (hi / n + 1) & LAP_MASK);
+        self.summary_below(hi, hi_idx, hi_lap, counter_gen(c), t, (0, None), with_nth)
+    }
+
+    /// The summary of the tickets below `hi` (whose ring index and lap are given) in
+    /// generation `gen`, given that the newest `known.0` of them are in the window and the
+    /// oldest of those has timestamp `known.1`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn summary_below(
+        &self,
+        hi: u64,
+        hi_idx: u64,
+        hi_lap: u64,
+        gen: u64,
+        t: i64,
+        known: (u64, Option<i64>),
+        with_nth: bool,
+    ) -> Summary {
+        let n = self.n();
+        // Ticket `hi - d` for 1 <= d <= N, located without a division per probe.
         let ts_back = |d: u64| -> Option<i64> {
             let (idx, lap) = if d <= hi_idx {
                 (hi_idx - d, hi_lap)
@@ -300,10 +357,10 @@ impl<'a> Log<'a> {
         // Largest d in [0, span] such that ticket hi - d is in the window (0: none is), and
         // its timestamp. Invariant: `a` is in the window (or 0), everything past `b` is not.
         let span = hi.min(n);
-        let (mut a, mut a_ts, mut b) = (0u64, None, span);
+        let (mut a, mut a_ts, mut b) = (known.0, known.1, span);
         // The two newest first (most windows of most keys hold one or two requests), then a
         // plain bisection: at most two probes more than bisecting from the start.
-        while a < b.min(2) {
+        while a < b.min(known.0 + 2) {
             match in_window(a + 1) {
                 Some(ts) => {
                     a += 1;

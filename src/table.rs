@@ -392,6 +392,9 @@ impl Table {
         // Most keys live at their home position: start loading that slot now, so that its
         // cache misses overlap the index word's instead of following them (a hint only).
         self.prefetch_slot(kh.home);
+        if is_live_fp(self.index(kh.home).load(Ordering::Acquire), kh.fp) {
+            return Found::Slot(kh.home); // most keys live at home
+        }
         let mut busy = false;
         for j in 0..self.layout.probe {
             let w = self.index(self.position(kh, j)).load(Ordering::Acquire);
@@ -414,12 +417,17 @@ impl Table {
     /// simultaneous first requests of a new client (parallel requests landing on several
     /// workers) would all but one be refused. The bound keeps it lock-free: an installer that
     /// was descheduled or killed costs at most the bound, then a refusal (always safe).
+    #[inline]
     pub(crate) fn find_or_insert(&self, kh: &KeyHash, now: i64) -> Found {
         #[cfg(not(loom))]
         const REREADS: usize = 64;
         #[cfg(loom)]
         const REREADS: usize = 1; // the models explore the single attempt
-        let mut found = self.install(kh, now);
+                                  // A key that has its slot (almost every check) is found without entering `install`.
+        let mut found = match self.find(kh) {
+            Found::Absent | Found::Busy => self.install(kh, now),
+            found => return found,
+        };
         for _ in 1..REREADS {
             if found != Found::Busy {
                 break;
@@ -433,6 +441,7 @@ impl Table {
     }
 
     /// One attempt of [`Table::find_or_insert`].
+    #[inline(never)]
     fn install(&self, kh: &KeyHash, now: i64) -> Found {
         match self.find(kh) {
             Found::Absent => {}
