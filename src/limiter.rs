@@ -12,7 +12,7 @@ use crate::log::{Log, Observed, Summary};
 use crate::policy::{Policy, WhenFull};
 use crate::sync::{AtomicU64, Ordering};
 use crate::table::{lock_level, lock_pack, lock_until, Found, KeyHash, Table};
-use crate::time::{ceil_secs, Clock, SystemClock, MAX_TIME_MS};
+use crate::time::{ceil_secs, ceil_secs_bounded, Clock, SystemClock, MAX_TIME_MS};
 
 /// A category of requests, resolved once from its name with [`Limiter::category`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -740,7 +740,12 @@ impl Limiter {
                 return self.contended(cat, now);
             };
             if !obs.admit {
-                return self.decide_windows::<1>(kh, slot, cat, now, Op::Check);
+                if wl.strict || wl.dry_run {
+                    return self.decide_windows::<1>(kh, slot, cat, now, Op::Check);
+                }
+                self.table.count_rule(kh.stripe, wl.rule, stat::LIMITED);
+                let s = Summary::of_refusal(wl.limit, obs.nth_ts);
+                return refusal(wl.limit, wl.window_ms, wl.rule, &s, now);
             }
             if log.claim(&obs, now).is_ok() {
                 self.table.count_rule(kh.stripe, wl.rule, stat::PASSED);
@@ -953,10 +958,7 @@ fn refused_report(rules: &[Rule<'_>], now: i64, op: Op) -> Decision {
         let s = if op == Op::Check && r.wl.strict {
             r.log.summarize(now)
         } else {
-            Summary {
-                nth_ts: r.obs.nth_ts,
-                ..r.log.window_summary(now)
-            }
+            Summary::of_refusal(r.wl.limit, r.obs.nth_ts)
         };
         let d = refusal(r.wl.limit, r.wl.window_ms, r.wl.rule, &s, now);
         if best.is_none_or(|b| d.retry_after > b.retry_after) {
@@ -1069,8 +1071,9 @@ fn admission(
         status: Status::Passed,
         limit,
         remaining: limit.saturating_sub(in_window),
-        reset: ceil_secs(reset_ms),
-        reset_after: ceil_secs(reset_ms - now) as u32,
+        // Both spans are a timestamp of the table plus at most a window (SPEC bounds both).
+        reset: ceil_secs_bounded(reset_ms),
+        reset_after: ceil_secs_bounded(reset_ms - now) as u32,
         retry_after: 0,
         rule: Some(rule),
         window_ms,

@@ -111,6 +111,20 @@ pub(crate) struct Summary {
     pub nth_ts: Option<i64>,
 }
 
+impl Summary {
+    /// The window of a rule that refuses on a read that found `nth_ts`, the N-th most recent
+    /// logged timestamp, inside the window: then all of the last N are (the log is in time
+    /// order), and the oldest of them is that one. No search needed.
+    #[inline]
+    pub(crate) fn of_refusal(limit: u32, nth_ts: Option<i64>) -> Summary {
+        Summary {
+            in_window: limit,
+            oldest_in_window: nth_ts,
+            nth_ts,
+        }
+    }
+}
+
 /// The race was lost too many times in a row; the caller treats the request as refused.
 #[derive(Debug)]
 pub(crate) struct Contended;
@@ -291,22 +305,37 @@ impl<'a> Log<'a> {
     #[inline]
     pub(crate) fn claimed_summary(&self, obs: &Observed, t: i64) -> Summary {
         let n = self.n();
+        let (tk, gen) = (ticket(obs.counter), counter_gen(obs.counter));
+        let ours = Summary {
+            in_window: 1,
+            oldest_in_window: Some(t),
+            nth_ts: None,
+        };
+        if tk == 0 || n == 1 {
+            return ours; // ours is the only request the last N can hold
+        }
+        // The ticket before ours first: for a light client it is already outside the window,
+        // and that one probe is the whole count.
+        let (prev_idx, prev_lap) = if obs.idx == 0 {
+            (n - 1, (obs.lap + LAP_MASK) & LAP_MASK)
+        } else {
+            (obs.idx - 1, obs.lap)
+        };
+        let e = self.ring[prev_idx as usize].load(Ordering::Acquire);
+        let prev_ts = entry_ts(e).filter(|&ts| {
+            entry_gen(e) == gen && entry_lap(e) == prev_lap && ts > t.saturating_sub(self.window_ms)
+        });
+        if prev_ts.is_none() {
+            return ours;
+        }
         let (idx, lap) = if obs.idx + 1 == n {
             (0, (obs.lap + 1) & LAP_MASK)
         } else {
             (obs.idx + 1, obs.lap)
         };
-        let hi = ticket(obs.counter) + 1;
-        // Our own entry (d = 1) is in the window: the search starts past it.
-        self.summary_below(
-            hi,
-            idx,
-            lap,
-            counter_gen(obs.counter),
-            t,
-            (1, Some(t)),
-            false,
-        )
+        // Our own entry (d = 1) and the one before (d = 2) are in the window: the search
+        // starts past them.
+        self.summary_below(tk + 1, idx, lap, gen, t, (2, prev_ts), false)
     }
 
     #[inline]

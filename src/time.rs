@@ -64,6 +64,14 @@ impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
     }
 }
 
+/// [`ceil_secs`] of a span known to lie in `0..=2^62` (a table timestamp plus a policy's
+/// window): an unsigned multiply-shift instead of a signed division and remainder.
+#[inline]
+pub(crate) fn ceil_secs_bounded(ms: i64) -> i64 {
+    debug_assert!((0..=1 << 62).contains(&ms), "{ms}");
+    (ms.max(0) as u64).div_ceil(1000) as i64
+}
+
 /// Seconds, rounded up, of a non-negative millisecond span.
 #[inline]
 pub(crate) fn ceil_secs(ms: i64) -> i64 {
