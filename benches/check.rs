@@ -93,6 +93,8 @@ fn hot_key(c: &mut Criterion) {
 struct Million {
     stream: Vec<Key>,
     sluice: Limiter,
+    /// The same table backed by transparent huge pages (`LimiterBuilder::huge_pages`).
+    sluice_huge: Limiter,
     gov_fake: GovKeyedFake<Key>,
     gov_time: FakeTime,
     gov: GovKeyed<Key>,
@@ -115,7 +117,9 @@ impl Million {
             .collect();
         // Twice the live keys: at 80 % load some 16-position neighbourhoods fill up and evict
         // (2 % of a million keys did, in a trial), which would bench re-installs instead.
-        let sluice = Limiter::open(&format!("global 10/1s\ncapacity {}", LIVE * 2)).unwrap();
+        let policy = format!("global 10/1s\ncapacity {}", LIVE * 2);
+        let sluice = Limiter::open(&policy).unwrap();
+        let sluice_huge = Limiter::builder(&policy).huge_pages(true).open().unwrap();
         let gov_time = FakeTime::new();
         let gov_fake = gov_keyed_fake::<Key>(10, 1000, &gov_time.clock);
         let gov = gov_keyed::<Key>(10, 1000);
@@ -123,6 +127,12 @@ impl Million {
         for (i, k) in keys.iter().enumerate() {
             let t = T0 + i as i64 / 1000;
             assert!(sluice.check_at(k, Category::GLOBAL, t).unwrap().allowed);
+            assert!(
+                sluice_huge
+                    .check_at(k, Category::GLOBAL, t)
+                    .unwrap()
+                    .allowed
+            );
             let _ = gov_fake.check_key(k);
             let _ = gov.check_key(k);
             mutex.check(k, t);
@@ -138,6 +148,7 @@ impl Million {
                 .map(|i| keys[i as usize])
                 .collect(),
             sluice,
+            sluice_huge,
             gov_fake,
             gov_time,
             gov,
@@ -169,6 +180,17 @@ fn random_keys(c: &mut Criterion, m: &mut Million) {
         b.iter(|| {
             i += 1;
             black_box(m.sluice.check(m.key(i), Category::GLOBAL).unwrap())
+        })
+    });
+    g.bench_function("sluice_huge_pages/now", |b| {
+        b.iter(|| {
+            i += 1;
+            t += 1;
+            black_box(
+                m.sluice_huge
+                    .check_at(m.key(i), Category::GLOBAL, t)
+                    .unwrap(),
+            )
         })
     });
     g.bench_function("governor_keyed/now", |b| {

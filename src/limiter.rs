@@ -173,6 +173,7 @@ pub struct LimiterBuilder {
     path: Option<PathBuf>,
     clock: Box<dyn Clock>,
     secret: Option<[u64; 2]>,
+    huge_pages: bool,
 }
 
 impl Default for LimiterBuilder {
@@ -201,6 +202,7 @@ impl LimiterBuilder {
             path: None,
             clock: Box::new(SystemClock),
             secret: None,
+            huge_pages: false,
         }
     }
 
@@ -237,7 +239,30 @@ impl LimiterBuilder {
         self
     }
 
+    /// Back the table with transparent huge pages (`madvise(MADV_HUGEPAGE)`; default off).
+    ///
+    /// Checks of many distinct keys spread over a large table miss the TLB on nearly every
+    /// lookup; with 2 MiB pages they mostly do not (BENCHMARKS.md measures it). The price:
+    /// resident memory grows in 2 MiB steps as keys arrive, up to the whole table, instead
+    /// of 4 KiB at a time. Advice only, as the kernel takes it: a kernel without transparent
+    /// huge pages ignores it, and for a table file the kernel's shmem setting
+    /// (`/sys/kernel/mm/transparent_hugepage/shmem_enabled`, or tmpfs `huge=`) decides.
+    pub fn huge_pages(mut self, on: bool) -> Self {
+        self.huge_pages = on;
+        self
+    }
+
     pub fn open(self) -> Result<Limiter, Error> {
+        let huge_pages = self.huge_pages;
+        let limiter = self.open_table()?;
+        if huge_pages {
+            // Advice: declined by a kernel without THP, which is not an error here.
+            let _ = limiter.table.advise_huge_pages();
+        }
+        Ok(limiter)
+    }
+
+    fn open_table(self) -> Result<Limiter, Error> {
         let now = self.clock.now_ms();
         let secret = self.secret.unwrap_or_else(random_secret);
         #[cfg(not(loom))]
@@ -1203,6 +1228,25 @@ mod batch_tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn huge_pages_are_asked_for_only_when_chosen() {
+        use crate::region::tests::vm_flags;
+        let thp = std::path::Path::new("/sys/kernel/mm/transparent_hugepage").exists();
+        for on in [false, true] {
+            let l = Limiter::builder("global 10/1s\ncapacity 100000")
+                .huge_pages(on)
+                .open()
+                .unwrap();
+            let flags = vm_flags(l.table.region().address_range().start);
+            assert_eq!(
+                flags.contains(" hg"),
+                on && thp,
+                "huge_pages({on}): {flags}"
+            );
+            assert!(l.check_at("k", Category::GLOBAL, 1_000).unwrap().allowed);
         }
     }
 

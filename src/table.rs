@@ -287,6 +287,16 @@ impl Table {
     }
 
     #[inline]
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn region(&self) -> &Region {
+        &self.region
+    }
+
+    /// See [`Region::advise_huge_pages`].
+    pub(crate) fn advise_huge_pages(&self) -> std::io::Result<()> {
+        self.region.advise_huge_pages()
+    }
+
     pub(crate) fn words(&self) -> &[AtomicU64] {
         self.region.words()
     }
