@@ -5,7 +5,7 @@
 //! Each case is measured with an explicit `now` (sluice's `*_at`, the mutex log's argument,
 //! governor's `FakeRelativeClock`) and with each library's own clock.
 //!
-//! Run: `cargo bench --bench check` (about 3 minutes); one group: `cargo bench --bench check -- hot_key`.
+//! Run: `cargo bench --bench check` (about 4 minutes); one group: `cargo bench --bench check -- hot_key`.
 
 mod peers;
 
