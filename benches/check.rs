@@ -43,6 +43,14 @@ fn hot_key(c: &mut Criterion) {
     g.bench_function("sluice/clock", |b| {
         b.iter(|| black_box(l.check(black_box(HOT_KEY), Category::GLOBAL).unwrap()))
     });
+    // The same with `CoarseClock` (CLOCK_REALTIME_COARSE): what reading the clock costs.
+    let lc = Limiter::builder("global 100/1ms")
+        .clock(sluice::CoarseClock)
+        .open()
+        .unwrap();
+    g.bench_function("sluice/coarse_clock", |b| {
+        b.iter(|| black_box(lc.check(black_box(HOT_KEY), Category::GLOBAL).unwrap()))
+    });
 
     let key = HOT_KEY.to_string();
     let mut ft = FakeTime::new();

@@ -40,7 +40,7 @@ pub use error::{Error, MAX_KEY_LEN};
 pub use headers::HeaderStyle;
 pub use limiter::{Category, Decision, Limiter, LimiterBuilder, RuleStats, Stats, Status, Unlock};
 pub use policy::{Policy, PolicyError, DEFAULT_POLICY};
-pub use time::{Clock, ManualClock, SystemClock, MAX_TIME_MS};
+pub use time::{Clock, CoarseClock, ManualClock, SystemClock, MAX_TIME_MS};
 
 /// The README's examples, compiled and run as doctests so they cannot drift.
 #[cfg(doctest)]

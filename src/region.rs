@@ -140,16 +140,21 @@ impl Drop for Region {
 pub(crate) mod tests {
     use super::Region;
 
-    /// The kernel's flags of the mapping that starts at `start`, from `/proc/self/smaps`.
-    pub(crate) fn vm_flags(start: usize) -> String {
+    /// The kernel's flags of the mapping that holds address `at`, from `/proc/self/smaps`
+    /// (the kernel may have merged our mapping with a neighbour of the same flags).
+    pub(crate) fn vm_flags(at: usize) -> String {
         let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
         let mut lines = smaps.lines();
         while let Some(line) = lines.next() {
             let range = line.split_whitespace().next().unwrap_or("");
-            let Some((a, _)) = range.split_once('-') else {
+            let Some((a, b)) = range.split_once('-') else {
                 continue;
             };
-            if usize::from_str_radix(a, 16) == Ok(start) {
+            let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            else {
+                continue;
+            };
+            if (a..b).contains(&at) {
                 for l in lines.by_ref() {
                     if let Some(flags) = l.strip_prefix("VmFlags:") {
                         return flags.to_owned();
@@ -157,7 +162,7 @@ pub(crate) mod tests {
                 }
             }
         }
-        panic!("no mapping at {start:#x} in /proc/self/smaps");
+        panic!("no mapping holds {at:#x} in /proc/self/smaps");
     }
 
     #[test]
