@@ -335,7 +335,7 @@ impl<'a> Log<'a> {
         };
         // Our own entry (d = 1) and the one before (d = 2) are in the window: the search
         // starts past them.
-        self.summary_below(tk + 1, idx, lap, gen, t, (2, prev_ts), Some(t), false)
+        self.summary_below(tk + 1, idx, lap, gen, t, (2, prev_ts), false)
     }
 
     #[inline]
@@ -345,21 +345,12 @@ impl<'a> Log<'a> {
         let hi = ticket(c);
         // One division for `hi`; every probe then steps back from its index and lap.
         let (hi_idx, hi_lap) = (hi % n, (hi / n + 1) & LAP_MASK);
-        self.summary_below(
-            hi,
-            hi_idx,
-            hi_lap,
-            counter_gen(c),
-            t,
-            (0, None),
-            None,
-            with_nth,
-        )
+        self.summary_below(hi, hi_idx, hi_lap, counter_gen(c), t, (0, None), with_nth)
     }
 
     /// The summary of the tickets below `hi` (whose ring index and lap are given) in
     /// generation `gen`, given that the newest `known.0` of them are in the window and the
-    /// oldest of those has timestamp `known.1` (and the newest, `known_newest`).
+    /// oldest of those has timestamp `known.1`.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     fn summary_below(
@@ -370,7 +361,6 @@ impl<'a> Log<'a> {
         gen: u64,
         t: i64,
         known: (u64, Option<i64>),
-        known_newest: Option<i64>,
         with_nth: bool,
     ) -> Summary {
         let n = self.n();
@@ -397,22 +387,13 @@ impl<'a> Log<'a> {
         // its timestamp. Invariant: `a` is in the window (or 0), everything past `b` is not.
         let span = hi.min(n);
         let (mut a, mut a_ts, mut b) = (known.0, known.1, span);
-        // The timestamp of the newest ticket (d = 1), once known: with `a_ts` it gives the
-        // rate at which this key's requests arrived.
-        let mut newest = if known.0 >= 1 { known_newest } else { None };
-        // The two newest first (most windows of most keys hold one or two requests), then an
-        // interpolation search: a steady client's window boundary is where its rate says, so
-        // one or two probes find it where bisection needs log2 N (each possibly a cache miss
-        // on a large ring). An interpolation step that does not halve the interval is
-        // followed by a bisection step, so the worst case stays O(log N) probes.
+        // The two newest first (most windows of most keys hold one or two requests), then a
+        // plain bisection: at most two probes more than bisecting from the start.
         while a < b.min(known.0 + 2) {
             match in_window(a + 1) {
                 Some(ts) => {
                     a += 1;
                     a_ts = Some(ts);
-                    if a == 1 {
-                        newest = Some(ts);
-                    }
                 }
                 None => {
                     b = a;
@@ -420,22 +401,8 @@ impl<'a> Log<'a> {
                 }
             }
         }
-        let mut bisect = false;
         while a < b {
-            let width = b - a;
-            // Tickets 1..=a arrived every (ts1 - ts_a) / (a - 1) ms; the window's floor is
-            // about (ts_a - floor) ms further back. (The product fits in 64 bits unless
-            // timestamps lie far in the future, after the clock stepped back: then bisect.)
-            let guess = match (newest, a_ts) {
-                (Some(ts1), Some(ts_a)) if !bisect && a >= 2 && ts1 > ts_a => {
-                    ((ts_a - floor) as u64).checked_mul(a - 1).map(|x| {
-                        a.saturating_add(x.div_ceil((ts1 - ts_a) as u64).max(1))
-                            .min(b)
-                    })
-                }
-                _ => None,
-            };
-            let mid = guess.unwrap_or(b - (b - a) / 2);
+            let mid = b - (b - a) / 2;
             match in_window(mid) {
                 Some(ts) => {
                     a = mid;
@@ -443,7 +410,6 @@ impl<'a> Log<'a> {
                 }
                 None => b = mid - 1,
             }
-            bisect = !bisect && (b - a) * 2 > width;
         }
         Summary {
             in_window: a as u32,
