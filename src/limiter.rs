@@ -939,8 +939,12 @@ impl Limiter {
             }
             let log = self.table.failure_log(slot, li);
             if pending.is_none() {
-                let _ = log.push(now);
-                let s = log.summarize(now);
+                // Counted back from the ticket this failure took: of failures racing into the
+                // log, the one with the highest ticket counts them all and locks.
+                let s = match log.push(now) {
+                    Ok(obs) => log.claimed_summary(&obs, now),
+                    Err(_) => log.summarize(now),
+                };
                 if s.in_window < lo.failures {
                     // A lock set by a racing failure meanwhile still answers this one.
                     let w2 = lock.load(Ordering::Acquire);

@@ -237,12 +237,13 @@ impl<'a> Log<'a> {
     }
 
     /// Log a request at `t` whatever the window holds (strict rules log refusals; failure
-    /// logs record every failure). Best effort under races: gives up after `MAX_RETRIES`.
-    pub(crate) fn push(&self, t: i64) -> Result<(), Contended> {
+    /// logs record every failure): the read of the ticket it took (for
+    /// [`Log::claimed_summary`]). Best effort under races: gives up after `MAX_RETRIES`.
+    pub(crate) fn push(&self, t: i64) -> Result<Observed, Contended> {
         for _ in 0..MAX_RETRIES {
             let obs = self.observe(t)?;
             if self.claim(&obs, t).is_ok() {
-                return Ok(());
+                return Ok(obs);
             }
         }
         Err(Contended)
@@ -491,8 +492,13 @@ mod tests {
                         log.claim(&obs, t).unwrap();
                         pushed.push(t);
                     } else if rnd(3) == 0 {
-                        log.push(t).unwrap();
+                        let obs = log.push(t).unwrap();
                         pushed.push(t);
+                        let want = Summary {
+                            nth_ts: None,
+                            ..naive(&pushed, n, w, t)
+                        };
+                        assert_eq!(log.claimed_summary(&obs, t), want, "push: n {n} w {w}");
                     }
                     let probe = t + rnd(w as u64) as i64;
                     assert_eq!(
