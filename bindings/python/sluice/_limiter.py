@@ -4,7 +4,9 @@ No ctypes here: every call goes through the plain-value wrappers of ``_ffi``.
 """
 
 import os
+import sysconfig
 import threading
+import time
 from typing import Dict, List, NamedTuple
 
 from . import _ffi
@@ -39,7 +41,7 @@ HEADER_STYLES = {
 # First buffer tried for sluice_headers; a longer block is fetched again with a buffer sized
 # from the length the library returns.
 _HEADERS_INITIAL_CAP = 256
-MAX_KEY_LEN = 65_535
+MAX_KEY_LEN = _ffi.MAX_KEY_LEN
 
 
 def _key_bytes(key):
@@ -250,6 +252,12 @@ def _closed():
     return ClosedError(_ffi.SLUICE_ERR_NULL, "this Limiter is closed")
 
 
+# The in-flight guard (see Limiter.close) is made correct by the GIL. A free-threaded build
+# (3.13t, Py_GIL_DISABLED) is not supported by these bindings; should one import them anyway,
+# every call takes the fallback below: the guard's steps under a lock.
+_FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
 class Limiter:
     """A rate limiter: one table and its policy, owning a ``struct sluice *``.
 
@@ -265,11 +273,11 @@ class Limiter:
     """
 
     def __init__(self, policy=None, path=None):
-        self._handle = None
-        self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._in_flight = 0
-        self._closing = False
+        self._handle = None  # the struct sluice *; None once closed
+        self._raw = None  # the same as a c_void_p for the calls; None from the start of close()
+        self._active = set()  # the calls in flight: one token each (see close)
+        self._close_lock = threading.Lock()  # close() against close(); never taken by calls
+        self._guard_lock = threading.Lock()  # the free-threaded fallback only
         self._categories = {}
         if policy is None and path is None:
             raise TypeError("Limiter() needs a policy, a path, or both")
@@ -307,45 +315,83 @@ class Limiter:
         self.path = None if path is None else os.fsdecode(c_path)
 
     # ---- the handle's lifetime ---------------------------------------------------------------
-    # Every call holds an "in flight" count around the foreign call, so that close() (which
-    # frees the table) waits for calls running in other threads, and later calls are refused
-    # instead of touching freed memory.
+    # ctypes releases the GIL during each foreign call, so close() in another thread could free
+    # the table while a call is using it. The guard, with no lock on the calls' path:
+    #
+    #   a call:   token into self._active (W1); read self._raw (R1): None -> ClosedError;
+    #             else the foreign call with it; in `finally`, token out of self._active.
+    #   close():  self._raw = None (W2); wait until self._active is empty (R2); free.
+    #
+    # Each side writes its flag before it reads the other's (Dekker). Under the GIL the
+    # interpreter runs one bytecode at a time across all threads, so these four steps happen
+    # in one order that every thread sees (each is one bytecode or one C call: set.add,
+    # set.discard, an attribute load or store, bool() of the set; releasing and taking the
+    # GIL around the foreign call is a full barrier). If R1 comes before W2, then so does W1,
+    # so R2 sees the token and close() waits for the `finally`, which runs after the foreign
+    # call returns. If R1 comes after W2, the call sees None and never touches the table.
+    # It is the GIL that makes this right: on a free-threaded build (3.13t) the fallback
+    # takes a lock around W1+R1 and W2 (_FREE_THREADED).
+    #
+    # The token is added as the first step inside `try`, and removed in `finally` with
+    # set.discard, which does nothing if it is absent: an exception raised between any two
+    # bytecodes (a KeyboardInterrupt) neither leaves a token behind (close() would wait
+    # forever) nor removes another call's (close() could free under it). Each call's token is
+    # its own object: the decision buffer, or a new object().
 
-    def _enter(self):
-        with self._lock:
-            if self._handle is None or self._closing:
-                raise _closed()
-            self._in_flight += 1
-            return self._handle
+    def _enter(self, token):
+        """Register a call in flight: returns the raw handle as read at R1, or raises
+        ClosedError. Call it first thing inside ``try:``, with ``finally: self._exit(token)``.
+        Until then that value and ``self._handle`` stay valid (close() waits), but
+        ``self._raw`` may turn None at any moment: never read it again."""
+        if _FREE_THREADED:
+            with self._guard_lock:
+                self._active.add(token)
+                raw = self._raw
+        else:
+            self._active.add(token)  # W1
+            raw = self._raw  # R1
+        if raw is None:
+            raise _closed()
+        return raw
 
-    def _exit(self):
-        with self._lock:
-            self._in_flight -= 1
-            if self._closing and self._in_flight == 0:
-                self._idle.notify_all()
+    def _exit(self, token):
+        if _FREE_THREADED:
+            with self._guard_lock:
+                self._active.discard(token)
+        else:
+            self._active.discard(token)
+
+    def _calls_in_flight(self):
+        if _FREE_THREADED:
+            with self._guard_lock:
+                return len(self._active)
+        return len(self._active)
 
     def close(self):
         """Free the table. Idempotent; any later call raises ``ClosedError``. Waits for calls
         already running in other threads to return first."""
-        lock = getattr(self, "_lock", None)
+        lock = self.__dict__.get("_close_lock")
         if lock is None:  # __init__ failed before the lock existed
             return
-        with lock:
-            if self._closing:  # another thread is closing: wait for it
-                while self._handle is not None:
-                    self._idle.wait()
+        with lock:  # a second close() waits here until the first is done
+            handle = self._handle
+            if handle is None:
                 return
-            if self._handle is None:
-                return
-            self._closing = True  # from now on _enter refuses
-            while self._in_flight:
-                self._idle.wait()
+            if _FREE_THREADED:
+                with self._guard_lock:
+                    self._raw = None
+            else:
+                self._raw = None  # W2: from now on every call is refused
+            # R2: wait for the calls that got in before W2 (close is rare and a call takes
+            # microseconds: a short sleep-poll is enough).
+            delay = 0.0
+            while self._calls_in_flight():
+                time.sleep(delay)
+                delay = min(delay * 2 or 1e-6, 1e-3)
             try:
-                _ffi.close(self._handle)
+                _ffi.close(handle)
             finally:
                 self._handle = None
-                self._closing = False
-                self._idle.notify_all()
 
     @property
     def closed(self):
@@ -364,6 +410,7 @@ class Limiter:
         try:
             handle = getattr(self, "_handle", None)
             if handle is not None:
+                self._raw = None
                 self._handle = None
                 _ffi.close(handle)
         except Exception:  # interpreter shutdown: modules may be gone
@@ -393,14 +440,15 @@ class Limiter:
             name = category.encode("utf-8")
         except UnicodeEncodeError:
             name = None
-        handle = self._enter()
+        token = object()
         try:
+            self._enter(token)
             if name is None or b"\0" in name:  # cannot be a category (C would cut at the NUL)
                 code = _ffi.SLUICE_ERR_UNKNOWN_CATEGORY
             else:
-                code = _ffi.category(handle, name)
+                code = _ffi.category(self._handle, name)
         finally:
-            self._exit()
+            self._exit(token)
         if code < 0:
             if code == _ffi.SLUICE_ERR_UNKNOWN_CATEGORY:
                 raise UnknownCategoryError(
@@ -419,11 +467,12 @@ class Limiter:
         k = _key_bytes(key)
         t = _time(now_ms)
         cat = self.category_id(category)
-        self._enter()  # the handle stays valid (close waits) until _exit
+        token = object()
         try:
-            code, raw = call(self._raw, cat, k, t)
+            handle = self._enter(token)  # the raw handle: valid (close waits) until _exit
+            code, raw = call(handle, cat, k, t)
         finally:
-            self._exit()
+            self._exit(token)
         if code != _ffi.SLUICE_OK:
             raise self._call_error(code, what, k, category, t)
         return Decision._from_c(raw, self)
@@ -432,11 +481,12 @@ class Limiter:
         k = _key_bytes(key)
         t = _time(now_ms)
         cat = self.category_id(category)
-        handle = self._enter()
+        token = object()
         try:
-            code = call(handle, cat, k, t)
+            self._enter(token)
+            code = call(self._handle, cat, k, t)
         finally:
-            self._exit()
+            self._exit(token)
         if code != _ffi.SLUICE_OK:
             raise self._call_error(code, what, k, category, t)
 
@@ -500,11 +550,12 @@ class Limiter:
                         )
                     ) from None
             items.append((_key_bytes(key), self.category_id(category)))
-        handle = self._enter()
+        token = object()
         try:
-            code, raws = _ffi.check_batch(handle, items, t)
+            self._enter(token)
+            code, raws = _ffi.check_batch(self._handle, items, t)
         finally:
-            self._exit()
+            self._exit(token)
         if code != _ffi.SLUICE_OK:
             # The library does not say which request was bad: find it for the message.
             context = "check_batch of {} requests".format(len(items))
@@ -533,11 +584,12 @@ class Limiter:
                 ),
             ) from None
         raw = decision._to_c()
-        handle = self._enter()
+        token = object()
         try:
-            n, block = _ffi.headers(handle, raw, c_style, _HEADERS_INITIAL_CAP)
+            self._enter(token)
+            n, block = _ffi.headers(self._handle, raw, c_style, _HEADERS_INITIAL_CAP)
         finally:
-            self._exit()
+            self._exit(token)
         if n < 0:
             raise error(n, context="headers of {!r}".format(decision))
         out = {}
@@ -555,11 +607,12 @@ class Limiter:
         """Table-wide and per-rule counts (a ``Stats`` named tuple); ``locked_keys`` is judged
         at ``now_ms`` (None: the library's clock)."""
         now = _time(now_ms)
-        handle = self._enter()
+        token = object()
         try:
-            code, table, rules = _ffi.stats(handle, now)
+            self._enter(token)
+            code, table, rules = _ffi.stats(self._handle, now)
         finally:
-            self._exit()
+            self._exit(token)
         if code != _ffi.SLUICE_OK:
             context = "stats" if table is None else "rule_stats of rule {}".format(table)
             raise error(code, context=context)
