@@ -86,12 +86,82 @@ _FIELDS = (
     "rule",
 )
 
+#: ``status`` by the C status code, for every uint8 (codes the bindings do not know read as
+#: "unknown-N").
+_STATUS_BY_CODE = tuple(STATUS_NAMES.get(code) or "unknown-{}".format(code) for code in range(256))
 
-def _field(i, doc):
-    def get(self):
-        return self._v[i]
+# A Decision holds one slot, ``_s``, in one of two forms:
+#   made by the library:             (raw, limiter)          raw: the tuple unpacked from the
+#                                                            C struct (_ffi.DECISION_FIELDS order)
+#   made by the public constructor:  (None, limiter, values) values: in _FIELDS order, as given
+#                                                            (allowed made a bool), as before
+# A property converts its field from ``raw`` when it is read (allowed: != 0; status: its name;
+# rule: None if negative), so making a decision is one object and one tuple; converting all
+# nine fields up front was most of the ~0.7 us Decision._from_c cost. ``_values()`` is the
+# _FIELDS-order tuple of either form: equality, hashing, repr, pickling and as_dict all go
+# through it, so the two forms behave exactly alike.
 
+
+def _field(name, doc):
+    """The property of field ``name``: from the raw tuple (converted as in _from_raw) or from
+    the values given to the constructor."""
+    i = _FIELDS.index(name)
+    r = _ffi.DECISION_FIELDS.index(name)
+    if name == "allowed":
+
+        def get(self):
+            s = self._s
+            raw = s[0]
+            return s[2][i] if raw is None else raw[r] != 0
+
+    elif name == "status":
+
+        def get(self, _names=_STATUS_BY_CODE):
+            s = self._s
+            raw = s[0]
+            return s[2][i] if raw is None else _names[raw[r]]
+
+    elif name == "rule":
+
+        def get(self):
+            s = self._s
+            raw = s[0]
+            if raw is None:
+                return s[2][i]
+            v = raw[r]
+            return None if v < 0 else v
+
+    else:
+
+        def get(self):
+            s = self._s
+            raw = s[0]
+            return s[2][i] if raw is None else raw[r]
+
+    get.__name__ = name
     return property(get, doc=doc)
+
+
+assert _ffi.DECISION_FIELDS == (
+    "allowed", "status", "limit", "remaining", "reset_after", "reset", "retry_after", "rule",
+    "window_ms",
+), "_from_raw unpacks the C struct's fields in this order"
+
+
+def _from_raw(raw):
+    """The _FIELDS-order values of a raw (C-order) decision tuple."""
+    allowed, status, limit, remaining, reset_after, reset, retry_after, rule, window_ms = raw
+    return (
+        allowed != 0,
+        _STATUS_BY_CODE[status],
+        limit,
+        remaining,
+        reset,
+        reset_after,
+        retry_after,
+        window_ms,
+        None if rule < 0 else rule,
+    )
 
 
 class Decision:
@@ -103,17 +173,17 @@ class Decision:
     policy order, or None when no rule applies. ``headers()`` formats its response headers.
     """
 
-    __slots__ = ("_v", "_limiter")
+    __slots__ = ("_s",)
 
-    allowed = _field(0, "True if the request may go ahead, False if it must be refused (429).")
-    status = _field(1, '"passed", "limited", "locked", "full" or "dry-run-limited".')
-    limit = _field(2, "N of the deciding rule (F for a lockout); 0 when no rule applies.")
-    remaining = _field(3, "Requests the deciding rule would still admit now, after this one.")
-    reset = _field(4, "Unix seconds (rounded up) when `remaining` next grows.")
-    reset_after = _field(5, "Seconds until `reset`, rounded up.")
-    retry_after = _field(6, "Whole seconds until this request would be admitted; 0 if allowed.")
-    window_ms = _field(7, "The deciding rule's window in milliseconds.")
-    rule = _field(8, "Index of the deciding rule in policy order, or None.")
+    allowed = _field("allowed", "True if the request may go ahead, False if it must be refused (429).")
+    status = _field("status", '"passed", "limited", "locked", "full" or "dry-run-limited".')
+    limit = _field("limit", "N of the deciding rule (F for a lockout); 0 when no rule applies.")
+    remaining = _field("remaining", "Requests the deciding rule would still admit now, after this one.")
+    reset = _field("reset", "Unix seconds (rounded up) when `remaining` next grows.")
+    reset_after = _field("reset_after", "Seconds until `reset`, rounded up.")
+    retry_after = _field("retry_after", "Whole seconds until this request would be admitted; 0 if allowed.")
+    window_ms = _field("window_ms", "The deciding rule's window in milliseconds.")
+    rule = _field("rule", "Index of the deciding rule in policy order, or None.")
 
     def __init__(
         self,
@@ -128,45 +198,35 @@ class Decision:
         rule,
         limiter=None,
     ):
-        object.__setattr__(
-            self,
-            "_v",
-            (
-                bool(allowed),
-                status,
-                limit,
-                remaining,
-                reset,
-                reset_after,
-                retry_after,
-                window_ms,
-                rule,
-            ),
+        values = (
+            bool(allowed),
+            status,
+            limit,
+            remaining,
+            reset,
+            reset_after,
+            retry_after,
+            window_ms,
+            rule,
         )
-        object.__setattr__(self, "_limiter", limiter)
+        object.__setattr__(self, "_s", (None, limiter, values))
 
     @classmethod
-    def _from_c(cls, raw, limiter, _new=object.__new__, _set=object.__setattr__):
+    def _from_c(cls, raw, limiter):
         """From a tuple in sluice_decision's field order (_ffi.DECISION_FIELDS)."""
-        allowed, status, limit, remaining, reset_after, reset, retry_after, rule, window_ms = raw
         d = _new(cls)
-        _set(
-            d,
-            "_v",
-            (
-                allowed != 0,
-                STATUS_NAMES.get(status) or "unknown-{}".format(status),
-                limit,
-                remaining,
-                reset,
-                reset_after,
-                retry_after,
-                window_ms,
-                None if rule < 0 else rule,
-            ),
-        )
-        _set(d, "_limiter", limiter)
+        _set_s(d, (raw, limiter))
         return d
+
+    def _values(self):
+        """The fields as a tuple in _FIELDS order."""
+        s = self._s
+        raw = s[0]
+        return s[2] if raw is None else _from_raw(raw)
+
+    @property
+    def _limiter(self):
+        return self._s[1]
 
     def _to_c(self):
         """A tuple in sluice_decision's field order."""
@@ -189,7 +249,7 @@ class Decision:
 
     def as_dict(self):
         """The fields as a dict (without the limiter)."""
-        return dict(zip(_FIELDS, self._v))
+        return dict(zip(_FIELDS, self._values()))
 
     def headers(self, style="x-ratelimit"):
         """The response headers of this decision, ``{name: value}`` in the order to send them.
@@ -199,11 +259,12 @@ class Decision:
         refused. Formatted by the library through the Limiter that made the decision (the
         IETF fields name the rule's category).
         """
-        if self._limiter is None:
+        limiter = self._s[1]
+        if limiter is None:
             raise SluiceError(
                 _ffi.SLUICE_ERR_NULL, "this Decision was not made by a Limiter: no headers"
             )
-        return self._limiter._headers(self, style)
+        return limiter._headers(self, style)
 
     def __setattr__(self, name, value):
         raise AttributeError("Decision is immutable")
@@ -214,23 +275,29 @@ class Decision:
     def __eq__(self, other):
         if not isinstance(other, Decision):
             return NotImplemented
-        return self._v == other._v
+        return self._values() == other._values()
 
     def __ne__(self, other):
         if not isinstance(other, Decision):
             return NotImplemented
-        return self._v != other._v
+        return self._values() != other._values()
 
     def __hash__(self):
-        return hash(self._v)
+        return hash(self._values())
 
     def __repr__(self):
         return "Decision({})".format(
-            ", ".join("{}={!r}".format(f, v) for f, v in zip(_FIELDS, self._v))
+            ", ".join("{}={!r}".format(f, v) for f, v in zip(_FIELDS, self._values()))
         )
 
     def __reduce__(self):
-        return (Decision, self._v)
+        return (Decision, self._values())
+
+
+# A Decision from the library is made without __init__ (whose normalising it does not need):
+# object.__new__ and the slot's own setter (object.__setattr__ would look the name up).
+_new = object.__new__
+_set_s = Decision.__dict__["_s"].__set__
 
 
 class Stats(NamedTuple):

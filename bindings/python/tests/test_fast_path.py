@@ -1,4 +1,5 @@
-"""The C values made ahead for check/peek/failure against the declared C function.
+"""The C values made ahead for check/peek/failure against the declared C function, and
+Decision's two forms (made by the library from the raw C struct, or by the public constructor).
 
 The per-request callers of ``_ffi`` pass ready-made C values to a function object without
 ``argtypes``: a shared ``c_size_t`` per key length (``_ffi.KEY_SIZES``) and a
@@ -7,12 +8,14 @@ is checked against the reference: the function as declared in ``_ffi.FUNCTIONS``
 converts every argument), writing a ``sluice_decision`` read field by field.
 """
 
+import copy
 import ctypes
+import pickle
 
 import pytest
 
 import sluice
-from sluice import _ffi
+from sluice import _ffi, _limiter
 from support import T0
 
 POLICY = "global 5/1m\nauth 3/1m\nauth lockout 2/1m for 1m\ncapacity 131072"
@@ -80,3 +83,96 @@ def test_decision_buffer_holds_the_struct():
     assert _ffi.unpack_decision.__self__.size == ctypes.sizeof(_ffi.sluice_decision)
     a, b = _ffi.DecisionBuffer(), _ffi.DecisionBuffer()
     assert a is not b and len({a, b}) == 2  # tokens: hashable, each its own
+
+
+# ---- Decision ---------------------------------------------------------------------------------
+
+def library_decisions():
+    """Decisions of every status the library gives, each made by a Limiter (both returned)."""
+    l = sluice.Limiter("global 1/1m\nauth lockout 1/1m for 1m\ncapacity 1")
+    m = sluice.Limiter("media 1/1m dry-run")
+    out = [
+        l.check("a", now_ms=T0),  # passed
+        l.check("a", now_ms=T0 + 1),  # limited
+        l.failure("a", "auth", T0 + 2),  # locked
+        l.check("b", now_ms=T0 + 3),  # full: the only slot holds a lockout
+        m.check("a", "media", T0),
+        m.check("a", "media", T0 + 1),  # dry-run-limited
+        m.check("a", now_ms=T0 + 2),  # no rule applies
+    ]
+    return (l, m), out
+
+
+def test_library_decisions_equal_constructed_ones():
+    limiters, ds = library_decisions()
+    assert [d.status for d in ds] == [
+        "passed", "limited", "locked", "full", "passed", "dry-run-limited", "passed"]
+    assert ds[-1].rule is None and ds[0].rule == 0
+    for d in ds:
+        assert type(d) is sluice.Decision
+        values = d.as_dict()
+        assert list(values) == list(_limiter._FIELDS)
+        made = sluice.Decision(**values)
+        positional = sluice.Decision(*fields(d))
+        with_limiter = sluice.Decision(**values, limiter=d._limiter)
+        for other in (made, positional, with_limiter):
+            assert other == d and d == other and not (other != d) and not (d != other)
+            assert hash(other) == hash(d)
+            assert repr(other) == repr(d)
+            assert other.as_dict() == values
+            assert fields(other) == fields(d)
+            assert other._to_c() == d._to_c()
+        assert type(d.allowed) is bool and type(d.status) is str
+        # Pickling and copying go through the public constructor (without the limiter).
+        for p in range(pickle.HIGHEST_PROTOCOL + 1):
+            back = pickle.loads(pickle.dumps(d, protocol=p))
+            assert type(back) is sluice.Decision and back == d and hash(back) == hash(d)
+            assert repr(back) == repr(d)
+            with pytest.raises(sluice.SluiceError):
+                back.headers()
+        assert copy.copy(d) == d and copy.deepcopy(d) == d
+        assert d.headers() == with_limiter.headers()
+        assert d.headers("ietf") == with_limiter.headers("ietf")
+        assert d in {made} and {d: 1}[made] == 1
+    assert ds[0] != ds[1]
+    assert ds[0] == ds[4] and len(set(ds)) == len(set(map(fields, ds))) == 6  # by value
+    assert ds[0] != "passed" and (ds[0] == object()) is False
+    for l in limiters:
+        l.close()
+
+
+def test_decisions_stay_immutable_in_both_forms():
+    limiters, ds = library_decisions()
+    for d in (ds[0], sluice.Decision(**ds[0].as_dict())):
+        for name in list(_limiter._FIELDS) + ["_s", "extra", "headers"]:
+            with pytest.raises(AttributeError) as e:
+                setattr(d, name, 1)
+            assert str(e.value) == "Decision is immutable"
+            with pytest.raises(AttributeError) as e:
+                delattr(d, name)
+            assert str(e.value) == "Decision is immutable"
+        assert not hasattr(d, "__dict__")
+        assert d.as_dict() == ds[0].as_dict()
+    for l in limiters:
+        l.close()
+
+
+def test_unusual_values_read_back_as_given_or_as_before():
+    # The constructor keeps what it is given (allowed made a bool), as it always did.
+    d = sluice.Decision(2, 3, "x", None, 1.5, -1, [], 0, -1)
+    assert fields(d) == (True, 3, "x", None, 1.5, -1, [], 0, -1)
+    assert repr(d) == ("Decision(allowed=True, status=3, limit='x', remaining=None, reset=1.5, "
+                       "reset_after=-1, retry_after=[], window_ms=0, rule=-1)")
+    with pytest.raises(TypeError):
+        hash(d)  # a list inside, as before
+    # From the C struct: allowed is "not zero", an unknown status is named by its code, a
+    # negative rule is None.
+    raw = (2, 9, 1, 0, 5, 1767225605, 5, -1, 1000)
+    c = sluice.Decision._from_c(raw, None)
+    assert fields(c) == (True, "unknown-9", 1, 0, 1767225605, 5, 5, 1000, None)
+    assert c == sluice.Decision(True, "unknown-9", 1, 0, 1767225605, 5, 5, 1000, None)
+    with pytest.raises(sluice.InvalidArgumentError):
+        c._to_c()
+    ok = sluice.Decision._from_c((1, 4, 3, 0, 60, 1767225660, 0, 2, 60_000), None)
+    assert ok._to_c() == (1, 4, 3, 0, 60, 1767225660, 0, 2, 60_000)
+    assert ok == pickle.loads(pickle.dumps(ok))
