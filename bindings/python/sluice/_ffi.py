@@ -3,8 +3,10 @@
 This is the only module that touches ctypes. It finds and loads the library, mirrors the
 header's structs field by field, declares ``argtypes``/``restype`` for every function of the
 header, defines the header's constants, and wraps each call in a small function that takes and
-returns plain Python values (the rest of the package uses those, never ctypes). ``tests/test_header_drift.py`` parses the header
-and fails if anything here drifts from it.
+returns plain Python values (the rest of the package uses those, and never imports ctypes; the
+one exception is the common case of check/peek/failure, which passes C values made ready here:
+``decider_function``, ``KEY_SIZES``, ``DecisionBuffer``, ``C_NOW``).
+``tests/test_header_drift.py`` parses the header and fails if anything here drifts from it.
 
 Type mapping (C -> ctypes), the one the drift test checks:
 

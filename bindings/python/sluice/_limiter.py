@@ -1,6 +1,9 @@
 """The managed handle: ``Limiter`` owns one ``struct sluice *``; ``Decision`` and ``Stats``.
 
-No ctypes here: every call goes through the plain-value wrappers of ``_ffi``.
+No ctypes import here: calls go through the plain-value wrappers of ``_ffi``, except the
+common case of check/peek/failure (``_decider_method``), which passes C values that ``_ffi``
+makes ready (``decider_function``, ``KEY_SIZES``, ``DecisionBuffer``, ``C_NOW``) to save the
+wrappers' per-call work.
 """
 
 import os
@@ -321,8 +324,80 @@ def _closed():
 
 # The in-flight guard (see Limiter.close) is made correct by the GIL. A free-threaded build
 # (3.13t, Py_GIL_DISABLED) is not supported by these bindings; should one import them anyway,
-# every call takes the fallback below: the guard's steps under a lock.
+# every call takes the fallback below: the guard's steps under a lock, no fast path.
 _FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
+def _decider_method(what, doc):
+    """``Limiter.check``, ``.peek`` or ``.failure``: the common case (a str or bytes key of
+    1..MAX_KEY_LEN bytes, a category already resolved, ``now_ms`` None or an int from 0 to
+    INT64_MAX) inline, with C values made ahead; anything else goes to ``Limiter._decide``,
+    which has every check and error message. Both paths give the same results."""
+    name = "sluice_" + what
+    general_call = getattr(_ffi, what)
+
+    if _FREE_THREADED:
+
+        def method(self, key, category=GLOBAL, now_ms=None):
+            return self._decide(general_call, what, key, category, now_ms)
+
+    else:
+        function = _ffi.decider_function(name)
+        new_buffer = _ffi.DecisionBuffer
+        unpack = _ffi.unpack_decision
+        sizes = _ffi.KEY_SIZES
+        key_size = _ffi.key_size
+        int64 = _ffi.c_int64
+        c_now = _ffi.C_NOW
+        now_value = _ffi.SLUICE_NOW
+        int64_max = _ffi.INT64_MAX
+        new, set_s = _new, _set_s
+
+        def method(self, key, category=GLOBAL, now_ms=None):
+            if type(key) is str:
+                try:
+                    k = key.encode()
+                except UnicodeEncodeError:
+                    return self._decide(general_call, what, key, category, now_ms)
+            elif type(key) is bytes:
+                k = key
+            else:
+                return self._decide(general_call, what, key, category, now_ms)
+            try:
+                size = sizes[len(k)]
+                cat = self._categories[category]
+            except (IndexError, KeyError, TypeError):  # too long; not resolved; unhashable
+                return self._decide(general_call, what, key, category, now_ms)
+            if size is None:
+                size = key_size(len(k))
+            if now_ms is None:
+                t = c_now
+            elif type(now_ms) is int and 0 <= now_ms <= int64_max:
+                t = int64(now_ms)
+            else:
+                return self._decide(general_call, what, key, category, now_ms)
+            out = new_buffer()  # this call's own buffer, and its token in _active
+            active = self._active
+            try:
+                active.add(out)  # W1 (see "the handle's lifetime")
+                raw = self._raw  # R1
+                if raw is None:
+                    raise _closed()
+                code = function(raw, cat, k, size, t, out)
+            finally:
+                active.discard(out)
+            if code:
+                raise self._call_error(
+                    code, what, k, category, now_value if now_ms is None else now_ms
+                )
+            d = new(Decision)
+            set_s(d, (unpack(out), self))
+            return d
+
+    method.__name__ = what
+    method.__qualname__ = "Limiter." + what
+    method.__doc__ = doc
+    return method
 
 
 class Limiter:
@@ -531,6 +606,8 @@ class Limiter:
     # ---- per-request calls -------------------------------------------------------------------
 
     def _decide(self, call, what, key, category, now_ms):
+        """The general path of check/peek/failure: any key, category and now_ms, every check
+        and error message. (The common case is inlined in _decider_method.)"""
         k = _key_bytes(key)
         t = _time(now_ms)
         cat = self.category_id(category)
@@ -572,21 +649,19 @@ class Limiter:
             context = "{} of key {!r} in category {!r}".format(what, key[:64], category)
         return error(code, context=context)
 
-    def check(self, key, category=GLOBAL, now_ms=None):
+    check = _decider_method(
+        "check",
         """May this request of ``key`` (str or bytes) in ``category`` go ahead? Records it if
-        admitted. ``now_ms``: Unix milliseconds, or None for the library's clock."""
-        return self._decide(_ffi.check, "check", key, category, now_ms)
-
-    def peek(self, key, category=GLOBAL, now_ms=None):
-        """The decision ``check`` would give, recording nothing."""
-        return self._decide(_ffi.peek, "peek", key, category, now_ms)
-
-    def failure(self, key, category=GLOBAL, now_ms=None):
+        admitted. ``now_ms``: Unix milliseconds, or None for the library's clock.""",
+    )
+    peek = _decider_method("peek", """The decision ``check`` would give, recording nothing.""")
+    failure = _decider_method(
+        "failure",
         """Record a failed attempt (a wrong password) in ``category``, which must have a
         lockout (else ``NoLockoutError``). Returns the key's state: status ``"locked"`` with
         ``retry_after`` = the rest of the lock, or ``"passed"`` with ``remaining`` = failures
-        left before a lockout."""
-        return self._decide(_ffi.failure, "failure", key, category, now_ms)
+        left before a lockout.""",
+    )
 
     def success(self, key, category=GLOBAL, now_ms=None):
         """A successful attempt: clears the key's failure log in ``category`` (which must

@@ -1,11 +1,11 @@
-"""The C values made ahead for check/peek/failure against the declared C function, and
-Decision's two forms (made by the library from the raw C struct, or by the public constructor).
+"""The inline fast path of check/peek/failure against the declared C function, and Decision's
+two forms (made by the library from the raw C struct, or by the public constructor).
 
-The per-request callers of ``_ffi`` pass ready-made C values to a function object without
-``argtypes``: a shared ``c_size_t`` per key length (``_ffi.KEY_SIZES``) and a
-``DecisionBuffer`` instead of a ``sluice_decision`` passed by reference. Here every key length
-is checked against the reference: the function as declared in ``_ffi.FUNCTIONS`` (ctypes
-converts every argument), writing a ``sluice_decision`` read field by field.
+The fast path passes ready-made C values to a function object without ``argtypes``: a shared
+``c_size_t`` per key length (``_ffi.KEY_SIZES``) and a ``DecisionBuffer`` instead of a
+``sluice_decision`` passed by reference. Here every key length is checked against the
+reference: the function as declared in ``_ffi.FUNCTIONS`` (ctypes converts every argument),
+writing a ``sluice_decision`` read field by field.
 """
 
 import copy
@@ -75,6 +75,102 @@ def test_an_over_long_key_gets_key_too_long(what):
                     getattr(l, what)(key, "auth", T0)
                 assert e.value.code == sluice.SLUICE_ERR_KEY_TOO_LONG
                 assert "{} of a key of {} bytes".format(what, n) in str(e.value)
+
+
+@pytest.mark.parametrize("what", ["check", "peek", "failure"])
+def test_fast_path_and_declared_call_agree_on_every_call_and_status(what):
+    """peek and failure too; str and bytes keys; the library clock; statuses other than
+    "passed" (limited, locked)."""
+    cat_name = "auth"
+    with sluice.Limiter(POLICY) as fast, sluice.Limiter(POLICY) as ref:
+        cat = fast.category_id(cat_name)
+        assert ref.category_id(cat_name) == cat
+        seen = set()
+        for i in range(12):
+            for key in ("ü-{}".format(i % 3), b"k\0%d" % (i % 2)):
+                kb = key.encode() if isinstance(key, str) else key
+                t = T0 + i * 7_000
+                if what == "peek":  # something for peek to see: a check in both tables
+                    assert reference(ref, "sluice_check", kb, cat, t)[0] == _ffi.SLUICE_OK
+                    fast.check(key, cat_name, t)
+                code, want = reference(ref, "sluice_" + what, kb, cat, t)
+                assert code == _ffi.SLUICE_OK
+                got = getattr(fast, what)(key, cat_name, t)
+                assert fields(got) == want
+                seen.add(got.status)
+        assert seen == ({"passed", "locked"} if what == "failure" else {"passed", "limited"})
+        # The library clock: the same call path with C_NOW.
+        d = getattr(fast, what)("clock", cat_name)
+        assert d.status in sluice.STATUSES and d.reset > T0 // 1000
+
+
+@pytest.mark.parametrize("what", ["check", "peek", "failure"])
+def test_errors_of_the_fast_path_are_those_of_the_general_path(what):
+    """Over-long and empty keys, an out-of-range time: the same exception, code and message
+    whether the fast path or the general one (_decide) met them."""
+    with sluice.Limiter(POLICY) as l:
+        general = getattr(_ffi, what)
+        cases = [
+            (b"x" * (_ffi.MAX_KEY_LEN + 1), "auth", T0),
+            (b"x" * 70_000, "auth", None),
+            ("x" * (_ffi.MAX_KEY_LEN + 1), "auth", T0),
+            (b"", "auth", T0),
+            ("", "auth", None),
+            (b"k", "auth", 2**42),  # in int64 (fast path), outside the library's range
+            (b"k", "auth", -1),  # the general path
+            (b"k", "auth", 2**63),  # refused before the call
+            (b"k", "nope", T0),
+        ]
+        if what != "failure":
+            cases.append((b"k", "global", T0 + 1))  # fine: a decision
+        for key, category, now_ms in cases:
+            outcomes = []
+            for call in (
+                lambda: getattr(l, what)(key, category, now_ms),
+                lambda: l._decide(general, what, key, category, now_ms),
+            ):
+                try:
+                    outcomes.append(("ok", fields(call())))
+                except sluice.SluiceError as e:
+                    outcomes.append((type(e), e.code, str(e)))
+            fast, slow = outcomes
+            if fast[0] == "ok":
+                assert slow[0] == "ok"
+            else:
+                assert fast == slow, (key[:8], category, now_ms)
+        with pytest.raises(sluice.InvalidKeyError) as e:
+            getattr(l, what)(b"x" * (_ffi.MAX_KEY_LEN + 1), "auth", T0)
+        assert e.value.code == sluice.SLUICE_ERR_KEY_TOO_LONG
+        assert "{} of a key of 65536 bytes".format(what) in str(e.value)
+        if what == "check":
+            with pytest.raises(sluice.NoLockoutError):
+                l.failure(b"k", "global", T0)
+
+
+def test_unusual_arguments_take_the_general_path():
+    with sluice.Limiter("global 3/1m\nauth 2/1m") as l:
+        assert l.check(bytearray(b"k"), now_ms=T0).remaining == 2
+        assert l.check(memoryview(b"k"), now_ms=T0).remaining == 1
+
+        class S(str):
+            pass
+
+        assert l.check(S("k"), S("global"), T0).remaining == 0
+        with pytest.raises(TypeError):
+            l.check(5, now_ms=T0)
+        with pytest.raises(TypeError):
+            l.check("k", ["global"], T0)
+        with pytest.raises(TypeError):
+            l.check("k", now_ms=True)
+        with pytest.raises(TypeError):
+            l.check("k", now_ms=1.5)
+        with pytest.raises(sluice.InvalidKeyError) as e:
+            l.check("\udc80", now_ms=T0)
+        assert e.value.code == sluice.SLUICE_ERR_UTF8
+        # A category is resolved by the general path once, then cached for the fast one.
+        assert "auth" not in l._categories
+        assert l.check("k2", "auth", T0).remaining == 1
+        assert l._categories["auth"] == l.category_id("auth")
 
 
 def test_decision_buffer_holds_the_struct():
