@@ -3,8 +3,10 @@
 This is the only module that touches ctypes. It finds and loads the library, mirrors the
 header's structs field by field, declares ``argtypes``/``restype`` for every function of the
 header, defines the header's constants, and wraps each call in a small function that takes and
-returns plain Python values (the rest of the package uses those, never ctypes). ``tests/test_header_drift.py`` parses the header
-and fails if anything here drifts from it.
+returns plain Python values (the rest of the package uses those, and never imports ctypes; the
+one exception is the common case of check/peek/failure, which passes C values made ready here:
+``decider_function``, ``KEY_SIZES``, ``DecisionBuffer``, ``C_NOW``).
+``tests/test_header_drift.py`` parses the header and fails if anything here drifts from it.
 
 Type mapping (C -> ctypes), the one the drift test checks:
 
@@ -387,17 +389,21 @@ def category(handle, name):
 #: what the drift test checks against the header, so a change there fails that test and this.
 _DECIDER_ARGTYPES = [_handle, c_int, _key, c_size_t, c_int64, POINTER(sluice_decision)]
 
+#: Keys are 1 to 65535 bytes (sluice.h); longer ones get SLUICE_ERR_KEY_TOO_LONG.
+MAX_KEY_LEN = 65_535
+
 
 def raw_handle(handle):
     """The handle as the ``c_void_p`` the fast callers take."""
     return ctypes.c_void_p(ctypes.cast(handle, ctypes.c_void_p).value)
 
 
-def _decider(name):
-    """A fast caller of ``name``: the function without ``argtypes``, every argument passed as
-    the exact C type of its declaration (checked here against FUNCTIONS). ctypes' per-call
-    conversion through ``argtypes`` costs ~2.7 us of a ~3.5 us call on the bench machine;
-    passing ready-made C values costs ~0.8 us."""
+def decider_function(name):
+    """``name`` (sluice_check, sluice_peek or sluice_failure) as a function object without
+    ``argtypes``, for callers that pass every argument as the exact C type of its declaration
+    (checked here against FUNCTIONS): ``(raw_handle, int, key bytes, c_size_t, c_int64,
+    DecisionBuffer)``. ctypes' per-call conversion through ``argtypes`` costs ~2.7 us of a
+    ~3.5 us call on the bench machine; passing ready-made C values costs ~0.8 us."""
     restype, argtypes = FUNCTIONS[name]
     assert restype is c_int and [str(t) for t in argtypes] == [
         str(t) for t in _DECIDER_ARGTYPES
@@ -405,22 +411,64 @@ def _decider(name):
     function = lib[name]  # a second function object: no argtypes, so no conversion
     function.restype = c_int
     function.argtypes = None
+    return function
+
+
+class DecisionBuffer(ctypes.Array):
+    """Room for one ``struct sluice_decision``, written by the library. An array, so a
+    foreign call without ``argtypes`` passes it as a pointer (no ``byref``); read it with
+    ``unpack_decision``. Hashable by identity: the Limiter uses each call's buffer as that
+    call's token in its set of calls in flight."""
+
+    _type_ = c_int64
+    _length_ = -(-ctypes.sizeof(sluice_decision) // ctypes.sizeof(c_int64))
+    __hash__ = object.__hash__
+
+
+if ctypes.alignment(sluice_decision) > ctypes.alignment(DecisionBuffer):
+    raise LibraryNotFoundError("internal error: DecisionBuffer is less aligned than sluice_decision")
+
+#: ``c_size_t`` of every key length 0..MAX_KEY_LEN, made on first use (``key_size``) and then
+#: shared: a foreign call copies the value, and nothing ever changes these objects, so one
+#: object serves every thread. (Made lazily: 65,536 of them up front would be ~9 MB.)
+KEY_SIZES = [None] * (MAX_KEY_LEN + 1)
+
+
+def key_size(n):
+    """The shared ``c_size_t(n)`` for 0 <= n <= MAX_KEY_LEN (a fresh one above). Two threads
+    may both make one for a new length; either object is fine."""
+    if 0 <= n <= MAX_KEY_LEN:
+        size = KEY_SIZES[n]
+        if size is None:
+            size = KEY_SIZES[n] = c_size_t(n)
+        return size
+    return c_size_t(n)
+
+
+#: ``now_ms`` = SLUICE_NOW as the C value, made once.
+C_NOW = c_int64(SLUICE_NOW)
+unpack_decision = _unpack_decision
+
+
+def _decider(name):
+    """A caller of ``name`` with plain values: ``(raw, category, key, now_ms) -> (code,
+    decision tuple or None)`` (the Limiter inlines the same steps on its fast path)."""
+    function = decider_function(name)
     unpack = _unpack_decision
-    decision = sluice_decision
-    byref = ctypes.byref
-    size_t, int64, now = c_size_t, c_int64, c_int64(SLUICE_NOW)
+    new_buffer = DecisionBuffer
+    size, int64, now = key_size, c_int64, C_NOW
 
     def call(raw, category, key, now_ms):
         """``raw`` from raw_handle(); ``category`` an int; ``key`` bytes; ``now_ms`` an int
         within int64 (the caller checks)."""
-        out = decision()
+        out = new_buffer()
         code = function(
             raw,
             category,
             key,
-            size_t(len(key)),
+            size(len(key)),
             now if now_ms == SLUICE_NOW else int64(now_ms),
-            byref(out),
+            out,
         )
         return code, (unpack(out) if code == SLUICE_OK else None)
 

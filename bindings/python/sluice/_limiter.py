@@ -1,10 +1,15 @@
 """The managed handle: ``Limiter`` owns one ``struct sluice *``; ``Decision`` and ``Stats``.
 
-No ctypes here: every call goes through the plain-value wrappers of ``_ffi``.
+No ctypes import here: calls go through the plain-value wrappers of ``_ffi``, except the
+common case of check/peek/failure (``_decider_method``), which passes C values that ``_ffi``
+makes ready (``decider_function``, ``KEY_SIZES``, ``DecisionBuffer``, ``C_NOW``) to save the
+wrappers' per-call work.
 """
 
 import os
+import sysconfig
 import threading
+import time
 from typing import Dict, List, NamedTuple
 
 from . import _ffi
@@ -39,7 +44,7 @@ HEADER_STYLES = {
 # First buffer tried for sluice_headers; a longer block is fetched again with a buffer sized
 # from the length the library returns.
 _HEADERS_INITIAL_CAP = 256
-MAX_KEY_LEN = 65_535
+MAX_KEY_LEN = _ffi.MAX_KEY_LEN
 
 
 def _key_bytes(key):
@@ -84,12 +89,82 @@ _FIELDS = (
     "rule",
 )
 
+#: ``status`` by the C status code, for every uint8 (codes the bindings do not know read as
+#: "unknown-N").
+_STATUS_BY_CODE = tuple(STATUS_NAMES.get(code) or "unknown-{}".format(code) for code in range(256))
 
-def _field(i, doc):
-    def get(self):
-        return self._v[i]
+# A Decision holds one slot, ``_s``, in one of two forms:
+#   made by the library:             (raw, limiter)          raw: the tuple unpacked from the
+#                                                            C struct (_ffi.DECISION_FIELDS order)
+#   made by the public constructor:  (None, limiter, values) values: in _FIELDS order, as given
+#                                                            (allowed made a bool), as before
+# A property converts its field from ``raw`` when it is read (allowed: != 0; status: its name;
+# rule: None if negative), so making a decision is one object and one tuple; converting all
+# nine fields up front was most of the ~0.7 us Decision._from_c cost. ``_values()`` is the
+# _FIELDS-order tuple of either form: equality, hashing, repr, pickling and as_dict all go
+# through it, so the two forms behave exactly alike.
 
+
+def _field(name, doc):
+    """The property of field ``name``: from the raw tuple (converted as in _from_raw) or from
+    the values given to the constructor."""
+    i = _FIELDS.index(name)
+    r = _ffi.DECISION_FIELDS.index(name)
+    if name == "allowed":
+
+        def get(self):
+            s = self._s
+            raw = s[0]
+            return s[2][i] if raw is None else raw[r] != 0
+
+    elif name == "status":
+
+        def get(self, _names=_STATUS_BY_CODE):
+            s = self._s
+            raw = s[0]
+            return s[2][i] if raw is None else _names[raw[r]]
+
+    elif name == "rule":
+
+        def get(self):
+            s = self._s
+            raw = s[0]
+            if raw is None:
+                return s[2][i]
+            v = raw[r]
+            return None if v < 0 else v
+
+    else:
+
+        def get(self):
+            s = self._s
+            raw = s[0]
+            return s[2][i] if raw is None else raw[r]
+
+    get.__name__ = name
     return property(get, doc=doc)
+
+
+assert _ffi.DECISION_FIELDS == (
+    "allowed", "status", "limit", "remaining", "reset_after", "reset", "retry_after", "rule",
+    "window_ms",
+), "_from_raw unpacks the C struct's fields in this order"
+
+
+def _from_raw(raw):
+    """The _FIELDS-order values of a raw (C-order) decision tuple."""
+    allowed, status, limit, remaining, reset_after, reset, retry_after, rule, window_ms = raw
+    return (
+        allowed != 0,
+        _STATUS_BY_CODE[status],
+        limit,
+        remaining,
+        reset,
+        reset_after,
+        retry_after,
+        window_ms,
+        None if rule < 0 else rule,
+    )
 
 
 class Decision:
@@ -101,17 +176,17 @@ class Decision:
     policy order, or None when no rule applies. ``headers()`` formats its response headers.
     """
 
-    __slots__ = ("_v", "_limiter")
+    __slots__ = ("_s",)
 
-    allowed = _field(0, "True if the request may go ahead, False if it must be refused (429).")
-    status = _field(1, '"passed", "limited", "locked", "full" or "dry-run-limited".')
-    limit = _field(2, "N of the deciding rule (F for a lockout); 0 when no rule applies.")
-    remaining = _field(3, "Requests the deciding rule would still admit now, after this one.")
-    reset = _field(4, "Unix seconds (rounded up) when `remaining` next grows.")
-    reset_after = _field(5, "Seconds until `reset`, rounded up.")
-    retry_after = _field(6, "Whole seconds until this request would be admitted; 0 if allowed.")
-    window_ms = _field(7, "The deciding rule's window in milliseconds.")
-    rule = _field(8, "Index of the deciding rule in policy order, or None.")
+    allowed = _field("allowed", "True if the request may go ahead, False if it must be refused (429).")
+    status = _field("status", '"passed", "limited", "locked", "full" or "dry-run-limited".')
+    limit = _field("limit", "N of the deciding rule (F for a lockout); 0 when no rule applies.")
+    remaining = _field("remaining", "Requests the deciding rule would still admit now, after this one.")
+    reset = _field("reset", "Unix seconds (rounded up) when `remaining` next grows.")
+    reset_after = _field("reset_after", "Seconds until `reset`, rounded up.")
+    retry_after = _field("retry_after", "Whole seconds until this request would be admitted; 0 if allowed.")
+    window_ms = _field("window_ms", "The deciding rule's window in milliseconds.")
+    rule = _field("rule", "Index of the deciding rule in policy order, or None.")
 
     def __init__(
         self,
@@ -126,45 +201,35 @@ class Decision:
         rule,
         limiter=None,
     ):
-        object.__setattr__(
-            self,
-            "_v",
-            (
-                bool(allowed),
-                status,
-                limit,
-                remaining,
-                reset,
-                reset_after,
-                retry_after,
-                window_ms,
-                rule,
-            ),
+        values = (
+            bool(allowed),
+            status,
+            limit,
+            remaining,
+            reset,
+            reset_after,
+            retry_after,
+            window_ms,
+            rule,
         )
-        object.__setattr__(self, "_limiter", limiter)
+        object.__setattr__(self, "_s", (None, limiter, values))
 
     @classmethod
-    def _from_c(cls, raw, limiter, _new=object.__new__, _set=object.__setattr__):
+    def _from_c(cls, raw, limiter):
         """From a tuple in sluice_decision's field order (_ffi.DECISION_FIELDS)."""
-        allowed, status, limit, remaining, reset_after, reset, retry_after, rule, window_ms = raw
         d = _new(cls)
-        _set(
-            d,
-            "_v",
-            (
-                allowed != 0,
-                STATUS_NAMES.get(status) or "unknown-{}".format(status),
-                limit,
-                remaining,
-                reset,
-                reset_after,
-                retry_after,
-                window_ms,
-                None if rule < 0 else rule,
-            ),
-        )
-        _set(d, "_limiter", limiter)
+        _set_s(d, (raw, limiter))
         return d
+
+    def _values(self):
+        """The fields as a tuple in _FIELDS order."""
+        s = self._s
+        raw = s[0]
+        return s[2] if raw is None else _from_raw(raw)
+
+    @property
+    def _limiter(self):
+        return self._s[1]
 
     def _to_c(self):
         """A tuple in sluice_decision's field order."""
@@ -187,7 +252,7 @@ class Decision:
 
     def as_dict(self):
         """The fields as a dict (without the limiter)."""
-        return dict(zip(_FIELDS, self._v))
+        return dict(zip(_FIELDS, self._values()))
 
     def headers(self, style="x-ratelimit"):
         """The response headers of this decision, ``{name: value}`` in the order to send them.
@@ -197,11 +262,12 @@ class Decision:
         refused. Formatted by the library through the Limiter that made the decision (the
         IETF fields name the rule's category).
         """
-        if self._limiter is None:
+        limiter = self._s[1]
+        if limiter is None:
             raise SluiceError(
                 _ffi.SLUICE_ERR_NULL, "this Decision was not made by a Limiter: no headers"
             )
-        return self._limiter._headers(self, style)
+        return limiter._headers(self, style)
 
     def __setattr__(self, name, value):
         raise AttributeError("Decision is immutable")
@@ -212,23 +278,29 @@ class Decision:
     def __eq__(self, other):
         if not isinstance(other, Decision):
             return NotImplemented
-        return self._v == other._v
+        return self._values() == other._values()
 
     def __ne__(self, other):
         if not isinstance(other, Decision):
             return NotImplemented
-        return self._v != other._v
+        return self._values() != other._values()
 
     def __hash__(self):
-        return hash(self._v)
+        return hash(self._values())
 
     def __repr__(self):
         return "Decision({})".format(
-            ", ".join("{}={!r}".format(f, v) for f, v in zip(_FIELDS, self._v))
+            ", ".join("{}={!r}".format(f, v) for f, v in zip(_FIELDS, self._values()))
         )
 
     def __reduce__(self):
-        return (Decision, self._v)
+        return (Decision, self._values())
+
+
+# A Decision from the library is made without __init__ (whose normalising it does not need):
+# object.__new__ and the slot's own setter (object.__setattr__ would look the name up).
+_new = object.__new__
+_set_s = Decision.__dict__["_s"].__set__
 
 
 class Stats(NamedTuple):
@@ -250,6 +322,84 @@ def _closed():
     return ClosedError(_ffi.SLUICE_ERR_NULL, "this Limiter is closed")
 
 
+# The in-flight guard (see Limiter.close) is made correct by the GIL. A free-threaded build
+# (3.13t, Py_GIL_DISABLED) is not supported by these bindings; should one import them anyway,
+# every call takes the fallback below: the guard's steps under a lock, no fast path.
+_FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
+def _decider_method(what, doc):
+    """``Limiter.check``, ``.peek`` or ``.failure``: the common case (a str or bytes key of
+    1..MAX_KEY_LEN bytes, a category already resolved, ``now_ms`` None or an int from 0 to
+    INT64_MAX) inline, with C values made ahead; anything else goes to ``Limiter._decide``,
+    which has every check and error message. Both paths give the same results."""
+    name = "sluice_" + what
+    general_call = getattr(_ffi, what)
+
+    if _FREE_THREADED:
+
+        def method(self, key, category=GLOBAL, now_ms=None):
+            return self._decide(general_call, what, key, category, now_ms)
+
+    else:
+        function = _ffi.decider_function(name)
+        new_buffer = _ffi.DecisionBuffer
+        unpack = _ffi.unpack_decision
+        sizes = _ffi.KEY_SIZES
+        key_size = _ffi.key_size
+        int64 = _ffi.c_int64
+        c_now = _ffi.C_NOW
+        now_value = _ffi.SLUICE_NOW
+        int64_max = _ffi.INT64_MAX
+        new, set_s = _new, _set_s
+
+        def method(self, key, category=GLOBAL, now_ms=None):
+            if type(key) is str:
+                try:
+                    k = key.encode()
+                except UnicodeEncodeError:
+                    return self._decide(general_call, what, key, category, now_ms)
+            elif type(key) is bytes:
+                k = key
+            else:
+                return self._decide(general_call, what, key, category, now_ms)
+            try:
+                size = sizes[len(k)]
+                cat = self._categories[category]
+            except (IndexError, KeyError, TypeError):  # too long; not resolved; unhashable
+                return self._decide(general_call, what, key, category, now_ms)
+            if size is None:
+                size = key_size(len(k))
+            if now_ms is None:
+                t = c_now
+            elif type(now_ms) is int and 0 <= now_ms <= int64_max:
+                t = int64(now_ms)
+            else:
+                return self._decide(general_call, what, key, category, now_ms)
+            out = new_buffer()  # this call's own buffer, and its token in _active
+            active = self._active
+            try:
+                active.add(out)  # W1 (see "the handle's lifetime")
+                raw = self._raw  # R1
+                if raw is None:
+                    raise _closed()
+                code = function(raw, cat, k, size, t, out)
+            finally:
+                active.discard(out)
+            if code:
+                raise self._call_error(
+                    code, what, k, category, now_value if now_ms is None else now_ms
+                )
+            d = new(Decision)
+            set_s(d, (unpack(out), self))
+            return d
+
+    method.__name__ = what
+    method.__qualname__ = "Limiter." + what
+    method.__doc__ = doc
+    return method
+
+
 class Limiter:
     """A rate limiter: one table and its policy, owning a ``struct sluice *``.
 
@@ -265,11 +415,11 @@ class Limiter:
     """
 
     def __init__(self, policy=None, path=None):
-        self._handle = None
-        self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._in_flight = 0
-        self._closing = False
+        self._handle = None  # the struct sluice *; None once closed
+        self._raw = None  # the same as a c_void_p for the calls; None from the start of close()
+        self._active = set()  # the calls in flight: one token each (see close)
+        self._close_lock = threading.Lock()  # close() against close(); never taken by calls
+        self._guard_lock = threading.Lock()  # the free-threaded fallback only
         self._categories = {}
         if policy is None and path is None:
             raise TypeError("Limiter() needs a policy, a path, or both")
@@ -307,45 +457,83 @@ class Limiter:
         self.path = None if path is None else os.fsdecode(c_path)
 
     # ---- the handle's lifetime ---------------------------------------------------------------
-    # Every call holds an "in flight" count around the foreign call, so that close() (which
-    # frees the table) waits for calls running in other threads, and later calls are refused
-    # instead of touching freed memory.
+    # ctypes releases the GIL during each foreign call, so close() in another thread could free
+    # the table while a call is using it. The guard, with no lock on the calls' path:
+    #
+    #   a call:   token into self._active (W1); read self._raw (R1): None -> ClosedError;
+    #             else the foreign call with it; in `finally`, token out of self._active.
+    #   close():  self._raw = None (W2); wait until self._active is empty (R2); free.
+    #
+    # Each side writes its flag before it reads the other's (Dekker). Under the GIL the
+    # interpreter runs one bytecode at a time across all threads, so these four steps happen
+    # in one order that every thread sees (each is one bytecode or one C call: set.add,
+    # set.discard, an attribute load or store, bool() of the set; releasing and taking the
+    # GIL around the foreign call is a full barrier). If R1 comes before W2, then so does W1,
+    # so R2 sees the token and close() waits for the `finally`, which runs after the foreign
+    # call returns. If R1 comes after W2, the call sees None and never touches the table.
+    # It is the GIL that makes this right: on a free-threaded build (3.13t) the fallback
+    # takes a lock around W1+R1 and W2 (_FREE_THREADED).
+    #
+    # The token is added as the first step inside `try`, and removed in `finally` with
+    # set.discard, which does nothing if it is absent: an exception raised between any two
+    # bytecodes (a KeyboardInterrupt) neither leaves a token behind (close() would wait
+    # forever) nor removes another call's (close() could free under it). Each call's token is
+    # its own object: the decision buffer, or a new object().
 
-    def _enter(self):
-        with self._lock:
-            if self._handle is None or self._closing:
-                raise _closed()
-            self._in_flight += 1
-            return self._handle
+    def _enter(self, token):
+        """Register a call in flight: returns the raw handle as read at R1, or raises
+        ClosedError. Call it first thing inside ``try:``, with ``finally: self._exit(token)``.
+        Until then that value and ``self._handle`` stay valid (close() waits), but
+        ``self._raw`` may turn None at any moment: never read it again."""
+        if _FREE_THREADED:
+            with self._guard_lock:
+                self._active.add(token)
+                raw = self._raw
+        else:
+            self._active.add(token)  # W1
+            raw = self._raw  # R1
+        if raw is None:
+            raise _closed()
+        return raw
 
-    def _exit(self):
-        with self._lock:
-            self._in_flight -= 1
-            if self._closing and self._in_flight == 0:
-                self._idle.notify_all()
+    def _exit(self, token):
+        if _FREE_THREADED:
+            with self._guard_lock:
+                self._active.discard(token)
+        else:
+            self._active.discard(token)
+
+    def _calls_in_flight(self):
+        if _FREE_THREADED:
+            with self._guard_lock:
+                return len(self._active)
+        return len(self._active)
 
     def close(self):
         """Free the table. Idempotent; any later call raises ``ClosedError``. Waits for calls
         already running in other threads to return first."""
-        lock = getattr(self, "_lock", None)
+        lock = self.__dict__.get("_close_lock")
         if lock is None:  # __init__ failed before the lock existed
             return
-        with lock:
-            if self._closing:  # another thread is closing: wait for it
-                while self._handle is not None:
-                    self._idle.wait()
+        with lock:  # a second close() waits here until the first is done
+            handle = self._handle
+            if handle is None:
                 return
-            if self._handle is None:
-                return
-            self._closing = True  # from now on _enter refuses
-            while self._in_flight:
-                self._idle.wait()
+            if _FREE_THREADED:
+                with self._guard_lock:
+                    self._raw = None
+            else:
+                self._raw = None  # W2: from now on every call is refused
+            # R2: wait for the calls that got in before W2 (close is rare and a call takes
+            # microseconds: a short sleep-poll is enough).
+            delay = 0.0
+            while self._calls_in_flight():
+                time.sleep(delay)
+                delay = min(delay * 2 or 1e-6, 1e-3)
             try:
-                _ffi.close(self._handle)
+                _ffi.close(handle)
             finally:
                 self._handle = None
-                self._closing = False
-                self._idle.notify_all()
 
     @property
     def closed(self):
@@ -364,6 +552,7 @@ class Limiter:
         try:
             handle = getattr(self, "_handle", None)
             if handle is not None:
+                self._raw = None
                 self._handle = None
                 _ffi.close(handle)
         except Exception:  # interpreter shutdown: modules may be gone
@@ -393,14 +582,15 @@ class Limiter:
             name = category.encode("utf-8")
         except UnicodeEncodeError:
             name = None
-        handle = self._enter()
+        token = object()
         try:
+            self._enter(token)
             if name is None or b"\0" in name:  # cannot be a category (C would cut at the NUL)
                 code = _ffi.SLUICE_ERR_UNKNOWN_CATEGORY
             else:
-                code = _ffi.category(handle, name)
+                code = _ffi.category(self._handle, name)
         finally:
-            self._exit()
+            self._exit(token)
         if code < 0:
             if code == _ffi.SLUICE_ERR_UNKNOWN_CATEGORY:
                 raise UnknownCategoryError(
@@ -416,14 +606,17 @@ class Limiter:
     # ---- per-request calls -------------------------------------------------------------------
 
     def _decide(self, call, what, key, category, now_ms):
+        """The general path of check/peek/failure: any key, category and now_ms, every check
+        and error message. (The common case is inlined in _decider_method.)"""
         k = _key_bytes(key)
         t = _time(now_ms)
         cat = self.category_id(category)
-        self._enter()  # the handle stays valid (close waits) until _exit
+        token = object()
         try:
-            code, raw = call(self._raw, cat, k, t)
+            handle = self._enter(token)  # the raw handle: valid (close waits) until _exit
+            code, raw = call(handle, cat, k, t)
         finally:
-            self._exit()
+            self._exit(token)
         if code != _ffi.SLUICE_OK:
             raise self._call_error(code, what, k, category, t)
         return Decision._from_c(raw, self)
@@ -432,11 +625,12 @@ class Limiter:
         k = _key_bytes(key)
         t = _time(now_ms)
         cat = self.category_id(category)
-        handle = self._enter()
+        token = object()
         try:
-            code = call(handle, cat, k, t)
+            self._enter(token)
+            code = call(self._handle, cat, k, t)
         finally:
-            self._exit()
+            self._exit(token)
         if code != _ffi.SLUICE_OK:
             raise self._call_error(code, what, k, category, t)
 
@@ -455,21 +649,19 @@ class Limiter:
             context = "{} of key {!r} in category {!r}".format(what, key[:64], category)
         return error(code, context=context)
 
-    def check(self, key, category=GLOBAL, now_ms=None):
+    check = _decider_method(
+        "check",
         """May this request of ``key`` (str or bytes) in ``category`` go ahead? Records it if
-        admitted. ``now_ms``: Unix milliseconds, or None for the library's clock."""
-        return self._decide(_ffi.check, "check", key, category, now_ms)
-
-    def peek(self, key, category=GLOBAL, now_ms=None):
-        """The decision ``check`` would give, recording nothing."""
-        return self._decide(_ffi.peek, "peek", key, category, now_ms)
-
-    def failure(self, key, category=GLOBAL, now_ms=None):
+        admitted. ``now_ms``: Unix milliseconds, or None for the library's clock.""",
+    )
+    peek = _decider_method("peek", """The decision ``check`` would give, recording nothing.""")
+    failure = _decider_method(
+        "failure",
         """Record a failed attempt (a wrong password) in ``category``, which must have a
         lockout (else ``NoLockoutError``). Returns the key's state: status ``"locked"`` with
         ``retry_after`` = the rest of the lock, or ``"passed"`` with ``remaining`` = failures
-        left before a lockout."""
-        return self._decide(_ffi.failure, "failure", key, category, now_ms)
+        left before a lockout.""",
+    )
 
     def success(self, key, category=GLOBAL, now_ms=None):
         """A successful attempt: clears the key's failure log in ``category`` (which must
@@ -500,11 +692,12 @@ class Limiter:
                         )
                     ) from None
             items.append((_key_bytes(key), self.category_id(category)))
-        handle = self._enter()
+        token = object()
         try:
-            code, raws = _ffi.check_batch(handle, items, t)
+            self._enter(token)
+            code, raws = _ffi.check_batch(self._handle, items, t)
         finally:
-            self._exit()
+            self._exit(token)
         if code != _ffi.SLUICE_OK:
             # The library does not say which request was bad: find it for the message.
             context = "check_batch of {} requests".format(len(items))
@@ -533,11 +726,12 @@ class Limiter:
                 ),
             ) from None
         raw = decision._to_c()
-        handle = self._enter()
+        token = object()
         try:
-            n, block = _ffi.headers(handle, raw, c_style, _HEADERS_INITIAL_CAP)
+            self._enter(token)
+            n, block = _ffi.headers(self._handle, raw, c_style, _HEADERS_INITIAL_CAP)
         finally:
-            self._exit()
+            self._exit(token)
         if n < 0:
             raise error(n, context="headers of {!r}".format(decision))
         out = {}
@@ -555,11 +749,12 @@ class Limiter:
         """Table-wide and per-rule counts (a ``Stats`` named tuple); ``locked_keys`` is judged
         at ``now_ms`` (None: the library's clock)."""
         now = _time(now_ms)
-        handle = self._enter()
+        token = object()
         try:
-            code, table, rules = _ffi.stats(handle, now)
+            self._enter(token)
+            code, table, rules = _ffi.stats(self._handle, now)
         finally:
-            self._exit()
+            self._exit(token)
         if code != _ffi.SLUICE_OK:
             context = "stats" if table is None else "rule_stats of rule {}".format(table)
             raise error(code, context=context)
