@@ -1009,6 +1009,9 @@ fn admitted_report(rules: &[Rule<'_>], now: i64, logged: bool) -> Decision {
         d.retry_after = 0;
         return d;
     }
+    if logged {
+        return claimed_report(rules, now);
+    }
     // Only the reported rule's Decision is built (its divisions are not free).
     let mut best: Option<(u32, &Rule<'_>, u32, Option<i64>)> = None;
     for r in rules {
@@ -1034,6 +1037,52 @@ fn admitted_report(rules: &[Rule<'_>], now: i64, logged: bool) -> Decision {
         }
         None => no_rule(now),
     }
+}
+
+/// [`admitted_report`] of a check that claimed every rule (none would refuse): the rule with
+/// the least remaining, ties to the first in policy order, counted back from each rule's own
+/// ticket.
+///
+/// Counting a window is a binary search over a ring that may be long, so rules are not all
+/// counted. The one with the smallest limit is counted first (the likeliest to have the least
+/// remaining). Rule `r` can beat a best of `rem` only if at least `limit_r - rem + 1` of its
+/// logged requests are in the window (`limit_r - rem` if it comes first in policy order);
+/// the log is in time order, so that is one probe of the entry that far back
+/// ([`Log::claimed_reaches`]), and only a rule that passes it is counted. The report is the
+/// one counting every rule would give.
+fn claimed_report(rules: &[Rule<'_>], now: i64) -> Decision {
+    let mut first = 0;
+    for (i, r) in rules.iter().enumerate() {
+        if r.wl.limit < rules[first].wl.limit {
+            first = i;
+        }
+    }
+    let count = |r: &Rule<'_>| {
+        let s = r.log.claimed_summary(&r.obs, now);
+        (
+            r.wl.limit.saturating_sub(s.in_window),
+            s.in_window,
+            s.oldest_in_window,
+        )
+    };
+    let (mut best, mut best_i) = (count(&rules[first]), first);
+    for (i, r) in rules.iter().enumerate() {
+        if i == first {
+            continue;
+        }
+        let rem = best.0;
+        // remaining_r < rem (or <= rem, coming first) <=> count_r >= need.
+        let need = (r.wl.limit as u64 + u64::from(i > best_i)).saturating_sub(rem as u64);
+        if need > 1 && !r.log.claimed_reaches(&r.obs, now, need) {
+            continue;
+        }
+        let c = count(r);
+        if c.0 < rem || (c.0 == rem && i < best_i) {
+            (best, best_i) = (c, i);
+        }
+    }
+    let r = &rules[best_i];
+    admission(r.wl.limit, r.wl.window_ms, r.wl.rule, best.1, best.2, now)
 }
 
 /// The lock word after a lockout at `now` following lock word `w`.

@@ -339,6 +339,33 @@ impl<'a> Log<'a> {
         self.summary_below(tk + 1, idx, lap, gen, t, (2, prev_ts), false)
     }
 
+    /// Is the request logged `d - 1` tickets before the one `obs` claimed (`d = 1` is that
+    /// one) inside the window at `t`? With the log in time order, that is exactly "at least
+    /// `d` of the requests [`Log::claimed_summary`] counts are in the window", in one probe:
+    /// how a multi-rule report rules out a rule without counting its window.
+    #[inline]
+    pub(crate) fn claimed_reaches(&self, obs: &Observed, t: i64, d: u64) -> bool {
+        let n = self.n();
+        let (tk, gen) = (ticket(obs.counter), counter_gen(obs.counter));
+        if d == 0 {
+            return true;
+        }
+        if d > n || d > tk + 1 {
+            return false; // the ring holds fewer requests than that
+        }
+        // Ticket tk + 1 - d: its index and lap, stepping back from ours without a division.
+        let back = d - 1;
+        let (idx, lap) = if back <= obs.idx {
+            (obs.idx - back, obs.lap)
+        } else {
+            (obs.idx + n - back, (obs.lap + LAP_MASK) & LAP_MASK)
+        };
+        let e = self.ring[idx as usize].load(Ordering::Acquire);
+        entry_gen(e) == gen
+            && entry_lap(e) == lap
+            && entry_ts(e).is_some_and(|ts| ts > t.saturating_sub(self.window_ms))
+    }
+
     #[inline]
     fn summary(&self, t: i64, with_nth: bool) -> Summary {
         let n = self.n();
@@ -488,9 +515,21 @@ mod tests {
                     // As a check does: observe, claim if admitted; sometimes push regardless.
                     let obs = log.observe(t).unwrap();
                     assert_eq!(obs.nth_ts, naive(&pushed, n, w, t).nth_ts, "n {n} w {w}");
+                    // claimed_reaches(d) is "at least d counted": one probe per d, every d.
+                    let reaches = |obs: &Observed, pushed: &[i64]| {
+                        let count = naive(pushed, n, w, t).in_window as u64;
+                        for d in 0..=n as u64 + 1 {
+                            assert_eq!(
+                                log.claimed_reaches(obs, t, d),
+                                count >= d,
+                                "reaches: n {n} w {w} d {d} count {count}"
+                            );
+                        }
+                    };
                     if obs.admit {
                         log.claim(&obs, t).unwrap();
                         pushed.push(t);
+                        reaches(&obs, &pushed);
                     } else if rnd(3) == 0 {
                         let obs = log.push(t).unwrap();
                         pushed.push(t);
@@ -499,6 +538,7 @@ mod tests {
                             ..naive(&pushed, n, w, t)
                         };
                         assert_eq!(log.claimed_summary(&obs, t), want, "push: n {n} w {w}");
+                        reaches(&obs, &pushed);
                     }
                     let probe = t + rnd(w as u64) as i64;
                     assert_eq!(
