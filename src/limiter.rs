@@ -792,6 +792,7 @@ impl Limiter {
     /// the key of `slot`: read every rule; if an enforced one refuses, refuse; otherwise
     /// claim every admitting rule in policy order, and on a lost race give back what was
     /// claimed and decide again from fresh reads.
+    #[inline(never)]
     fn decide_windows<const K: usize>(
         &self,
         kh: &KeyHash,
@@ -864,6 +865,7 @@ impl Limiter {
     }
 
     /// Peek of a key that holds no slot: every log is empty.
+    #[inline(never)]
     fn decide_empty(&self, cat: usize, now: i64) -> Decision {
         let layout = &self.table.layout;
         let mut best: Option<Decision> = None;
@@ -879,6 +881,7 @@ impl Limiter {
 
     /// A request that lost too many races (or raced the installation of its own key):
     /// refused, which can only make the limiter stricter.
+    #[inline(never)]
     fn contended(&self, cat: usize, now: i64) -> Decision {
         let layout = &self.table.layout;
         let first = layout.categories[cat]
@@ -898,6 +901,7 @@ impl Limiter {
         }
     }
 
+    #[inline(never)]
     fn full(&self, now: i64) -> Decision {
         let allowed = self.policy.when_full == WhenFull::Allow;
         Decision {
