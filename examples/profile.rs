@@ -8,7 +8,8 @@
 //! callgrind_annotate /tmp/cg.out | head -40
 //! ```
 //!
-//! Cases: `hot` (one key, `global 100/1ms`, explicit now), `multi` (three rules),
+//! Cases: `hot` (one key, `global 100/1ms`, explicit now), `allow` (the same through
+//! `allow_at`, which skips the report), `multi` (three rules),
 //! `random` (one rule over N live keys, default 100,000: set `KEYS`), `batch` (64 at a time
 //! over the same keys), `failure`. Instructions per check = total / iterations, less setup.
 //! `random` and `batch` use the benches' capacity (twice the live keys) and print the wall
@@ -32,6 +33,14 @@ fn main() {
                     .check_at("198.51.100.7", Category::GLOBAL, T0 + t)
                     .unwrap()
                     .remaining as u64;
+            }
+        }
+        "allow" => {
+            let l = Limiter::open("global 100/1ms").unwrap();
+            for t in 0..iters {
+                acc += l
+                    .allow_at("198.51.100.7", Category::GLOBAL, T0 + t)
+                    .unwrap() as u64;
             }
         }
         "multi" => {

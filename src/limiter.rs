@@ -154,6 +154,25 @@ enum Op {
     Peek,
 }
 
+/// `decide::<REPORT>` builds the whole decision; `decide::<NO_REPORT>` (for
+/// [`Limiter::allow`]) decides, records and counts the same, and fills in only `allowed` and
+/// `status`: the report's counting is skipped.
+const REPORT: bool = true;
+const NO_REPORT: bool = false;
+
+/// The decision of [`Limiter::allow`], which reports nothing else.
+fn verdict(allowed: bool) -> Decision {
+    Decision {
+        allowed,
+        status: if allowed {
+            Status::Passed
+        } else {
+            Status::Limited
+        },
+        ..Decision::default()
+    }
+}
+
 /// How many times a check re-reads its rules after losing a race on one of them before it
 /// refuses (which is always safe). Each lost race means another request was logged.
 const MAX_ATTEMPTS: usize = 64;
@@ -466,7 +485,37 @@ impl Limiter {
         now_ms: i64,
     ) -> Result<Decision, Error> {
         let kh = self.resolve(key.as_ref(), category, now_ms)?;
-        Ok(self.decide(&kh, category.0, now_ms, Op::Check))
+        Ok(self.decide::<REPORT>(&kh, category.0, now_ms, Op::Check))
+    }
+
+    /// [`Limiter::check`] answering only whether the request may go ahead: the same
+    /// decision, recorded and counted the same way, without the report (`remaining`,
+    /// `reset`, `retry_after`), whose counting is most of a check's work after the hash.
+    /// For hosts that send no rate-limit headers; what `governor`'s `check_key` and
+    /// `limits`' `hit` answer.
+    ///
+    /// ```
+    /// use sluice::{Category, Limiter};
+    /// let l = Limiter::open("global 2/1m")?;
+    /// let answers: Vec<bool> = (0..3).map(|_| l.allow_at("10.0.0.1", Category::GLOBAL, 1_000)).collect::<Result<_, _>>()?;
+    /// assert_eq!(answers, [true, true, false]);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn allow(&self, key: impl AsRef<[u8]>, category: Category) -> Result<bool, Error> {
+        self.allow_at(key, category, self.clock.now_ms())
+    }
+
+    /// [`Limiter::allow`] at an explicit time (Unix milliseconds).
+    pub fn allow_at(
+        &self,
+        key: impl AsRef<[u8]>,
+        category: Category,
+        now_ms: i64,
+    ) -> Result<bool, Error> {
+        let kh = self.resolve(key.as_ref(), category, now_ms)?;
+        Ok(self
+            .decide::<NO_REPORT>(&kh, category.0, now_ms, Op::Check)
+            .allowed)
     }
 
     /// Check many requests at one instant, writing `out[i]` for `requests[i]`. Every request
@@ -525,7 +574,7 @@ impl Limiter {
                 }
             }
             for (((_, category), kh), d) in reqs.iter().zip(hashes.iter()).zip(outs.iter_mut()) {
-                *d = self.decide(kh, category.0, now_ms, Op::Check);
+                *d = self.decide::<REPORT>(kh, category.0, now_ms, Op::Check);
             }
         }
         Ok(())
@@ -566,7 +615,7 @@ impl Limiter {
         now_ms: i64,
     ) -> Result<Decision, Error> {
         let kh = self.resolve(key.as_ref(), category, now_ms)?;
-        Ok(self.decide(&kh, category.0, now_ms, Op::Peek))
+        Ok(self.decide::<REPORT>(&kh, category.0, now_ms, Op::Peek))
     }
 
     /// Record a failed attempt (a wrong password) of `key` in `category`, which must have a
@@ -705,7 +754,7 @@ impl Limiter {
 
     // ---- decisions -------------------------------------------------------------------
 
-    fn decide(&self, kh: &KeyHash, cat: usize, now: i64, op: Op) -> Decision {
+    fn decide<const R: bool>(&self, kh: &KeyHash, cat: usize, now: i64, op: Op) -> Decision {
         let found = match op {
             Op::Check => self.table.find_or_insert(kh, now),
             Op::Peek => self.table.find(kh),
@@ -743,10 +792,10 @@ impl Limiter {
         // does not build, zero and walk fifteen unused entries on every check.
         match windows.len() {
             0 => no_rule(now),
-            1 if op == Op::Check => self.check_one_rule(kh, slot, cat, now),
-            1 => self.decide_windows::<1>(kh, slot, cat, now, op),
-            2..=4 => self.decide_windows::<4>(kh, slot, cat, now, op),
-            _ => self.decide_windows::<MAX_RULES_PER_CATEGORY>(kh, slot, cat, now, op),
+            1 if op == Op::Check => self.check_one_rule::<R>(kh, slot, cat, now),
+            1 => self.decide_windows::<1, R>(kh, slot, cat, now, op),
+            2..=4 => self.decide_windows::<4, R>(kh, slot, cat, now, op),
+            _ => self.decide_windows::<MAX_RULES_PER_CATEGORY, R>(kh, slot, cat, now, op),
         }
     }
 
@@ -755,7 +804,13 @@ impl Limiter {
     /// that refuses (or a dry-run rule that would) goes to the general path, which reads
     /// again and decides from that read.
     #[inline]
-    fn check_one_rule(&self, kh: &KeyHash, slot: &[AtomicU64], cat: usize, now: i64) -> Decision {
+    fn check_one_rule<const R: bool>(
+        &self,
+        kh: &KeyHash,
+        slot: &[AtomicU64],
+        cat: usize,
+        now: i64,
+    ) -> Decision {
         let layout = &self.table.layout;
         let w = layout.categories[cat].windows[0];
         let wl = &layout.windows[w];
@@ -766,14 +821,20 @@ impl Limiter {
             };
             if !obs.admit {
                 if wl.strict || wl.dry_run {
-                    return self.decide_windows::<1>(kh, slot, cat, now, Op::Check);
+                    return self.decide_windows::<1, R>(kh, slot, cat, now, Op::Check);
                 }
                 self.table.count_rule(kh.stripe, wl.rule, stat::LIMITED);
+                if !R {
+                    return verdict(false);
+                }
                 let s = Summary::of_refusal(wl.limit, obs.nth_ts);
                 return refusal(wl.limit, wl.window_ms, wl.rule, &s, now);
             }
             if log.claim(&obs, now).is_ok() {
                 self.table.count_rule(kh.stripe, wl.rule, stat::PASSED);
+                if !R {
+                    return verdict(true);
+                }
                 let s = log.claimed_summary(&obs, now);
                 return admission(
                     wl.limit,
@@ -793,7 +854,7 @@ impl Limiter {
     /// claim every admitting rule in policy order, and on a lost race give back what was
     /// claimed and decide again from fresh reads.
     #[inline(never)]
-    fn decide_windows<const K: usize>(
+    fn decide_windows<const K: usize, const R: bool>(
         &self,
         kh: &KeyHash,
         slot: &[AtomicU64],
@@ -833,6 +894,9 @@ impl Limiter {
                         }
                     }
                 }
+                if !R {
+                    return verdict(false);
+                }
                 return refused_report(rules, now, op);
             }
             if op == Op::Peek {
@@ -858,6 +922,9 @@ impl Limiter {
                     self.table
                         .count_rule(kh.stripe, r.wl.rule, stat::DRY_RUN_LIMITED);
                 }
+            }
+            if !R {
+                return verdict(true);
             }
             return admitted_report(rules, now, true);
         }
@@ -1139,6 +1206,7 @@ fn failures_left(lo: &LockoutLayout, s: &Summary, now: i64) -> Decision {
 }
 
 /// An admitting rule's report: `in_window` logged requests (this one included).
+#[inline(always)]
 fn admission(
     limit: u32,
     window_ms: i64,

@@ -155,6 +155,7 @@ impl<'a> Log<'a> {
     }
 
     /// Read the state for the next ticket and decide whether a request at `t` is admitted.
+    #[inline(always)]
     pub(crate) fn observe(&self, t: i64) -> Result<Observed, Contended> {
         let n = self.n();
         for _ in 0..MAX_RETRIES {

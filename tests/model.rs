@@ -67,6 +67,8 @@ fn policy_text() -> impl Strategy<Value = String> {
 #[derive(Debug, Clone)]
 enum Action {
     Check(u8, usize),
+    /// `allow_at`: the check's decision (recorded and counted as one) without the report.
+    Allow(u8, usize),
     Peek(u8, usize),
     Failure(u8),
     Success(u8),
@@ -79,6 +81,7 @@ fn action() -> impl Strategy<Value = (Action, i64)> {
     (
         prop_oneof![
             6 => (key.clone(), cat.clone()).prop_map(|(k, c)| Action::Check(k, c)),
+            3 => (key.clone(), cat.clone()).prop_map(|(k, c)| Action::Allow(k, c)),
             2 => (key.clone(), cat.clone()).prop_map(|(k, c)| Action::Peek(k, c)),
             3 => key.clone().prop_map(Action::Failure),
             1 => key.clone().prop_map(Action::Success),
@@ -112,6 +115,13 @@ proptest! {
                     let got = limiter.check_at(key, cats[c], t).unwrap();
                     let want = model.decide(&key, c, t, Op::Check);
                     prop_assert_eq!(got, want, "step {} check key {} cat {} at +{}\n{}", i, k, c, t - 1_767_225_600_000, text);
+                }
+                Action::Allow(k, c) => {
+                    let c = c % ncat;
+                    let key = [b'k', *k];
+                    let got = limiter.allow_at(key, cats[c], t).unwrap();
+                    let want = model.decide(&key, c, t, Op::Check).allowed;
+                    prop_assert_eq!(got, want, "step {} allow key {} cat {}\n{}", i, k, c, text);
                 }
                 Action::Peek(k, c) => {
                     let c = c % ncat;
