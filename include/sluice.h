@@ -220,6 +220,21 @@ int sluice_check(const struct sluice *s,
                  int64_t now_ms,
                  struct sluice_decision *out);
 
+// `sluice_check` without the decision: the same answer, recorded and counted the same way,
+// but only whether the request may go ahead, and without the work of counting the window
+// for `remaining` and `reset`. For hosts that send no rate-limit headers. Arguments as for
+// `sluice_check` (the key is borrowed for the call). Returns 1 if the request may go ahead,
+// 0 if not (limited, locked, or a full table that denies), or a negative code (then nothing
+// was recorded). Thread-safe and lock-free.
+//
+// # Safety
+// `s` is NULL or a live handle; `key` is NULL or points to `key_len` readable bytes.
+int sluice_allow(const struct sluice *s,
+                 int category,
+                 const void *key,
+                 size_t key_len,
+                 int64_t now_ms);
+
 // The decision `sluice_check` would give now, recording nothing. Arguments, ownership and
 // return as for `sluice_check`.
 //

@@ -430,7 +430,19 @@ fn run(text: &str, u: &mut Unstructured) -> Result<()> {
         let key = KEYS[k];
         let c = u.int_in_range(0..=2usize)? % run.ncat;
         match u.int_in_range(0u8..=15)? {
-            0..=5 => {
+            5 => {
+                run.note(format_args!("allow k{k} c{c}"));
+                let rc = unsafe {
+                    ffi::sluice_allow(run.h, c as c_int, key.as_ptr().cast(), key.len(), run.t)
+                };
+                let want = run.model.decide(key, c, run.t, Op::Check);
+                if rc != c_int::from(want.allowed) {
+                    run.fail(&format!(
+                        "allow key {k} category {c}: C ABI {rc}, model {want:?}"
+                    ));
+                }
+            }
+            0..=4 => {
                 run.note(format_args!("check k{k} c{c}"));
                 let (rc, got) = run.c_check(c as c_int, key, run.t);
                 let want = run.model.decide(key, c, run.t, Op::Check);
@@ -659,6 +671,7 @@ fn bad_time(u: &mut Unstructured) -> Result<i64> {
 #[derive(Clone, Copy, Debug)]
 enum Func {
     Check,
+    Allow,
     Peek,
     Failure,
     Success,
@@ -670,6 +683,7 @@ enum Func {
 fn fault(run: &mut Run, u: &mut Unstructured, k: usize, c: usize) -> Result<()> {
     let func = *u.choose(&[
         Func::Check,
+        Func::Allow,
         Func::Peek,
         Func::Failure,
         Func::Success,
@@ -737,6 +751,7 @@ fn fault(run: &mut Run, u: &mut Unstructured, k: usize, c: usize) -> Result<()> 
     let rc = unsafe {
         match func {
             Func::Check => ffi::sluice_check(h, cat_arg, key_ptr, key_len, t, out),
+            Func::Allow => ffi::sluice_allow(h, cat_arg, key_ptr, key_len, t),
             Func::Peek => ffi::sluice_peek(h, cat_arg, key_ptr, key_len, t, out),
             Func::Failure => ffi::sluice_failure(h, cat_arg, key_ptr, key_len, t, out),
             Func::Success => ffi::sluice_success(h, cat_arg, key_ptr, key_len, t),

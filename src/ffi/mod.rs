@@ -445,6 +445,31 @@ pub unsafe extern "C" fn sluice_check(
     }
 }
 
+/// `sluice_check` without the decision: the same answer, recorded and counted the same way,
+/// but only whether the request may go ahead, and without the work of counting the window
+/// for `remaining` and `reset`. For hosts that send no rate-limit headers. Arguments as for
+/// `sluice_check` (the key is borrowed for the call). Returns 1 if the request may go ahead,
+/// 0 if not (limited, locked, or a full table that denies), or a negative code (then nothing
+/// was recorded). Thread-safe and lock-free.
+///
+/// # Safety
+/// `s` is NULL or a live handle; `key` is NULL or points to `key_len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn sluice_allow(
+    s: *const sluice,
+    category: c_int,
+    key: *const c_void,
+    key_len: usize,
+    now_ms: i64,
+) -> c_int {
+    // SAFETY: forwarded caller contract.
+    unsafe {
+        key_code(s, category, key, key_len, now_ms, |l, k, c, t| {
+            l.allow_at(k, c, t).map(c_int::from)
+        })
+    }
+}
+
 /// The decision `sluice_check` would give now, recording nothing. Arguments, ownership and
 /// return as for `sluice_check`.
 ///
@@ -492,17 +517,20 @@ pub unsafe extern "C" fn sluice_failure(
     }
 }
 
-type ClearOp = fn(&Limiter, &[u8], Category, i64) -> Result<(), Error>;
+/// An operation on one key that answers with a non-negative code of its own.
+type KeyCodeOp = fn(&Limiter, &[u8], Category, i64) -> Result<c_int, Error>;
 
+/// Shared body of allow / success / reset.
+///
 /// # Safety
 /// As for `sluice_success`.
-unsafe fn clear(
+unsafe fn key_code(
     s: *const sluice,
     category: c_int,
     key: *const c_void,
     key_len: usize,
     now_ms: i64,
-    op: ClearOp,
+    op: KeyCodeOp,
 ) -> c_int {
     guard(|| {
         // SAFETY: caller contract.
@@ -519,7 +547,7 @@ unsafe fn clear(
             Err(code) => return code,
         };
         match op(&s.limiter, key, cat, now_arg(&s.limiter, now_ms)) {
-            Ok(()) => SLUICE_OK,
+            Ok(code) => code,
             Err(e) => code_of(&e),
         }
     })
@@ -540,8 +568,8 @@ pub unsafe extern "C" fn sluice_success(
 ) -> c_int {
     // SAFETY: forwarded caller contract.
     unsafe {
-        clear(s, category, key, key_len, now_ms, |l, k, c, t| {
-            l.success_at(k, c, t)
+        key_code(s, category, key, key_len, now_ms, |l, k, c, t| {
+            l.success_at(k, c, t).map(|()| SLUICE_OK)
         })
     }
 }
@@ -562,8 +590,8 @@ pub unsafe extern "C" fn sluice_reset(
 ) -> c_int {
     // SAFETY: forwarded caller contract.
     unsafe {
-        clear(s, category, key, key_len, now_ms, |l, k, c, t| {
-            l.reset_at(k, c, t)
+        key_code(s, category, key, key_len, now_ms, |l, k, c, t| {
+            l.reset_at(k, c, t).map(|()| SLUICE_OK)
         })
     }
 }

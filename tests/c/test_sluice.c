@@ -715,6 +715,57 @@ static void test_peek(void) {
     sluice_close(s);
 }
 
+/* ---- sluice_allow -------------------------------------------------------------------- */
+
+static void test_allow(void) {
+    /* 1 = may go ahead, 0 = not: the check's answer, recorded and counted as one. */
+    struct sluice *s = open_ok("global 2/1m\nwrite 1/1m\nauth lockout 1/1m for 1m");
+    const int write = category_ok(s, "write");
+    const int auth = category_ok(s, "auth");
+    struct sluice_decision d;
+    CHECK_EQ(sluice_allow(s, 0, KEY("k"), T0), 1);
+    CHECK_EQ(sluice_allow(s, 0, KEY("k"), T0 + 1), 1);
+    CHECK_EQ(sluice_allow(s, 0, KEY("k"), T0 + 2), 0);
+    /* What allow recorded is what a check sees: the window is full until T0 + 60 s. */
+    CHECK_EQ(sluice_check(s, 0, KEY("k"), T0 + 3, &d), SLUICE_OK);
+    CHECK_DECISION(&d, 0, SLUICE_STATUS_LIMITED, 2, 0, 60, T0_S + 60, 60, 0, 60000);
+    CHECK_EQ(sluice_allow(s, 0, KEY("k"), T0 + 60000), 1);
+    CHECK_EQ(sluice_check(s, 0, KEY("k"), T0 + 60000, &d), SLUICE_OK);
+    CHECK_EQ(d.allowed, 0);
+
+    /* Several rules: the global one and the category's; a refusal is recorded by none. */
+    CHECK_EQ(sluice_allow(s, write, KEY("w"), T0), 1);
+    CHECK_EQ(sluice_allow(s, write, KEY("w"), T0 + 1), 0);
+    CHECK_EQ(sluice_peek(s, 0, KEY("w"), T0 + 2, &d), SLUICE_OK);
+    CHECK_EQ(d.remaining, 0); /* global: "w" at T0 logged, and this peek's own request */
+
+    /* A locked key is refused. */
+    CHECK_EQ(sluice_failure(s, auth, KEY("l"), T0, &d), SLUICE_OK);
+    CHECK_EQ(d.status, SLUICE_STATUS_LOCKED);
+    CHECK_EQ(sluice_allow(s, auth, KEY("l"), T0 + 1), 0);
+
+    /* Counted as checks are: global passed k x3 + w, limited k x1 (allow) + k x2 (check). */
+    struct sluice_rule_counts rs;
+    CHECK_EQ(sluice_rule_stats(s, 0, &rs), SLUICE_OK);
+    CHECK_EQ(rs.passed, 4);
+    CHECK_EQ(rs.limited, 3);
+    CHECK_EQ(sluice_rule_stats(s, 1, &rs), SLUICE_OK);
+    CHECK_EQ(rs.passed, 1);
+    CHECK_EQ(rs.limited, 1);
+    CHECK_EQ(sluice_rule_stats(s, 2, &rs), SLUICE_OK);
+    CHECK_EQ(rs.locked, 1);
+
+    /* Errors as for sluice_check, and nothing recorded by a failing call. */
+    CHECK_EQ(sluice_allow(NULL, 0, KEY("k"), T0), SLUICE_ERR_NULL);
+    CHECK_EQ(sluice_allow(s, 0, NULL, 1, T0), SLUICE_ERR_NULL);
+    CHECK_EQ(sluice_allow(s, 0, KEY(""), T0), SLUICE_ERR_EMPTY_KEY);
+    CHECK_EQ(sluice_allow(s, 7, KEY("e"), T0), SLUICE_ERR_UNKNOWN_CATEGORY);
+    CHECK_EQ(sluice_allow(s, 0, KEY("e"), -1), SLUICE_ERR_TIME);
+    CHECK_EQ(sluice_peek(s, 0, KEY("e"), T0, &d), SLUICE_OK);
+    CHECK_EQ(d.remaining, 1);
+    sluice_close(s);
+}
+
 /* ---- sluice_failure / sluice_success / sluice_reset ---------------------------------- */
 
 static void test_lockout(void) {
@@ -1327,6 +1378,7 @@ int main(void) {
     test_check_now();
     test_check_errors();
     test_peek();
+    test_allow();
     test_lockout();
     test_batch();
     test_headers();
