@@ -187,6 +187,7 @@ FUNCTIONS = {
         c_int,
         [_handle, c_int, _key, c_size_t, c_int64, POINTER(sluice_decision)],
     ),
+    "sluice_allow": (c_int, [_handle, c_int, _key, c_size_t, c_int64]),
     "sluice_success": (c_int, [_handle, c_int, _key, c_size_t, c_int64]),
     "sluice_reset": (c_int, [_handle, c_int, _key, c_size_t, c_int64]),
     "sluice_check_batch": (
@@ -398,6 +399,20 @@ def raw_handle(handle):
     return ctypes.c_void_p(ctypes.cast(handle, ctypes.c_void_p).value)
 
 
+def allower_function():
+    """``sluice_allow`` without ``argtypes``, as ``decider_function`` (checked against
+    FUNCTIONS): ``(raw_handle, int, key bytes, c_size_t, c_int64) -> 1, 0 or a negative
+    code``."""
+    restype, argtypes = FUNCTIONS["sluice_allow"]
+    assert restype is c_int and [str(t) for t in argtypes] == [
+        str(t) for t in _DECIDER_ARGTYPES[:5]
+    ], "sluice_allow: the fast caller no longer matches the declaration"
+    function = lib["sluice_allow"]
+    function.restype = c_int
+    function.argtypes = None
+    return function
+
+
 def decider_function(name):
     """``name`` (sluice_check, sluice_peek or sluice_failure) as a function object without
     ``argtypes``, for callers that pass every argument as the exact C type of its declaration
@@ -491,6 +506,7 @@ def _clearer(name):
 check = _decider("sluice_check")
 peek = _decider("sluice_peek")
 failure = _decider("sluice_failure")
+allow = _clearer("sluice_allow")  # returns 1, 0 or a negative code
 success = _clearer("sluice_success")
 reset = _clearer("sluice_reset")
 

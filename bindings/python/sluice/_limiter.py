@@ -400,6 +400,75 @@ def _decider_method(what, doc):
     return method
 
 
+def _allow_method():
+    """``Limiter.allow``: ``check``'s answer as a bool, through ``sluice_allow`` (no decision
+    to build or unpack). The common case inline, as ``_decider_method`` does; anything else
+    goes to ``Limiter._allow``."""
+    if _FREE_THREADED:
+
+        def allow(self, key, category=GLOBAL, now_ms=None):
+            return self._allow(key, category, now_ms)
+
+    else:
+        function = _ffi.allower_function()
+        sizes = _ffi.KEY_SIZES
+        key_size = _ffi.key_size
+        int64 = _ffi.c_int64
+        c_now = _ffi.C_NOW
+        now_value = _ffi.SLUICE_NOW
+        int64_max = _ffi.INT64_MAX
+        new_token = object
+
+        def allow(self, key, category=GLOBAL, now_ms=None):
+            if type(key) is str:
+                try:
+                    k = key.encode()
+                except UnicodeEncodeError:
+                    return self._allow(key, category, now_ms)
+            elif type(key) is bytes:
+                k = key
+            else:
+                return self._allow(key, category, now_ms)
+            try:
+                size = sizes[len(k)]
+                cat = self._categories[category]
+            except (IndexError, KeyError, TypeError):
+                return self._allow(key, category, now_ms)
+            if size is None:
+                size = key_size(len(k))
+            if now_ms is None:
+                t = c_now
+            elif type(now_ms) is int and 0 <= now_ms <= int64_max:
+                t = int64(now_ms)
+            else:
+                return self._allow(key, category, now_ms)
+            token = new_token()
+            active = self._active
+            try:
+                active.add(token)  # W1, as in _decider_method
+                raw = self._raw  # R1
+                if raw is None:
+                    raise _closed()
+                code = function(raw, cat, k, size, t)
+            finally:
+                active.discard(token)
+            if code == 1:
+                return True
+            if code == 0:
+                return False
+            raise self._call_error(
+                code, "allow", k, category, now_value if now_ms is None else now_ms
+            )
+
+    allow.__name__ = "allow"
+    allow.__qualname__ = "Limiter.allow"
+    allow.__doc__ = """May this request of ``key`` in ``category`` go ahead? ``check``'s answer as
+        a bool, recorded and counted the same way, without the decision's report
+        (``remaining``, ``reset``, ``retry_after``): for callers that send no rate-limit
+        headers, and what ``limits``' ``hit`` answers. Raises as ``check`` does."""
+    return allow
+
+
 class Limiter:
     """A rate limiter: one table and its policy, owning a ``struct sluice *``.
 
@@ -621,6 +690,21 @@ class Limiter:
             raise self._call_error(code, what, k, category, t)
         return Decision._from_c(raw, self)
 
+    def _allow(self, key, category, now_ms):
+        """The general path of allow (the common case is inlined in _allow_method)."""
+        k = _key_bytes(key)
+        t = _time(now_ms)
+        cat = self.category_id(category)
+        token = object()
+        try:
+            self._enter(token)
+            code = _ffi.allow(self._handle, cat, k, t)
+        finally:
+            self._exit(token)
+        if code < 0:
+            raise self._call_error(code, "allow", k, category, t)
+        return code == 1
+
     def _clear(self, call, what, key, category, now_ms):
         k = _key_bytes(key)
         t = _time(now_ms)
@@ -654,6 +738,7 @@ class Limiter:
         """May this request of ``key`` (str or bytes) in ``category`` go ahead? Records it if
         admitted. ``now_ms``: Unix milliseconds, or None for the library's clock.""",
     )
+    allow = _allow_method()
     peek = _decider_method("peek", """The decision ``check`` would give, recording nothing.""")
     failure = _decider_method(
         "failure",

@@ -272,3 +272,47 @@ def test_unusual_values_read_back_as_given_or_as_before():
     ok = sluice.Decision._from_c((1, 4, 3, 0, 60, 1767225660, 0, 2, 60_000), None)
     assert ok._to_c() == (1, 4, 3, 0, 60, 1767225660, 0, 2, 60_000)
     assert ok == pickle.loads(pickle.dumps(ok))
+
+
+def test_allow_fast_path_agrees_with_the_declared_call_and_with_check():
+    """``allow`` on its fast path, the general path (``_allow``) and ``sluice_allow`` called as
+    declared give the same answers over every key length class and both clocks, and the
+    answer is the one ``check`` gives on a twin table."""
+    with sluice.Limiter(POLICY) as fast, sluice.Limiter(POLICY) as general, sluice.Limiter(
+        POLICY
+    ) as declared, sluice.Limiter(POLICY) as checked:
+        auth = fast.category_id("auth")
+        for n in (1, 7, 8, 255, 4096, _ffi.MAX_KEY_LEN):
+            key = bytes((i * 31 + n) % 256 for i in range(n))
+            seen = set()
+            for i in range(7):
+                t = T0 + 10 * n + i
+                got = fast.allow(key, "auth", t)
+                assert got is general._allow(key, "auth", t)
+                code = _ffi.lib.sluice_allow(declared._handle, auth, key, len(key), t)
+                assert code in (0, 1) and got is (code == 1)
+                assert got is checked.check(key, "auth", t).allowed
+                seen.add(got)
+            assert seen == {True, False}, n  # 3 per minute: admitted, then refused
+        assert fast.allow("clock") is True  # the library clock (C_NOW)
+        for limiter in (fast, general, declared, checked):
+            assert limiter.stats().rules[1]["passed"] == 18
+            assert limiter.stats().rules[1]["limited"] == 24
+
+
+def test_allow_errors_are_those_of_check():
+    with sluice.Limiter(POLICY) as l:
+        cases = [
+            (b"x" * (_ffi.MAX_KEY_LEN + 1), "auth", T0, sluice.InvalidKeyError),
+            ("", "auth", None, sluice.InvalidKeyError),
+            (b"k", "auth", -1, sluice.TimeRangeError),
+            (b"k", "auth", 2**42, sluice.TimeRangeError),
+            (b"k", "nope", T0, sluice.UnknownCategoryError),
+            (5, "global", T0, TypeError),
+        ]
+        for key, category, now_ms, exc in cases:
+            with pytest.raises(exc) as e:
+                l.allow(key, category, now_ms)
+            if isinstance(e.value, sluice.SluiceError) and category != "nope":
+                assert "allow " in str(e.value)
+        assert l.peek(b"k", "auth", T0).remaining == 2  # nothing was recorded

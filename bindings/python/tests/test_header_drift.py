@@ -360,8 +360,8 @@ HEADER_EDITS = {
         "sluice_check: argtypes",
     ),
     "pointer constness that changes the mapping": (
-        "                 const void *key,\n                 size_t key_len,\n                 int64_t now_ms,\n                 struct sluice_decision *out);\n\n// The decision",
-        "                 void *key,\n                 size_t key_len,\n                 int64_t now_ms,\n                 struct sluice_decision *out);\n\n// The decision",
+        "                 const void *key,\n                 size_t key_len,\n                 int64_t now_ms,\n                 struct sluice_decision *out);\n\n// `sluice_check` without",
+        "                 void *key,\n                 size_t key_len,\n                 int64_t now_ms,\n                 struct sluice_decision *out);\n\n// `sluice_check` without",
         "sluice_check: argtypes",
     ),
     "a parameter more": (

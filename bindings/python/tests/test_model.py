@@ -98,7 +98,8 @@ def run_case(seed):
         for step in range(rng.randrange(1, 150)):
             t += random_step(rng)
             op = rng.choices(
-                ["check", "peek", "failure", "success", "reset", "batch"], [6, 2, 3, 1, 1, 1]
+                ["check", "allow", "peek", "failure", "success", "reset", "batch"],
+                [6, 3, 2, 3, 1, 1, 1],
             )[0]
             key = rng.choice(KEYS)
             c = rng.randrange(ncat)
@@ -108,6 +109,8 @@ def run_case(seed):
             history.append("step {} +{}ms {} {!r} {}".format(step, t - T0, op, key, cat))
             if op == "check":
                 got, want = limiter.check(key, cat, now_ms=t), model.check(key, c, t)
+            elif op == "allow":  # the check's answer, recorded and counted as a check
+                got, want = limiter.allow(key, cat, now_ms=t), model.check(key, c, t).allowed
             elif op == "peek":
                 got, want = limiter.peek(key, cat, now_ms=t), model.peek(key, c, t)
             elif op == "failure":

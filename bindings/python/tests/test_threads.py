@@ -119,6 +119,8 @@ def _race_ops(limiter, decision):
         ("peek", lambda n: limiter.peek("key-{}".format(n % 7), "auth"), True),
         ("failure", lambda n: limiter.failure(b"f%d" % (n % 5), "auth", T0 + n), True),
         ("check general", lambda n: limiter.check(bytearray(b"g%d" % (n % 9)), now_ms=T0 + n), True),
+        ("allow", lambda n: limiter.allow("key-{}".format(n % 50), now_ms=T0 + n), False),
+        ("allow general", lambda n: limiter.allow(bytearray(b"a%d" % (n % 9))), False),
         ("success", lambda n: limiter.success("f", "auth", T0 + n), False),
         ("reset", lambda n: limiter.reset("key-{}".format(n % 3)), False),
         ("check_batch", lambda n: limiter.check_batch(["a", ("b", "auth")], now_ms=T0 + n), False),
