@@ -43,6 +43,19 @@ fn hot_key(c: &mut Criterion) {
     g.bench_function("sluice/clock", |b| {
         b.iter(|| black_box(l.check(black_box(HOT_KEY), Category::GLOBAL).unwrap()))
     });
+    // `allow_at`: the same decision, recorded and counted, as a bool without the report —
+    // what governor's `check_key` answers.
+    let la = Limiter::open("global 100/1ms").unwrap();
+    let mut t = T0;
+    g.bench_function("sluice_allow/now", |b| {
+        b.iter(|| {
+            t += 1;
+            black_box(
+                la.allow_at(black_box(HOT_KEY), Category::GLOBAL, t)
+                    .unwrap(),
+            )
+        })
+    });
     // The same with `CoarseClock` (CLOCK_REALTIME_COARSE): what reading the clock costs.
     let lc = Limiter::builder("global 100/1ms")
         .clock(sluice::CoarseClock)
@@ -188,6 +201,13 @@ fn random_keys(c: &mut Criterion, m: &mut Million) {
         b.iter(|| {
             i += 1;
             black_box(m.sluice.check(m.key(i), Category::GLOBAL).unwrap())
+        })
+    });
+    g.bench_function("sluice_allow/now", |b| {
+        b.iter(|| {
+            i += 1;
+            t += 1;
+            black_box(m.sluice.allow_at(m.key(i), Category::GLOBAL, t).unwrap())
         })
     });
     g.bench_function("sluice_huge_pages/now", |b| {
