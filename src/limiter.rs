@@ -463,6 +463,10 @@ impl Limiter {
         self.table.layout.total_words * 8
     }
 
+    /// Validate the arguments and hash the key. Inlined into `check_at` and `allow_at`,
+    /// where returning the `Result` through memory cost ~20 instructions a check; the other
+    /// operations call [`Limiter::resolve_outlined`].
+    #[inline(always)]
     fn resolve(&self, key: &[u8], category: Category, now: i64) -> Result<KeyHash, Error> {
         let key = key_bytes(key)?;
         if category.0 >= self.policy.categories.len() {
@@ -470,6 +474,11 @@ impl Limiter {
         }
         check_time(now)?;
         Ok(self.table.split_hash(hash_key(self.table.secret, key)))
+    }
+
+    #[inline(never)]
+    fn resolve_outlined(&self, key: &[u8], category: Category, now: i64) -> Result<KeyHash, Error> {
+        self.resolve(key, category, now)
     }
 
     /// May this request of `key` in `category` go ahead now? Records it if so.
@@ -614,7 +623,7 @@ impl Limiter {
         category: Category,
         now_ms: i64,
     ) -> Result<Decision, Error> {
-        let kh = self.resolve(key.as_ref(), category, now_ms)?;
+        let kh = self.resolve_outlined(key.as_ref(), category, now_ms)?;
         Ok(self.decide::<REPORT>(&kh, category.0, now_ms, Op::Peek))
     }
 
@@ -631,7 +640,7 @@ impl Limiter {
         category: Category,
         now_ms: i64,
     ) -> Result<Decision, Error> {
-        let kh = self.resolve(key.as_ref(), category, now_ms)?;
+        let kh = self.resolve_outlined(key.as_ref(), category, now_ms)?;
         let li = self.lockout_of(category)?;
         Ok(self.record_failure(&kh, li, now_ms))
     }
@@ -648,7 +657,7 @@ impl Limiter {
         category: Category,
         now_ms: i64,
     ) -> Result<(), Error> {
-        let kh = self.resolve(key.as_ref(), category, now_ms)?;
+        let kh = self.resolve_outlined(key.as_ref(), category, now_ms)?;
         let li = self.lockout_of(category)?;
         if let Found::Slot(pos) = self.table.find(&kh) {
             let slot = self.table.slot(pos);
@@ -670,7 +679,7 @@ impl Limiter {
         category: Category,
         now_ms: i64,
     ) -> Result<(), Error> {
-        let kh = self.resolve(key.as_ref(), category, now_ms)?;
+        let kh = self.resolve_outlined(key.as_ref(), category, now_ms)?;
         if let Found::Slot(pos) = self.table.find(&kh) {
             let slot = self.table.slot(pos);
             let cl = &self.table.layout.categories[category.0];
@@ -693,7 +702,7 @@ impl Limiter {
         category: Category,
         now_ms: i64,
     ) -> Result<Unlock, Error> {
-        let kh = self.resolve(key.as_ref(), category, now_ms)?;
+        let kh = self.resolve_outlined(key.as_ref(), category, now_ms)?;
         let li = self.lockout_of(category)?;
         let Found::Slot(pos) = self.table.find(&kh) else {
             return Ok(Unlock::UnknownKey);
