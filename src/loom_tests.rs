@@ -58,6 +58,24 @@ fn loom_two_threads_one_key_n1_admit_at_most_one() {
 }
 
 #[test]
+fn loom_allow_racing_check_one_key_n1_admit_at_most_one() {
+    // allow_at decides on the same path as check_at and returns before the report: racing a
+    // check on a key with one place left, at most one is admitted, and `passed` counts
+    // exactly the admitted ones. (Not `passed + limited == 2`: a request refused because it
+    // lost the race to install the new key is counted in neither.)
+    loom::model(|| {
+        let l = limiter("global 1/1m");
+        let la = l.clone();
+        let h = thread::spawn(move || la.allow_at("k", Category::GLOBAL, T).unwrap());
+        let checked = l.check_at("k", Category::GLOBAL, T).unwrap().allowed;
+        let allowed = h.join().unwrap();
+        assert!(!(checked && allowed), "both admitted");
+        let r = l.rule_stats(0).unwrap();
+        assert_eq!(r.passed, u64::from(checked) + u64::from(allowed));
+    });
+}
+
+#[test]
 fn loom_three_threads_one_key_n2_admit_at_most_two() {
     loom::model(|| {
         let admitted = race_checks("global 2/1m", 3, "global");
