@@ -20,7 +20,8 @@ pub(crate) fn policy_fingerprint(policy: &Policy) -> u64 {
 const LINE_WORDS: usize = 8;
 /// Parts of the region start on 128-byte boundaries (the adjacent-line prefetch pair).
 const PART_ALIGN_WORDS: usize = 16;
-/// Statistics are striped by key hash so that threads on distinct keys rarely share a line.
+/// Statistics are striped (a stripe per thread, see `table::stats_stripe`) so that threads
+/// rarely share a counter's cache line.
 pub(crate) const STRIPES: usize = 16;
 /// Consecutive index positions a key may live in (its neighbourhood).
 pub(crate) const MAX_PROBE: usize = 16;

@@ -350,6 +350,7 @@ struct Rule<'a> {
     obs: Observed,
 }
 
+#[inline(always)]
 fn key_bytes(key: &[u8]) -> Result<&[u8], Error> {
     match key.len() {
         0 => Err(Error::EmptyKey),
@@ -358,6 +359,7 @@ fn key_bytes(key: &[u8]) -> Result<&[u8], Error> {
     }
 }
 
+#[inline(always)]
 fn check_time(now: i64) -> Result<i64, Error> {
     if (0..=MAX_TIME_MS).contains(&now) {
         Ok(now)
