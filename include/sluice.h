@@ -287,19 +287,22 @@ int sluice_reset(const struct sluice *s,
 
 // Check `n` requests at once (many keys, one call), all at `now_ms` (or SLUICE_NOW), writing
 // `decisions[i]` for `requests[i]`. Every request is validated first: if any is invalid
-// (NULL key, empty key, unknown category) the call returns that error and records nothing
-// and writes no decision. Both arrays are borrowed for the call; `decisions` must have room
-// for `n`. `n` = 0 is fine. Thread-safe.
+// (NULL key, empty or too long key, unknown category) the call returns that error, records
+// nothing, writes no decision, and writes the index of the first invalid request to
+// `*bad_request` (unless `bad_request` is NULL; it is written only then, an error detail
+// like `sluice_open`'s message). Both arrays are borrowed for the call; `decisions` must
+// have room for `n`. `n` = 0 is fine. Allocates nothing. Thread-safe.
 //
 // # Safety
 // `s` is NULL or a live handle; `requests` is NULL or points to `n` readable requests whose
 // keys point to `key_len` readable bytes; `decisions` is NULL or points to `n` writable
-// decisions.
+// decisions; `bad_request` is NULL or writable.
 int sluice_check_batch(const struct sluice *s,
                        const struct sluice_request *requests,
                        size_t n,
                        int64_t now_ms,
-                       struct sluice_decision *decisions);
+                       struct sluice_decision *decisions,
+                       size_t *bad_request);
 
 // Format the response headers of `decision` as `Name: value\r\n` lines in `buf`.
 // `style`: SLUICE_HEADERS_X_RATELIMIT (the default style) or SLUICE_HEADERS_IETF.

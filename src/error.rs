@@ -32,6 +32,12 @@ pub enum Error {
     KeyTooLong(usize),
     /// `now_ms` outside 0..=MAX_TIME_MS.
     TimeOutOfRange(i64),
+    /// Request `index` of a batch is invalid (`error` says how); nothing of the batch was
+    /// recorded.
+    InBatch {
+        index: usize,
+        error: Box<Error>,
+    },
     /// The operating system refused memory.
     Io(std::io::Error),
     /// The operating system refused an operation on a table file (`action` is what was tried:
@@ -84,6 +90,7 @@ impl fmt::Display for Error {
                 f,
                 "category {category:?} has no lockout: add a line such as `{category} lockout 5/15m for 15m` to the policy"
             ),
+            Error::InBatch { index, error } => write!(f, "request {index} of the batch: {error}"),
             Error::EmptyKey => write!(f, "empty key: keys are 1 to {MAX_KEY_LEN} bytes"),
             Error::KeyTooLong(n) => {
                 write!(f, "key of {n} bytes is too long: keys are 1 to {MAX_KEY_LEN} bytes")
@@ -144,6 +151,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Policy(e) => Some(e),
+            Error::InBatch { error, .. } => Some(&**error),
             Error::Io(e) => Some(e),
             Error::File { source, .. } => Some(source),
             _ => None,

@@ -530,7 +530,8 @@ impl Limiter {
     }
 
     /// Check many requests at one instant, writing `out[i]` for `requests[i]`. Every request
-    /// is validated first: on an error nothing is recorded and `out` is untouched.
+    /// is validated first: on an error nothing is recorded and `out` is untouched. An invalid
+    /// request is reported as [`Error::InBatch`] with its index.
     ///
     /// ```
     /// use sluice::{Category, Decision, Limiter};
@@ -548,8 +549,12 @@ impl Limiter {
     ) -> Result<(), Error> {
         assert_eq!(requests.len(), out.len(), "one decision per request");
         check_time(now_ms)?;
-        for (key, category) in requests {
-            self.validate(key.as_ref(), *category)?;
+        for (index, (key, category)) in requests.iter().enumerate() {
+            self.validate(key.as_ref(), *category)
+                .map_err(|e| Error::InBatch {
+                    index,
+                    error: Box::new(e),
+                })?;
         }
         // Being handed many keys at once lets their cache misses overlap: per chunk, hash
         // every key and prefetch its index neighbourhood; then look each up (those lines are
@@ -592,7 +597,7 @@ impl Limiter {
     }
 
     /// The checks of [`Limiter::resolve`] without the hash: key length and category.
-    fn validate(&self, key: &[u8], category: Category) -> Result<(), Error> {
+    pub(crate) fn validate(&self, key: &[u8], category: Category) -> Result<(), Error> {
         key_bytes(key)?;
         if category.0 >= self.policy.categories.len() {
             return Err(Error::InvalidCategory(category.0));
@@ -1339,7 +1344,12 @@ mod batch_tests {
                 let got = batch.check_batch_at(&keys, now, &mut out);
                 // The first error in the order `check_at` would meet it, else the decisions.
                 let first_err = check_time(now).err().or_else(|| {
-                    keys.iter().find_map(|(k, c)| serial.resolve(k, *c, now).err())
+                    keys.iter().enumerate().find_map(|(index, (k, c))| {
+                        serial.resolve(k, *c, now).err().map(|e| Error::InBatch {
+                            index,
+                            error: Box::new(e),
+                        })
+                    })
                 });
                 match first_err {
                     Some(e) => {

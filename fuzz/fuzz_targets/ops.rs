@@ -601,10 +601,25 @@ fn batch(run: &mut Run, u: &mut Unstructured) -> Result<()> {
         None
     };
     run.note(format_args!("batch {picks:?} bad {bad:?}"));
-    let rc = unsafe { ffi::sluice_check_batch(run.h, reqs.as_ptr(), n, run.t, out.as_mut_ptr()) };
+    let mut bad_index = usize::MAX;
+    let rc = unsafe {
+        ffi::sluice_check_batch(
+            run.h,
+            reqs.as_ptr(),
+            n,
+            run.t,
+            out.as_mut_ptr(),
+            &mut bad_index,
+        )
+    };
     match bad {
         None => {
             run.expect_code(rc, ffi::SLUICE_OK, "batch");
+            if bad_index != usize::MAX {
+                run.fail(&format!(
+                    "a batch that succeeded wrote bad_request = {bad_index}"
+                ));
+            }
             for (i, &(k, c)) in picks.iter().enumerate() {
                 let want = run.model.decide(KEYS[k], c, run.t, Op::Check);
                 run.agree(
@@ -633,6 +648,11 @@ fn batch(run: &mut Run, u: &mut Unstructured) -> Result<()> {
         }
         Some((i, code)) => {
             run.expect_code(rc, code, &format!("batch with bad request {i}"));
+            if bad_index != i {
+                run.fail(&format!(
+                    "batch with bad request {i} reported bad_request {bad_index}"
+                ));
+            }
             for d in &out {
                 run.expect_untouched(d, "failed batch");
             }
@@ -642,7 +662,16 @@ fn batch(run: &mut Run, u: &mut Unstructured) -> Result<()> {
         }
     }
     // An empty batch needs no arrays.
-    let rc = unsafe { ffi::sluice_check_batch(run.h, ptr::null(), 0, run.t, ptr::null_mut()) };
+    let rc = unsafe {
+        ffi::sluice_check_batch(
+            run.h,
+            ptr::null(),
+            0,
+            run.t,
+            ptr::null_mut(),
+            ptr::null_mut(),
+        )
+    };
     run.expect_code(rc, ffi::SLUICE_OK, "empty batch");
     Ok(())
 }
@@ -869,22 +898,22 @@ fn other_fault(run: &mut Run, u: &mut Unstructured, k: usize, c: usize) -> Resul
         };
         let mut out = sentinel();
         run.expect_code(
-            ffi::sluice_check_batch(ptr::null(), &req, 1, run.t, &mut out),
+            ffi::sluice_check_batch(ptr::null(), &req, 1, run.t, &mut out, ptr::null_mut()),
             ffi::SLUICE_ERR_NULL,
             "batch of NULL",
         );
         run.expect_code(
-            ffi::sluice_check_batch(run.h, ptr::null(), 1, run.t, &mut out),
+            ffi::sluice_check_batch(run.h, ptr::null(), 1, run.t, &mut out, ptr::null_mut()),
             ffi::SLUICE_ERR_NULL,
             "batch of NULL requests",
         );
         run.expect_code(
-            ffi::sluice_check_batch(run.h, &req, 1, run.t, ptr::null_mut()),
+            ffi::sluice_check_batch(run.h, &req, 1, run.t, ptr::null_mut(), ptr::null_mut()),
             ffi::SLUICE_ERR_NULL,
             "batch into NULL",
         );
         run.expect_code(
-            ffi::sluice_check_batch(run.h, &req, 1, bad_time(u)?, &mut out),
+            ffi::sluice_check_batch(run.h, &req, 1, bad_time(u)?, &mut out, ptr::null_mut()),
             ffi::SLUICE_ERR_TIME,
             "batch at a bad time",
         );

@@ -191,6 +191,7 @@ fn code_of(e: &Error) -> c_int {
         Error::EmptyKey => SLUICE_ERR_EMPTY_KEY,
         Error::KeyTooLong(_) => SLUICE_ERR_KEY_TOO_LONG,
         Error::TimeOutOfRange(_) => SLUICE_ERR_TIME,
+        Error::InBatch { error, .. } => code_of(error),
         Error::Io(_) | Error::File { .. } => SLUICE_ERR_IO,
         Error::NotATable { .. } => SLUICE_ERR_NOT_A_TABLE,
         Error::FormatVersion { .. } => SLUICE_ERR_FORMAT_VERSION,
@@ -598,14 +599,16 @@ pub unsafe extern "C" fn sluice_reset(
 
 /// Check `n` requests at once (many keys, one call), all at `now_ms` (or SLUICE_NOW), writing
 /// `decisions[i]` for `requests[i]`. Every request is validated first: if any is invalid
-/// (NULL key, empty key, unknown category) the call returns that error and records nothing
-/// and writes no decision. Both arrays are borrowed for the call; `decisions` must have room
-/// for `n`. `n` = 0 is fine. Thread-safe.
+/// (NULL key, empty or too long key, unknown category) the call returns that error, records
+/// nothing, writes no decision, and writes the index of the first invalid request to
+/// `*bad_request` (unless `bad_request` is NULL; it is written only then, an error detail
+/// like `sluice_open`'s message). Both arrays are borrowed for the call; `decisions` must
+/// have room for `n`. `n` = 0 is fine. Allocates nothing. Thread-safe.
 ///
 /// # Safety
 /// `s` is NULL or a live handle; `requests` is NULL or points to `n` readable requests whose
 /// keys point to `key_len` readable bytes; `decisions` is NULL or points to `n` writable
-/// decisions.
+/// decisions; `bad_request` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn sluice_check_batch(
     s: *const sluice,
@@ -613,6 +616,7 @@ pub unsafe extern "C" fn sluice_check_batch(
     n: usize,
     now_ms: i64,
     decisions: *mut sluice_decision,
+    bad_request: *mut usize,
 ) -> c_int {
     guard(|| {
         // SAFETY: caller contract.
@@ -628,27 +632,46 @@ pub unsafe extern "C" fn sluice_check_batch(
         // SAFETY: `n` readable requests by contract.
         let reqs = unsafe { std::slice::from_raw_parts(requests, n) };
         let now = now_arg(&s.limiter, now_ms);
-        let mut batch = Vec::with_capacity(n);
-        for r in reqs {
+        // A request as the engine takes it, validated as `check_batch_at` would (key length
+        // and category) so that an invalid one is found before anything is recorded.
+        let request = |r: &sluice_request| -> Result<(&[u8], Category), c_int> {
             // SAFETY: each key points to key_len readable bytes by contract.
-            let key = match unsafe { key_arg(r.key, r.key_len) } {
-                Ok(k) => k,
-                Err(code) => return code,
-            };
-            let cat = match category_arg(&s.limiter, r.category) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            batch.push((key, cat));
-        }
-        let mut out = vec![Decision::default(); n];
-        if let Err(e) = s.limiter.check_batch_at(&batch, now, &mut out) {
-            return code_of(&e);
+            let key = unsafe { key_arg(r.key, r.key_len) }?;
+            let cat = category_arg(&s.limiter, r.category)?;
+            s.limiter.validate(key, cat).map_err(|e| code_of(&e))?;
+            Ok((key, cat))
+        };
+        // Every request is valid before any is recorded.
+        for (i, r) in reqs.iter().enumerate() {
+            if let Err(code) = request(r) {
+                // SAFETY: NULL or writable by contract.
+                if let Some(bad) = unsafe { bad_request.as_mut() } {
+                    *bad = i;
+                }
+                return code;
+            }
         }
         // SAFETY: `n` writable decisions by contract.
         let dst = unsafe { std::slice::from_raw_parts_mut(decisions, n) };
-        for (d, o) in dst.iter_mut().zip(out) {
-            *d = o.into();
+        // Decided a chunk at a time in arrays on the stack: a batch allocates nothing. Only
+        // the time can fail now, and then on the first chunk, before anything is recorded.
+        const CHUNK: usize = 64;
+        let mut batch = [(&[][..], Category::GLOBAL); CHUNK];
+        let mut out = [Decision::default(); CHUNK];
+        for (reqs, dst) in reqs.chunks(CHUNK).zip(dst.chunks_mut(CHUNK)) {
+            let m = reqs.len();
+            for (b, r) in batch.iter_mut().zip(reqs) {
+                match request(r) {
+                    Ok(req) => *b = req,
+                    Err(code) => return code, // validated above: not reached
+                }
+            }
+            if let Err(e) = s.limiter.check_batch_at(&batch[..m], now, &mut out[..m]) {
+                return code_of(&e);
+            }
+            for (d, o) in dst.iter_mut().zip(&out[..m]) {
+                *d = (*o).into();
+            }
         }
         SLUICE_OK
     })

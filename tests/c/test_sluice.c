@@ -906,11 +906,11 @@ static void test_batch(void) {
 
     /* n = 0: fine, with or without arrays; nothing written. */
     memset(out, SENTINEL, sizeof out);
-    CHECK_EQ(sluice_check_batch(s, NULL, 0, T0, NULL), SLUICE_OK);
+    CHECK_EQ(sluice_check_batch(s, NULL, 0, T0, NULL, NULL), SLUICE_OK);
     struct sluice_request one = {0, KEY("k")};
-    CHECK_EQ(sluice_check_batch(s, &one, 0, T0, out), SLUICE_OK);
+    CHECK_EQ(sluice_check_batch(s, &one, 0, T0, out, NULL), SLUICE_OK);
     CHECK(memcmp(out, pristine, sizeof out) == 0);
-    CHECK_EQ(sluice_check_batch(NULL, NULL, 0, T0, NULL), SLUICE_ERR_NULL);
+    CHECK_EQ(sluice_check_batch(NULL, NULL, 0, T0, NULL, NULL), SLUICE_ERR_NULL);
 
     /* Mixed keys and categories, all at T0; "a" twice in media. */
     struct sluice_request reqs[] = {
@@ -919,7 +919,7 @@ static void test_batch(void) {
         {0, KEY("c")},
         {media, KEY("a")},
     };
-    CHECK_EQ(sluice_check_batch(s, reqs, 4, T0, out), SLUICE_OK);
+    CHECK_EQ(sluice_check_batch(s, reqs, 4, T0, out, NULL), SLUICE_OK);
     CHECK_DECISION(&out[0], 1, SLUICE_STATUS_PASSED, 60, 59, 60, T0_S + 60, 0, 1, 60000);
     CHECK_DECISION(&out[1], 1, SLUICE_STATUS_PASSED, 30, 29, 60, T0_S + 60, 0, 3, 60000);
     CHECK_DECISION(&out[2], 1, SLUICE_STATUS_PASSED, 300, 299, 60, T0_S + 60, 0, 0, 60000);
@@ -932,7 +932,7 @@ static void test_batch(void) {
     /* A batch that trips a limit mid-way: "global 1/1m" admits the first of each key. */
     struct sluice *one_per_min = open_ok("global 1/1m");
     struct sluice_request abc[] = {{0, KEY("a")}, {0, KEY("b")}, {0, KEY("a")}};
-    CHECK_EQ(sluice_check_batch(one_per_min, abc, 3, T0, out), SLUICE_OK);
+    CHECK_EQ(sluice_check_batch(one_per_min, abc, 3, T0, out, NULL), SLUICE_OK);
     CHECK_EQ(out[0].allowed, 1);
     CHECK_EQ(out[1].allowed, 1);
     CHECK_EQ(out[2].allowed, 0);
@@ -966,12 +966,19 @@ static void test_batch(void) {
             {write, KEY("fresh")},
         };
         memset(out, SENTINEL, sizeof out);
-        int rc = sluice_check_batch(s, mixed, 4, cases[i].now, out);
+        size_t bad = SIZE_MAX;
+        int rc = sluice_check_batch(s, mixed, 4, cases[i].now, out, &bad);
         if (rc != cases[i].rc) {
             fprintf(stderr, "batch case %zu:\n", i);
         }
         CHECK_EQ(rc, cases[i].rc);
         CHECK(memcmp(out, pristine, sizeof out) == 0);
+        /* Which request was invalid; a bad time is about none of them. */
+        if (cases[i].rc == SLUICE_ERR_TIME) {
+            CHECK(bad == SIZE_MAX);
+        } else {
+            CHECK_EQ(bad, 2);
+        }
     }
     free(long_key);
     /* "fresh" was never recorded: a peek finds the full quota. */
@@ -985,14 +992,50 @@ static void test_batch(void) {
 
     /* NULL arrays with n > 0, a NULL handle. */
     memset(out, SENTINEL, sizeof out);
-    CHECK_EQ(sluice_check_batch(s, NULL, 1, T0, out), SLUICE_ERR_NULL);
-    CHECK_EQ(sluice_check_batch(s, reqs, 1, T0, NULL), SLUICE_ERR_NULL);
-    CHECK_EQ(sluice_check_batch(NULL, reqs, 1, T0, out), SLUICE_ERR_NULL);
+    CHECK_EQ(sluice_check_batch(s, NULL, 1, T0, out, NULL), SLUICE_ERR_NULL);
+    CHECK_EQ(sluice_check_batch(s, reqs, 1, T0, NULL, NULL), SLUICE_ERR_NULL);
+    CHECK_EQ(sluice_check_batch(NULL, reqs, 1, T0, out, NULL), SLUICE_ERR_NULL);
     CHECK(memcmp(out, pristine, sizeof out) == 0);
+
+    /* More requests than one chunk (64) of the library's: the same decisions as one by one
+     * on a twin table, in order, repeated keys included. */
+    {
+        enum { N = 150 };
+        static const char *names[] = {"k0", "k1", "k2", "k3", "k4", "k5", "k6"};
+        struct sluice *batched = open_ok("global 3/1m\nwrite 25/1m");
+        struct sluice *serial = open_ok("global 3/1m\nwrite 25/1m");
+        struct sluice_request many[N];
+        struct sluice_decision got[N], want;
+        for (int i = 0; i < N; i++) {
+            const char *k = names[(i * 5) % 7];
+            many[i] = (struct sluice_request){i % 2, k, strlen(k)};
+        }
+        size_t bad = SIZE_MAX;
+        CHECK_EQ(sluice_check_batch(batched, many, N, T0, got, &bad), SLUICE_OK);
+        CHECK(bad == SIZE_MAX);
+        int same = 0, admitted = 0;
+        for (int i = 0; i < N; i++) {
+            CHECK_EQ(sluice_check(serial, many[i].category, many[i].key, many[i].key_len, T0, &want),
+                     SLUICE_OK);
+            same += decision_eq(&got[i], &want);
+            admitted += got[i].allowed;
+        }
+        CHECK_EQ(same, N);
+        CHECK_EQ(admitted, 7 * 3); /* global 3/1m per key */
+        /* An invalid request in the third chunk: its index, and nothing of the batch recorded. */
+        many[140].key_len = 0;
+        bad = SIZE_MAX;
+        CHECK_EQ(sluice_check_batch(batched, many, N, T0 + 60000, got, &bad), SLUICE_ERR_EMPTY_KEY);
+        CHECK_EQ(bad, 140);
+        CHECK_EQ(sluice_peek(batched, 0, KEY("k0"), T0 + 60000, &want), SLUICE_OK);
+        CHECK_EQ(want.remaining, 2);
+        sluice_close(batched);
+        sluice_close(serial);
+    }
 
     /* SLUICE_NOW. */
     struct sluice_request now_req = {0, KEY("batch-now")};
-    CHECK_EQ(sluice_check_batch(s, &now_req, 1, SLUICE_NOW, out), SLUICE_OK);
+    CHECK_EQ(sluice_check_batch(s, &now_req, 1, SLUICE_NOW, out, NULL), SLUICE_OK);
     CHECK_EQ(out[0].allowed, 1);
     CHECK_EQ(out[0].remaining, 299);
     sluice_close(s);

@@ -192,7 +192,14 @@ FUNCTIONS = {
     "sluice_reset": (c_int, [_handle, c_int, _key, c_size_t, c_int64]),
     "sluice_check_batch": (
         c_int,
-        [_handle, POINTER(sluice_request), c_size_t, c_int64, POINTER(sluice_decision)],
+        [
+            _handle,
+            POINTER(sluice_request),
+            c_size_t,
+            c_int64,
+            POINTER(sluice_decision),
+            POINTER(c_size_t),
+        ],
     ),
     "sluice_headers": (
         c_int,
@@ -511,8 +518,13 @@ success = _clearer("sluice_success")
 reset = _clearer("sluice_reset")
 
 
+#: ``size_t``'s largest value: "no index" for sluice_check_batch's ``bad_request``.
+SIZE_MAX = (1 << (8 * ctypes.sizeof(c_size_t))) - 1
+
+
 def check_batch(handle, requests, now_ms):
-    """``sluice_check_batch`` of (key bytes, category id) pairs: (code, [decision tuples])."""
+    """``sluice_check_batch`` of (key bytes, category id) pairs: (code, [decision tuples]) on
+    success, (code, index of the invalid request or None) on an error."""
     n = len(requests)
     c_requests = (sluice_request * n)()
     for r, (key, cat) in zip(c_requests, requests):
@@ -520,9 +532,10 @@ def check_batch(handle, requests, now_ms):
         r.key = key  # the array keeps a reference to the bytes
         r.key_len = len(key)
     decisions = (sluice_decision * n)()
-    code = lib.sluice_check_batch(handle, c_requests, n, now_ms, decisions)
+    bad = c_size_t(SIZE_MAX)
+    code = lib.sluice_check_batch(handle, c_requests, n, now_ms, decisions, ctypes.byref(bad))
     if code != SLUICE_OK:
-        return code, None
+        return code, (None if bad.value == SIZE_MAX else bad.value)
     return code, [_unpack_decision(d) for d in decisions]
 
 

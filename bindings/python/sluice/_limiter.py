@@ -780,23 +780,18 @@ class Limiter:
         token = object()
         try:
             self._enter(token)
-            code, raws = _ffi.check_batch(self._handle, items, t)
+            code, result = _ffi.check_batch(self._handle, items, t)
         finally:
             self._exit(token)
         if code != _ffi.SLUICE_OK:
-            # The library does not say which request was bad: find it for the message.
+            # The library says which request was bad (`result`), if one was.
             context = "check_batch of {} requests".format(len(items))
-            bad = None
-            if code == _ffi.SLUICE_ERR_EMPTY_KEY:
-                bad = next((i for i, (k, _) in enumerate(items) if not k), None)
-            elif code == _ffi.SLUICE_ERR_KEY_TOO_LONG:
-                bad = next((i for i, (k, _) in enumerate(items) if len(k) > MAX_KEY_LEN), None)
-            elif code == _ffi.SLUICE_ERR_TIME:
+            if code == _ffi.SLUICE_ERR_TIME:
                 context += " at now_ms={}".format(t)
-            if bad is not None:
-                context += ": request {} has a key of {} bytes".format(bad, len(items[bad][0]))
+            if result is not None:
+                context += ": request {} has a key of {} bytes".format(result, len(items[result][0]))
             raise error(code, context=context)
-        return [Decision._from_c(raw, self) for raw in raws]
+        return [Decision._from_c(raw, self) for raw in result]
 
     # ---- headers and statistics --------------------------------------------------------------
 

@@ -382,6 +382,11 @@ def test_check_batch():
         with pytest.raises(sluice.InvalidKeyError) as e:
             l.check_batch([("e", "auth"), ("", "auth")], now_ms=T0)
         assert "request 1" in str(e.value)
+        # The library reports the index (sluice_check_batch's bad_request).
+        with pytest.raises(sluice.InvalidKeyError) as e:
+            l.check_batch([("e", "auth"), "f", (b"x" * 65_536, "global")], now_ms=T0)
+        assert e.value.code == sluice.SLUICE_ERR_KEY_TOO_LONG
+        assert "request 2 has a key of 65536 bytes" in str(e.value)
         with pytest.raises(sluice.UnknownCategoryError):
             l.check_batch([("e", "auth"), ("e", "nope")], now_ms=T0)
         with pytest.raises(TypeError):
