@@ -769,13 +769,25 @@ fn a_file_without_permission_is_refused() {
         let tool = dir.join("sluice");
         std::fs::copy(env!("CARGO_BIN_EXE_sluice"), &tool).unwrap();
         std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let out = Command::new(&tool)
-            .arg("stat")
-            .arg(&path)
-            .uid(65534)
-            .gid(65534)
-            .output()
-            .unwrap();
+        // Another test thread forking while the copy was open for writing leaves the child a
+        // writable descriptor until it execs, and exec then fails with ETXTBSY: retry.
+        let out = (0..50)
+            .find_map(|_| {
+                match Command::new(&tool)
+                    .arg("stat")
+                    .arg(&path)
+                    .uid(65534)
+                    .gid(65534)
+                    .output()
+                {
+                    Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        None
+                    }
+                    other => Some(other.unwrap()),
+                }
+            })
+            .expect("the copied tool stayed busy for a second");
         assert_eq!(out.status.code(), Some(3));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
