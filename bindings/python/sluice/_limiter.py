@@ -1,9 +1,9 @@
 """The managed handle: ``Limiter`` owns one ``struct sluice *``; ``Decision`` and ``Stats``.
 
 No ctypes import here: calls go through the plain-value wrappers of ``_ffi``, except the
-common case of check/peek/failure (``_decider_method``), which passes C values that ``_ffi``
-makes ready (``decider_function``, ``KEY_SIZES``, ``DecisionBuffer``, ``C_NOW``) to save the
-wrappers' per-call work.
+common case of check/peek/failure/allow (``_decider_method``), which passes C values that
+``_ffi`` makes ready (``decider_function``, ``allower_function``, ``KEY_SIZES``,
+``DecisionBuffer``, ``C_NOW``) to save the wrappers' per-call work.
 """
 
 import os
@@ -329,21 +329,32 @@ _FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 
 
 def _decider_method(what, doc):
-    """``Limiter.check``, ``.peek`` or ``.failure``: the common case (a str or bytes key of
-    1..MAX_KEY_LEN bytes, a category already resolved, ``now_ms`` None or an int from 0 to
-    INT64_MAX) inline, with C values made ahead; anything else goes to ``Limiter._decide``,
-    which has every check and error message. Both paths give the same results."""
+    """``Limiter.check``, ``.peek``, ``.failure`` or ``.allow``: the common case (a str or bytes
+    key of 1..MAX_KEY_LEN bytes, a category already resolved, ``now_ms`` None or an int from 0
+    to INT64_MAX) inline, with C values made ahead; anything else goes to the general path
+    (``Limiter._decide``, or ``Limiter._allow`` for allow), which has every check and error
+    message. Both paths give the same results. ``allow`` calls ``sluice_allow``, which takes
+    no decision buffer and answers 1 or 0; the others return a ``Decision``."""
     name = "sluice_" + what
-    general_call = getattr(_ffi, what)
+    answers = what == "allow"  # a bool, not a Decision
+    if answers:
 
-    if _FREE_THREADED:
-
-        def method(self, key, category=GLOBAL, now_ms=None):
-            return self._decide(general_call, what, key, category, now_ms)
+        def general(self, key, category=GLOBAL, now_ms=None):
+            return self._allow(key, category, now_ms)
 
     else:
-        function = _ffi.decider_function(name)
+        general_call = getattr(_ffi, what)
+
+        def general(self, key, category=GLOBAL, now_ms=None):
+            return self._decide(general_call, what, key, category, now_ms)
+
+    if _FREE_THREADED:
+        method = general
+
+    else:
+        function = _ffi.allower_function() if answers else _ffi.decider_function(name)
         new_buffer = _ffi.DecisionBuffer
+        new_token = object
         unpack = _ffi.unpack_decision
         sizes = _ffi.KEY_SIZES
         key_size = _ffi.key_size
@@ -358,16 +369,16 @@ def _decider_method(what, doc):
                 try:
                     k = key.encode()
                 except UnicodeEncodeError:
-                    return self._decide(general_call, what, key, category, now_ms)
+                    return general(self, key, category, now_ms)
             elif type(key) is bytes:
                 k = key
             else:
-                return self._decide(general_call, what, key, category, now_ms)
+                return general(self, key, category, now_ms)
             try:
                 size = sizes[len(k)]
                 cat = self._categories[category]
             except (IndexError, KeyError, TypeError):  # too long; not resolved; unhashable
-                return self._decide(general_call, what, key, category, now_ms)
+                return general(self, key, category, now_ms)
             if size is None:
                 size = key_size(len(k))
             if now_ms is None:
@@ -375,98 +386,36 @@ def _decider_method(what, doc):
             elif type(now_ms) is int and 0 <= now_ms <= int64_max:
                 t = int64(now_ms)
             else:
-                return self._decide(general_call, what, key, category, now_ms)
-            out = new_buffer()  # this call's own buffer, and its token in _active
+                return general(self, key, category, now_ms)
+            # This call's token in _active: its own decision buffer, or (allow) a new object.
+            token = new_token() if answers else new_buffer()
             active = self._active
             try:
-                active.add(out)  # W1 (see "the handle's lifetime")
+                active.add(token)  # W1 (see "the handle's lifetime")
                 raw = self._raw  # R1
                 if raw is None:
                     raise _closed()
-                code = function(raw, cat, k, size, t, out)
+                if answers:
+                    code = function(raw, cat, k, size, t)
+                else:
+                    code = function(raw, cat, k, size, t, token)
             finally:
-                active.discard(out)
-            if code:
-                raise self._call_error(
-                    code, what, k, category, now_value if now_ms is None else now_ms
-                )
-            d = new(Decision)
-            set_s(d, (unpack(out), self))
-            return d
+                active.discard(token)
+            if answers:
+                if code == 1 or code == 0:
+                    return code == 1
+            elif not code:
+                d = new(Decision)
+                set_s(d, (unpack(token), self))
+                return d
+            raise self._call_error(
+                code, what, k, category, now_value if now_ms is None else now_ms
+            )
 
     method.__name__ = what
     method.__qualname__ = "Limiter." + what
     method.__doc__ = doc
     return method
-
-
-def _allow_method():
-    """``Limiter.allow``: ``check``'s answer as a bool, through ``sluice_allow`` (no decision
-    to build or unpack). The common case inline, as ``_decider_method`` does; anything else
-    goes to ``Limiter._allow``."""
-    if _FREE_THREADED:
-
-        def allow(self, key, category=GLOBAL, now_ms=None):
-            return self._allow(key, category, now_ms)
-
-    else:
-        function = _ffi.allower_function()
-        sizes = _ffi.KEY_SIZES
-        key_size = _ffi.key_size
-        int64 = _ffi.c_int64
-        c_now = _ffi.C_NOW
-        now_value = _ffi.SLUICE_NOW
-        int64_max = _ffi.INT64_MAX
-        new_token = object
-
-        def allow(self, key, category=GLOBAL, now_ms=None):
-            if type(key) is str:
-                try:
-                    k = key.encode()
-                except UnicodeEncodeError:
-                    return self._allow(key, category, now_ms)
-            elif type(key) is bytes:
-                k = key
-            else:
-                return self._allow(key, category, now_ms)
-            try:
-                size = sizes[len(k)]
-                cat = self._categories[category]
-            except (IndexError, KeyError, TypeError):
-                return self._allow(key, category, now_ms)
-            if size is None:
-                size = key_size(len(k))
-            if now_ms is None:
-                t = c_now
-            elif type(now_ms) is int and 0 <= now_ms <= int64_max:
-                t = int64(now_ms)
-            else:
-                return self._allow(key, category, now_ms)
-            token = new_token()
-            active = self._active
-            try:
-                active.add(token)  # W1, as in _decider_method
-                raw = self._raw  # R1
-                if raw is None:
-                    raise _closed()
-                code = function(raw, cat, k, size, t)
-            finally:
-                active.discard(token)
-            if code == 1:
-                return True
-            if code == 0:
-                return False
-            raise self._call_error(
-                code, "allow", k, category, now_value if now_ms is None else now_ms
-            )
-
-    allow.__name__ = "allow"
-    allow.__qualname__ = "Limiter.allow"
-    allow.__doc__ = """May this request of ``key`` in ``category`` go ahead? ``check``'s answer as
-        a bool, recorded and counted the same way, without the decision's report
-        (``remaining``, ``reset``, ``retry_after``): for callers that send no rate-limit
-        headers, and what ``limits``' ``hit`` answers. Raises as ``check`` does."""
-    return allow
 
 
 class Limiter:
@@ -691,7 +640,7 @@ class Limiter:
         return Decision._from_c(raw, self)
 
     def _allow(self, key, category, now_ms):
-        """The general path of allow (the common case is inlined in _allow_method)."""
+        """The general path of allow (the common case is inlined by _decider_method)."""
         k = _key_bytes(key)
         t = _time(now_ms)
         cat = self.category_id(category)
@@ -738,7 +687,13 @@ class Limiter:
         """May this request of ``key`` (str or bytes) in ``category`` go ahead? Records it if
         admitted. ``now_ms``: Unix milliseconds, or None for the library's clock.""",
     )
-    allow = _allow_method()
+    allow = _decider_method(
+        "allow",
+        """May this request of ``key`` in ``category`` go ahead? ``check``'s answer as a bool,
+        recorded and counted the same way, without the decision's report (``remaining``,
+        ``reset``, ``retry_after``): for callers that send no rate-limit headers, and what
+        ``limits``' ``hit`` answers. Raises as ``check`` does.""",
+    )
     peek = _decider_method("peek", """The decision ``check`` would give, recording nothing.""")
     failure = _decider_method(
         "failure",
