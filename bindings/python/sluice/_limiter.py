@@ -641,20 +641,11 @@ class Limiter:
 
     def _allow(self, key, category, now_ms):
         """The general path of allow (the common case is inlined by _decider_method)."""
-        k = _key_bytes(key)
-        t = _time(now_ms)
-        cat = self.category_id(category)
-        token = object()
-        try:
-            self._enter(token)
-            code = _ffi.allow(self._handle, cat, k, t)
-        finally:
-            self._exit(token)
-        if code < 0:
-            raise self._call_error(code, "allow", k, category, t)
-        return code == 1
+        return self._key_code(_ffi.allow, "allow", key, category, now_ms) == 1
 
-    def _clear(self, call, what, key, category, now_ms):
+    def _key_code(self, call, what, key, category, now_ms):
+        """A call of ``call`` (allow, success or reset: a code, no decision) with every check
+        and error message; returns its non-negative code."""
         k = _key_bytes(key)
         t = _time(now_ms)
         cat = self.category_id(category)
@@ -664,8 +655,9 @@ class Limiter:
             code = call(self._handle, cat, k, t)
         finally:
             self._exit(token)
-        if code != _ffi.SLUICE_OK:
+        if code < 0:
             raise self._call_error(code, what, k, category, t)
+        return code
 
     @staticmethod
     def _call_error(code, what, key, category, t):
@@ -706,12 +698,12 @@ class Limiter:
     def success(self, key, category=GLOBAL, now_ms=None):
         """A successful attempt: clears the key's failure log in ``category`` (which must
         have a lockout); the lockout level is kept. Returns None."""
-        self._clear(_ffi.success, "success", key, category, now_ms)
+        self._key_code(_ffi.success, "success", key, category, now_ms)
 
     def reset(self, key, category=GLOBAL, now_ms=None):
         """Clear everything ``check(key, category)`` consults: the category's and the global
         rules' logs and the category's lockout, level included. Returns None."""
-        self._clear(_ffi.reset, "reset", key, category, now_ms)
+        self._key_code(_ffi.reset, "reset", key, category, now_ms)
 
     def check_batch(self, requests, now_ms=None):
         """Check many requests at one instant: ``requests`` is a sequence of ``(key,
