@@ -34,19 +34,24 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-#[test]
-fn check_peek_and_failure_do_not_allocate() {
+/// The limiter (default policy, fixed secret), 100 client keys and a start time.
+fn fixture() -> (Limiter, Vec<String>, i64) {
     let l = Limiter::builder(DEFAULT_POLICY)
         .secret([1, 2])
         .open()
         .unwrap();
+    let keys = (0..100).map(|i| format!("198.51.100.{i}")).collect();
+    (l, keys, 1_767_225_600_000)
+}
+
+#[test]
+fn check_peek_and_failure_do_not_allocate() {
+    let (l, keys, t0) = fixture();
     let cats: Vec<_> = ["global", "media", "write", "auth"]
         .iter()
         .map(|c| l.category(c).unwrap())
         .collect();
     let auth = l.category("auth").unwrap();
-    let keys: Vec<String> = (0..100).map(|i| format!("198.51.100.{i}")).collect();
-    let t0 = 1_767_225_600_000i64;
     // Warm up once (nothing here should allocate either, but the assertion is on the loop).
     l.check_at(&keys[0], cats[0], t0).unwrap();
     COUNTING.with(|c| c.set(true));
@@ -76,13 +81,8 @@ fn check_peek_and_failure_do_not_allocate() {
 fn allow_and_batches_do_not_allocate_in_rust_or_through_the_c_abi() {
     use sluice::ffi;
     use std::ptr;
-    let l = Limiter::builder(DEFAULT_POLICY)
-        .secret([1, 2])
-        .open()
-        .unwrap();
+    let (l, keys, t0) = fixture();
     let write = l.category("write").unwrap();
-    let keys: Vec<String> = (0..100).map(|i| format!("198.51.100.{i}")).collect();
-    let t0 = 1_767_225_600_000i64;
     let mut h: *mut ffi::sluice = ptr::null_mut();
     let policy = std::ffi::CString::new(DEFAULT_POLICY).unwrap();
     // SAFETY: valid C string, NULL path, a writable out-pointer, no error buffer.
