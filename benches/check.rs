@@ -10,7 +10,7 @@
 mod peers;
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
@@ -120,6 +120,91 @@ struct Million {
     gov_time: FakeTime,
     gov: GovKeyed<Key>,
     mutex: MutexLog,
+    floor: MemoryFloor,
+}
+
+/// The memory traffic of a check over the million random keys, with no decision around it:
+/// a table of the same shape as sluice's for `global 10/1s` (an index of 2M words, 2M slots of
+/// 128 bytes), the same keys at the same positions, and per request only what a check does
+/// to memory — prefetch the slot's two lines, read the index word, read the counter and the
+/// ring entry, CAS both, add to a stats word.
+///
+/// * `rmw`: the positions read from a precomputed stream. A request is a few dozen
+///   instructions, so the out-of-order core starts the next requests' misses while this
+///   one's are outstanding: this is below one miss per request.
+/// * `rmw_hash`: each position found as a check must find it, by the key's SipHash-1-3 (the
+///   keyed hash sluice uses, and governor's DashMap by default). Nothing else differs, yet on
+///   this machine each request then waits out its own miss (the hash's instructions fill the
+///   out-of-order window before the next request's loads are reached): what this table's
+///   shape costs a keyed check before it decides anything, against SPEC §8's 150 ns.
+/// * `read_only`: `rmw` without the CASes and the count.
+struct MemoryFloor {
+    index: Vec<AtomicU64>,
+    slots: Vec<AtomicU64>,
+    stats: AtomicU64,
+    /// The positions of the random key stream, in its order.
+    stream: Vec<u32>,
+}
+
+const FLOOR_SLOT_WORDS: usize = 16;
+const FLOOR_CAPACITY: usize = 2 * LIVE;
+
+impl MemoryFloor {
+    fn new(keys: &[Key], order: &[u32]) -> MemoryFloor {
+        let index: Vec<AtomicU64> = (0..FLOOR_CAPACITY).map(|_| AtomicU64::new(0)).collect();
+        let slots: Vec<AtomicU64> = (0..FLOOR_CAPACITY * FLOOR_SLOT_WORDS)
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        let positions: Vec<u32> = keys.iter().map(MemoryFloor::hash_position).collect();
+        for &p in &positions {
+            index[p as usize].store(p as u64 | 1 << 63, Ordering::Relaxed);
+            slots[p as usize * FLOOR_SLOT_WORDS].store(1, Ordering::Relaxed);
+        }
+        MemoryFloor {
+            index,
+            slots,
+            stats: AtomicU64::new(0),
+            stream: order.iter().map(|&i| positions[i as usize]).collect(),
+        }
+    }
+
+    /// A key's home position, as sluice computes it (under a fixed secret).
+    #[inline]
+    fn hash_position(key: &Key) -> u32 {
+        let h = sluice::__bench_key_hash([1, 2], key);
+        ((h as u128 * FLOOR_CAPACITY as u128) >> 64) as u32
+    }
+
+    /// The `i`-th position of the random stream, precomputed.
+    #[inline]
+    fn position(&self, i: usize) -> u32 {
+        self.stream[i & (self.stream.len() - 1)]
+    }
+
+    /// One request's memory traffic at position `p`; the slot's counter picks the entry.
+    #[inline]
+    fn request(&self, p: u32, rmw: bool) -> u64 {
+        let p = p as usize;
+        let slot = &self.slots[p * FLOOR_SLOT_WORDS..(p + 1) * FLOOR_SLOT_WORDS];
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: prefetches never fault; both addresses are inside `slot`.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(slot.as_ptr() as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(slot[8..].as_ptr() as *const i8);
+        }
+        let fp = self.index[p].load(Ordering::Acquire);
+        let (counter, ring) = (&slot[1], &slot[2..12]);
+        let c = counter.load(Ordering::Acquire);
+        let entry = &ring[(c % 10) as usize];
+        let e = entry.load(Ordering::Acquire);
+        if rmw {
+            let _ = entry.compare_exchange(e, e + 1, Ordering::AcqRel, Ordering::Relaxed);
+            let _ = counter.compare_exchange(c, c + 1, Ordering::AcqRel, Ordering::Relaxed);
+            self.stats.fetch_add(1, Ordering::Relaxed);
+        }
+        fp ^ e
+    }
 }
 
 type Key = [u8; 16];
@@ -163,11 +248,10 @@ impl Million {
             "random_1M: {} live keys in sluice, {} evicted while filling",
             st.live_keys, st.evictions
         );
+        let order = random_indexes(LIVE, 1 << 20);
         Million {
-            stream: random_indexes(LIVE, 1 << 20)
-                .into_iter()
-                .map(|i| keys[i as usize])
-                .collect(),
+            floor: MemoryFloor::new(&keys, &order),
+            stream: order.iter().map(|&i| keys[i as usize]).collect(),
             sluice,
             sluice_huge,
             gov_fake,
@@ -245,6 +329,24 @@ fn random_keys(c: &mut Criterion, m: &mut Million) {
         b.iter(|| {
             i += 1;
             black_box(m.mutex.check(m.key(i), wall_ms()))
+        })
+    });
+    g.bench_function("floor_memory/rmw", |b| {
+        b.iter(|| {
+            i += 1;
+            black_box(m.floor.request(m.floor.position(i), true))
+        })
+    });
+    g.bench_function("floor_memory/rmw_hash", |b| {
+        b.iter(|| {
+            i += 1;
+            black_box(m.floor.request(MemoryFloor::hash_position(m.key(i)), true))
+        })
+    });
+    g.bench_function("floor_memory/read_only", |b| {
+        b.iter(|| {
+            i += 1;
+            black_box(m.floor.request(m.floor.position(i), false))
         })
     });
     g.finish();
@@ -505,7 +607,6 @@ fn lockout(c: &mut Criterion) {
 /// keyed: shard lock, state CAS, unlock), here on one cache line with nothing else. Against
 /// SPEC §8's 15 ns for a hot-key check.
 fn floor(c: &mut Criterion) {
-    use std::sync::atomic::AtomicU64;
     let mut g = group(c, "floor");
     g.bench_function("siphash13_key", |b| {
         b.iter(|| {
