@@ -71,6 +71,14 @@
 // Pass as `now_ms` to use the library's own clock (the system's wall clock).
 #define SLUICE_NOW INT64_MIN
 
+// `sluice_open_flags`: back the table with transparent huge pages (`madvise(MADV_HUGEPAGE)`).
+// Checks of many distinct keys spread over a large table then miss the TLB far less often
+// (on the benchmark machine, random keys over a million live keys: 11-36 % faster), but
+// resident memory grows in 2 MiB steps as keys arrive, up to the whole table, instead of
+// 4 KiB at a time. Advice only: a kernel without transparent huge pages ignores it, and for
+// a table file the kernel's shmem setting decides. Flags are bits, never renumbered.
+#define SLUICE_OPEN_HUGE_PAGES 1
+
 // `sluice_decision.status`: admitted by every rule.
 #define SLUICE_STATUS_PASSED 0
 
@@ -94,8 +102,8 @@
 // when refused.
 #define SLUICE_HEADERS_IETF 1
 
-// A limiter: one table and its policy. Opaque; made by `sluice_open`, freed by
-// `sluice_close`. Safe to share between threads: every function taking a
+// A limiter: one table and its policy. Opaque; made by `sluice_open` (or
+// `sluice_open_flags`), freed by `sluice_close`. Safe to share between threads: every function taking a
 // `const sluice *` may be called concurrently.
 typedef struct sluice sluice;
 
@@ -189,11 +197,24 @@ int sluice_open(const char *policy,
                 char *err_buf,
                 size_t err_cap);
 
-// Free a limiter made by `sluice_open`. NULL is fine (does nothing). The handle must not be
-// used afterwards, and no other thread may be using it during the call.
+// Open a limiter as `sluice_open` does, with `flags`: 0, or SLUICE_OPEN_HUGE_PAGES. Bits this
+// library does not know give SLUICE_ERR_ARGUMENT (the error buffer names them), and nothing
+// is opened or created. Arguments, ownership and errors are otherwise those of `sluice_open`.
 //
 // # Safety
-// `s` is NULL or a handle from `sluice_open` not yet closed.
+// As for `sluice_open`.
+int sluice_open_flags(const char *policy,
+                      const char *path,
+                      uint32_t flags,
+                      struct sluice **out,
+                      char *err_buf,
+                      size_t err_cap);
+
+// Free a limiter made by `sluice_open` or `sluice_open_flags`. NULL is fine (does nothing).
+// The handle must not be used afterwards, and no other thread may be using it during the call.
+//
+// # Safety
+// `s` is NULL or a handle from `sluice_open` or `sluice_open_flags` not yet closed.
 void sluice_close(struct sluice *s);
 
 // The id of the category called `name` (`"global"` is always 0): resolve each category once

@@ -29,7 +29,7 @@ fn version_macros_match_cargo_toml() {
 }
 
 #[test]
-fn error_codes_and_statuses_are_never_renumbered() {
+fn error_codes_statuses_and_flags_are_never_renumbered() {
     // The numbers are ABI: a change here breaks every compiled caller.
     let h = header();
     for (name, value) in [
@@ -59,6 +59,7 @@ fn error_codes_and_statuses_are_never_renumbered() {
         ("SLUICE_HEADERS_X_RATELIMIT", "0"),
         ("SLUICE_HEADERS_IETF", "1"),
         ("SLUICE_NOW", "INT64_MIN"),
+        ("SLUICE_OPEN_HUGE_PAGES", "1"),
     ] {
         assert_eq!(define(&h, name), value, "{name}");
     }

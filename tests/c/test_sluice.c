@@ -420,6 +420,105 @@ static void test_open(void) {
     CHECK(1);
 }
 
+/* ---- sluice_open_flags ----------------------------------------------------------------- */
+
+/* How many mappings of this process are advised for transparent huge pages ("hg" among the
+ * VmFlags of /proc/self/smaps), or -1 if that cannot be read. */
+static int huge_page_mappings(void) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (f == NULL) {
+        return -1;
+    }
+    char line[1024];
+    int n = 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (strncmp(line, "VmFlags:", 8) == 0 && strstr(line, " hg") != NULL) {
+            n++;
+        }
+    }
+    fclose(f);
+    return n;
+}
+
+static void test_open_flags(void) {
+    char err[512];
+    static int dummy;
+    struct sluice *const untouched = (struct sluice *)(void *)&dummy; /* never dereferenced */
+    const char *policy = "global 10/1s\ncapacity 100000";
+    struct sluice_decision d;
+    /* A kernel built without transparent huge pages takes no advice (and shows no "hg"). */
+    const int thp = access("/sys/kernel/mm/transparent_hugepage", F_OK) == 0;
+    const int before = huge_page_mappings();
+
+    /* Flags 0: what sluice_open does, no huge pages asked for. */
+    struct sluice *s = NULL;
+    CHECK_EQ(sluice_open_flags(policy, NULL, 0, &s, err, sizeof err), SLUICE_OK);
+    CHECK(s != NULL);
+    if (before >= 0) {
+        CHECK_EQ(huge_page_mappings(), before);
+    }
+    sluice_close(s);
+
+    /* SLUICE_OPEN_HUGE_PAGES: the table's one mapping is advised, and it decides as any. */
+    s = NULL;
+    CHECK_EQ(sluice_open_flags(policy, NULL, SLUICE_OPEN_HUGE_PAGES, &s, err, sizeof err),
+             SLUICE_OK);
+    CHECK(s != NULL);
+    if (before >= 0) {
+        CHECK_EQ(huge_page_mappings(), before + (thp ? 1 : 0));
+    }
+    for (int i = 0; i < 11; i++) {
+        CHECK_EQ(sluice_check(s, 0, "198.51.100.7", 12, 1767225600000 + i, &d), SLUICE_OK);
+        CHECK_EQ(d.allowed, i < 10);
+    }
+    sluice_close(s);
+    if (before >= 0) {
+        CHECK_EQ(huge_page_mappings(), before); /* unmapped by close */
+    }
+
+    /* Bits the library does not know: SLUICE_ERR_ARGUMENT naming them, out untouched. */
+    s = untouched;
+    memset(err, 'Z', sizeof err);
+    CHECK_EQ(sluice_open_flags(policy, NULL, 0x6, &s, err, sizeof err), SLUICE_ERR_ARGUMENT);
+    CHECK(s == untouched);
+    CHECK_STR(err, "sluice_open_flags: unknown flag bits 0x6 in flags 0x6 "
+                   "(known: SLUICE_OPEN_HUGE_PAGES = 0x1)");
+
+    /* Messages name the function called. */
+    memset(err, 'Z', sizeof err);
+    CHECK_EQ(sluice_open_flags(NULL, NULL, SLUICE_OPEN_HUGE_PAGES, &s, err, sizeof err),
+             SLUICE_ERR_NULL);
+    CHECK(s == untouched);
+    CHECK_CONTAINS(err, "sluice_open_flags: policy is NULL");
+
+    /* With a path: bad flags create nothing; good ones give the same shared table as
+     * sluice_open. */
+    char dir[] = "/tmp/sluice-c-flags-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char path[256];
+    snprintf(path, sizeof path, "%s/t.sluice", dir);
+    CHECK_EQ(sluice_open_flags("global 1/1m", path, 0x80000000u, &s, err, sizeof err),
+             SLUICE_ERR_ARGUMENT);
+    CHECK(s == untouched);
+    CHECK(access(path, F_OK) != 0);
+    CHECK_CONTAINS(err, "unknown flag bits 0x80000000");
+
+    struct sluice *a = NULL, *b = NULL;
+    CHECK_EQ(sluice_open_flags("global 1/1m", path, SLUICE_OPEN_HUGE_PAGES, &a, err, sizeof err),
+             SLUICE_OK);
+    CHECK_EQ(sluice_open(NULL, path, &b, err, sizeof err), SLUICE_OK);
+    if (a != NULL && b != NULL) {
+        CHECK_EQ(sluice_check(a, 0, "k", 1, 1767225600000, &d), SLUICE_OK);
+        CHECK_EQ(d.allowed, 1);
+        CHECK_EQ(sluice_check(b, 0, "k", 1, 1767225600001, &d), SLUICE_OK);
+        CHECK_EQ(d.allowed, 0); /* one table: the other handle's request counts */
+    }
+    sluice_close(a);
+    sluice_close(b);
+    CHECK_EQ(unlink(path), 0);
+    CHECK_EQ(rmdir(dir), 0);
+}
+
 /* ---- sluice_category ----------------------------------------------------------------- */
 
 /* ---- tables shared through a file ------------------------------------------------------ */
@@ -1415,6 +1514,7 @@ int main(void) {
     test_version();
     test_strerror();
     test_open();
+    test_open_flags();
     test_shared_file();
     test_category();
     test_check_sequence();

@@ -85,6 +85,8 @@ SLUICE_ERR_PANIC = -99
 
 SLUICE_NOW = -(2**63)  # INT64_MIN
 
+SLUICE_OPEN_HUGE_PAGES = 1
+
 SLUICE_STATUS_PASSED = 0
 SLUICE_STATUS_LIMITED = 1
 SLUICE_STATUS_LOCKED = 2
@@ -179,6 +181,10 @@ _key = c_char_p  # const void *: a bytes object
 #: name -> (restype, argtypes), every function of the header.
 FUNCTIONS = {
     "sluice_open": (c_int, [c_char_p, c_char_p, POINTER(_handle), POINTER(c_char), c_size_t]),
+    "sluice_open_flags": (
+        c_int,
+        [c_char_p, c_char_p, c_uint32, POINTER(_handle), POINTER(c_char), c_size_t],
+    ),
     "sluice_close": (None, [_handle]),
     "sluice_category": (c_int, [_handle, c_char_p]),
     "sluice_check": (c_int, [_handle, c_int, _key, c_size_t, c_int64, POINTER(sluice_decision)]),
@@ -367,15 +373,15 @@ def _unpacker(cls):
 _unpack_decision = _unpacker(sluice_decision).unpack_from
 
 
-def open_limiter(policy, path, err_cap=4096):
-    """``sluice_open``: (code, handle or None, error message or None)."""
+def open_limiter(policy, path, flags=0, err_cap=4096):
+    """``sluice_open_flags``: (code, handle or None, error message or None)."""
     out = POINTER(sluice)()
     err = ctypes.create_string_buffer(err_cap)
-    code = lib.sluice_open(policy, path, ctypes.byref(out), err, err_cap)
+    code = lib.sluice_open_flags(policy, path, flags, ctypes.byref(out), err, err_cap)
     if code != SLUICE_OK:
         return code, None, err.value.decode("utf-8", "replace") or None
     if not out:
-        return SLUICE_ERR_NULL, None, "sluice_open returned SLUICE_OK but no handle"
+        return SLUICE_ERR_NULL, None, "sluice_open_flags returned SLUICE_OK but no handle"
     return code, out, None
 
 

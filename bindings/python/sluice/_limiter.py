@@ -427,12 +427,14 @@ class Limiter:
     language: created for ``policy`` if missing, else checked against it (a different policy
     raises ``PolicyMismatchError`` naming the rules that differ, and the file is left as it
     is). ``Limiter(path=...)`` attaches with the policy stored in the file. ``.policy`` is the
-    policy text in use.
+    policy text in use. ``huge_pages=True`` backs the table with transparent huge pages
+    (``SLUICE_OPEN_HUGE_PAGES``): fewer TLB misses when many distinct keys are checked over a
+    large table, but resident memory grows 2 MiB at a time instead of 4 KiB.
     Safe to share between threads (calls run without the GIL). ``close()`` frees it (also on
     ``with`` exit and garbage collection); it waits for calls running in other threads.
     """
 
-    def __init__(self, policy=None, path=None):
+    def __init__(self, policy=None, path=None, *, huge_pages=False):
         self._handle = None  # the struct sluice *; None once closed
         self._raw = None  # the same as a c_void_p for the calls; None from the start of close()
         self._active = set()  # the calls in flight: one token each (see close)
@@ -464,7 +466,8 @@ class Limiter:
                 "invalid policy: line {}, column {}: a NUL character".format(line, column),
             )
         c_path = None if path is None else os.fsencode(path)
-        code, handle, message = _ffi.open_limiter(text, c_path)
+        flags = _ffi.SLUICE_OPEN_HUGE_PAGES if huge_pages else 0
+        code, handle, message = _ffi.open_limiter(text, c_path, flags)
         if code != _ffi.SLUICE_OK:
             raise error(code, message, cls=PolicyError if code == _ffi.SLUICE_ERR_UTF8 else None)
         self._handle = handle

@@ -302,6 +302,29 @@ def test_a_limiter_needs_a_policy_or_a_path():
         sluice.Limiter()
 
 
+def _huge_page_mappings():
+    """Mappings of this process advised for transparent huge pages ("hg" in smaps' VmFlags)."""
+    with open("/proc/self/smaps") as f:
+        return sum(1 for line in f if line.startswith("VmFlags:") and " hg" in line)
+
+
+@pytest.mark.skipif(
+    not os.path.exists("/proc/self/smaps"), reason="no /proc/self/smaps to see the advice in"
+)
+def test_huge_pages_are_asked_for_only_when_chosen():
+    # A kernel built without transparent huge pages takes no advice (and shows no "hg").
+    thp = os.path.exists("/sys/kernel/mm/transparent_hugepage")
+    before = _huge_page_mappings()
+    for on in (False, True):
+        with sluice.Limiter("global 10/1s\ncapacity 100000", huge_pages=on) as limiter:
+            assert _huge_page_mappings() == before + (1 if on and thp else 0), on
+            allowed = [limiter.check("k", now_ms=T0 + i).allowed for i in range(11)]
+            assert allowed == [True] * 10 + [False]
+        assert _huge_page_mappings() == before
+    with pytest.raises(TypeError):
+        sluice.Limiter("global 1/1s", None, True)  # keyword only
+
+
 def test_unknown_category():
     with limiter(DEFAULT_POLICY) as l:
         with pytest.raises(sluice.UnknownCategoryError) as e:
