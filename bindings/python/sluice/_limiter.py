@@ -327,6 +327,11 @@ def _closed():
 # every call takes the fallback below: the guard's steps under a lock, no fast path.
 _FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 
+#: How long ``Limiter.close()`` waits for calls in flight before it leaves the freeing to a
+#: later ``close()`` or to garbage collection. A call takes microseconds; one still running
+#: after this is most likely one that the closing thread itself interrupted (a signal handler).
+CLOSE_WAIT_S = 0.25
+
 
 def _decider_method(what, doc):
     """``Limiter.check``, ``.peek``, ``.failure`` or ``.allow``: the common case (a str or bytes
@@ -435,10 +440,14 @@ class Limiter:
     """
 
     def __init__(self, policy=None, path=None, *, huge_pages=False):
-        self._handle = None  # the struct sluice *; None once closed
+        self._handle = None  # the struct sluice *; None once freed
         self._raw = None  # the same as a c_void_p for the calls; None from the start of close()
+        self._unfreed = []  # [the handle] until it is freed: list.pop() frees exactly once
+        self._close_returned = False  # close() has returned (with the table freed or not)
         self._active = set()  # the calls in flight: one token each (see close)
-        self._close_lock = threading.Lock()  # close() against close(); never taken by calls
+        # close() against close(), reentrant: a signal handler may call close() on a thread
+        # that is inside close() already. Never taken by the calls.
+        self._close_lock = threading.RLock()
         self._guard_lock = threading.Lock()  # the free-threaded fallback only
         self._categories = {}
         if policy is None and path is None:
@@ -471,6 +480,7 @@ class Limiter:
         if code != _ffi.SLUICE_OK:
             raise error(code, message, cls=PolicyError if code == _ffi.SLUICE_ERR_UTF8 else None)
         self._handle = handle
+        self._unfreed.append(handle)
         self._raw = _ffi.raw_handle(handle)  # for the per-request fast callers
         #: The policy text in use (for a table attached by path: the one stored in the file).
         self.policy = _ffi.policy(handle)
@@ -483,7 +493,9 @@ class Limiter:
     #
     #   a call:   token into self._active (W1); read self._raw (R1): None -> ClosedError;
     #             else the foreign call with it; in `finally`, token out of self._active.
-    #   close():  self._raw = None (W2); wait until self._active is empty (R2); free.
+    #   close():  self._raw = None (W2); wait until self._active is empty (R2); free. (If it
+    #             is not empty after CLOSE_WAIT_S, the free is left to a later close() or to
+    #             __del__, which runs only when no call can hold the limiter.)
     #
     # Each side writes its flag before it reads the other's (Dekker). Under the GIL the
     # interpreter runs one bytecode at a time across all threads, so these four steps happen
@@ -504,7 +516,8 @@ class Limiter:
     def _enter(self, token):
         """Register a call in flight: returns the raw handle as read at R1, or raises
         ClosedError. Call it first thing inside ``try:``, with ``finally: self._exit(token)``.
-        Until then that value and ``self._handle`` stay valid (close() waits), but
+        Until then that value and ``self._handle`` stay valid (close() waits, or leaves the
+        freeing to later), but
         ``self._raw`` may turn None at any moment: never read it again."""
         if _FREE_THREADED:
             with self._guard_lock:
@@ -532,13 +545,16 @@ class Limiter:
 
     def close(self):
         """Free the table. Idempotent; any later call raises ``ClosedError``. Waits for calls
-        already running in other threads to return first."""
+        already running in other threads to return first, for at most a quarter of a second
+        (``CLOSE_WAIT_S``). A call still running then keeps the table, which is freed by a
+        later ``close()`` or when the limiter is garbage-collected, once no call can be using
+        it. That call is most likely one that a signal handler calling ``close()`` interrupted
+        on its own thread, which would otherwise be waited for forever."""
         lock = self.__dict__.get("_close_lock")
         if lock is None:  # __init__ failed before the lock existed
             return
-        with lock:  # a second close() waits here until the first is done
-            handle = self._handle
-            if handle is None:
+        with lock:  # a second close() in another thread waits here until the first is done
+            if not self._unfreed:
                 return
             if _FREE_THREADED:
                 with self._guard_lock:
@@ -547,21 +563,35 @@ class Limiter:
                 self._raw = None  # W2: from now on every call is refused
             # R2: wait for the calls that got in before W2 (close is rare and a call takes
             # microseconds: a short sleep-poll is enough).
+            deadline = time.monotonic() + CLOSE_WAIT_S
             delay = 0.0
             while self._calls_in_flight():
+                if time.monotonic() >= deadline:
+                    break  # freed later (see the docstring): never under a running call
                 time.sleep(delay)
                 delay = min(delay * 2 or 1e-6, 1e-3)
-            try:
-                _ffi.close(handle)
-            finally:
-                self._handle = None
+            else:
+                self._free()
+            self._close_returned = True
+
+    def _free(self):
+        """Free the handle if nobody has. list.pop() is one step that a signal handler cannot
+        split, so of a close(), a close() in a signal handler interrupting it, and __del__,
+        exactly one frees."""
+        try:
+            handle = self._unfreed.pop()
+        except IndexError:
+            return
+        self._handle = None
+        _ffi.close(handle)
 
     @property
     def closed(self):
-        return self._handle is None
+        """True once ``close()`` has returned (calls are refused from its start)."""
+        return self._close_returned or not self._unfreed
 
     def __enter__(self):
-        if self._handle is None:
+        if self._raw is None:
             raise _closed()
         return self
 
@@ -571,18 +601,16 @@ class Limiter:
     def __del__(self):
         # Only reached when nothing refers to the limiter, so no call is in flight.
         try:
-            handle = getattr(self, "_handle", None)
-            if handle is not None:
+            if getattr(self, "_unfreed", None):
                 self._raw = None
-                self._handle = None
-                _ffi.close(handle)
+                self._free()
         except Exception:  # interpreter shutdown: modules may be gone
             pass
 
     def __repr__(self):
         lines = [l for l in getattr(self, "policy", "").splitlines() if l.strip()]
         return "<sluice.Limiter {} policy={!r}{}>".format(
-            "closed" if self._handle is None else "open",
+            "closed" if self.closed else "open",
             lines[0].strip() if lines else "",
             " ..." if len(lines) > 1 else "",
         )
@@ -591,7 +619,7 @@ class Limiter:
 
     def category_id(self, category):
         """The library's id of a category name (``"global"`` is 0), resolved once and cached."""
-        if self._handle is None:
+        if self._raw is None:
             raise _closed()
         try:
             return self._categories[category]

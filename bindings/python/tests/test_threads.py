@@ -278,3 +278,115 @@ def test_a_free_threaded_build_takes_the_locked_fallback():
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "fallback ok"
+
+
+# ---- close() while a call of its own thread is in flight (a signal handler) --------------------
+
+
+def test_close_stops_waiting_and_the_table_is_freed_later(monkeypatch):
+    """A call in flight that never returns while close() waits (here a token put in by hand,
+    as a call interrupted by the signal handler that closes): close() returns after
+    CLOSE_WAIT_S without freeing, refuses every call from then on, and the table is freed
+    exactly once, by the next close() after the call has returned."""
+    from sluice import _ffi, _limiter
+
+    freed = []
+    real_close = _ffi.close
+    monkeypatch.setattr(_ffi, "close", lambda h: (freed.append(h), real_close(h)))
+    limiter = sluice.Limiter("global 3/1m")
+    token = object()
+    limiter._active.add(token)
+    started = time.monotonic()
+    limiter.close()
+    assert time.monotonic() - started >= _limiter.CLOSE_WAIT_S
+    assert limiter.closed and freed == []
+    with pytest.raises(sluice.ClosedError):
+        limiter.check("k")
+    with pytest.raises(sluice.ClosedError):
+        limiter.allow(bytearray(b"k"))
+    limiter._active.discard(token)  # the interrupted call returns
+    limiter.close()
+    assert len(freed) == 1
+    limiter.close()
+    del limiter
+    assert len(freed) == 1
+
+
+def test_close_reentered_from_its_own_wait_frees_once(monkeypatch):
+    """A close() that runs inside another close()'s wait on the same thread (a signal handler
+    interrupting close()) neither deadlocks on the close lock nor frees twice."""
+    from sluice import _ffi, _limiter
+
+    freed = []
+    real_close = _ffi.close
+    monkeypatch.setattr(_ffi, "close", lambda h: (freed.append(h), real_close(h)))
+    limiter = sluice.Limiter("global 3/1m")
+    token = object()
+    limiter._active.add(token)
+    real_sleep = time.sleep
+    reentered = []
+
+    def sleep_then_close_once(seconds):
+        if not reentered:
+            reentered.append(True)
+            limiter._active.discard(token)  # the call in flight returns ...
+            limiter.close()  # ... and a "signal handler" closes, inside the outer close()
+        real_sleep(seconds)
+
+    monkeypatch.setattr(_limiter.time, "sleep", sleep_then_close_once)
+    outer = threading.Thread(target=limiter.close, daemon=True)
+    outer.start()
+    outer.join(timeout=10)
+    assert not outer.is_alive(), "close() deadlocked when re-entered on its own thread"
+    assert reentered and limiter.closed and len(freed) == 1
+
+
+SIGNAL_SCRIPT = r"""
+import gc, signal, sys
+import sluice
+from sluice import _ffi
+
+freed = []
+real_close = _ffi.close
+_ffi.close = lambda h: (freed.append(h), real_close(h))
+limiter = sluice.Limiter("global 65535/1ms")
+in_flight = []
+
+def on_alarm(signum, frame):
+    in_flight.append(len(limiter._active))
+    limiter.close()
+
+signal.signal(signal.SIGALRM, on_alarm)
+signal.setitimer(signal.ITIMER_REAL, 0.002)
+calls = 0
+try:
+    while True:
+        limiter.check("198.51.100.7")
+        calls += 1
+except sluice.ClosedError:
+    pass
+del limiter
+gc.collect()
+print("in_flight", in_flight[0], "freed", len(freed), "calls", calls)
+"""
+
+
+def test_close_in_a_signal_handler_during_a_call_returns():
+    """SIGALRM arrives while the main thread is in check() (a Python signal handler runs
+    between bytecodes, so with the call's token still registered) and its handler closes the
+    limiter: close() must return, the loop must then see ClosedError, and the table must be
+    freed exactly once. Before CLOSE_WAIT_S, close() waited for its own thread forever.
+    Repeated until the alarm lands inside a call at least once."""
+    import subprocess
+    import sys
+
+    for attempt in range(20):
+        out = subprocess.run(
+            [sys.executable, "-c", SIGNAL_SCRIPT], capture_output=True, text=True, timeout=30
+        )
+        assert out.returncode == 0, out.stderr
+        words = out.stdout.split()
+        assert words[0] == "in_flight" and words[2] == "freed" and words[3] == "1", out.stdout
+        if words[1] == "1":
+            return  # the handler closed with a call of its own thread in flight
+    pytest.fail("in 20 runs the alarm never landed inside a call")
