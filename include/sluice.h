@@ -156,8 +156,12 @@ typedef struct sluice_table_stats {
 
 // Counts of one rule or lockout, from `sluice_rule_stats`.
 typedef struct sluice_rule_counts {
+  // Requests this rule admitted (and the request was admitted).
   uint64_t passed;
+  // Requests this rule refused; a check refused after losing races with other threads or
+  // processes counts here too, under its category's first rule (the one its decision names).
   uint64_t limited;
+  // Requests this dry-run rule would have refused.
   uint64_t dry_run_limited;
   // Lockout: checks refused because the key was locked.
   uint64_t locked;

@@ -138,7 +138,9 @@ pub enum Unlock {
 pub struct RuleStats {
     /// Requests this rule admitted (and the request was admitted).
     pub passed: u64,
-    /// Requests this rule refused.
+    /// Requests this rule refused. A check refused because it lost races with other threads
+    /// or processes too many times in a row (or met its own key being installed elsewhere)
+    /// counts here too, under the category's first rule, which its decision names.
     pub limited: u64,
     /// Requests this dry-run rule would have refused.
     pub dry_run_limited: u64,
@@ -778,7 +780,7 @@ impl Limiter {
         let pos = match found {
             Found::Slot(pos) => pos,
             Found::Absent | Found::Busy if op == Op::Peek => return self.decide_empty(cat, now),
-            Found::Absent | Found::Busy => return self.contended(cat, now),
+            Found::Absent | Found::Busy => return self.contended(kh.stripe, cat, now, op),
             Found::Full => {
                 self.table.count_table(kh.stripe, stat::FULL);
                 return self.full(now);
@@ -833,7 +835,7 @@ impl Limiter {
         let log = self.table.window_log(slot, w);
         for _ in 0..MAX_ATTEMPTS {
             let Ok(obs) = log.observe(now) else {
-                return self.contended(cat, now);
+                return self.contended(kh.stripe, cat, now, Op::Check);
             };
             if !obs.admit {
                 if wl.strict || wl.dry_run {
@@ -862,7 +864,7 @@ impl Limiter {
                 );
             }
         }
-        self.contended(cat, now)
+        self.contended(kh.stripe, cat, now, Op::Check)
     }
 
     /// The window rules of category `cat` (at most `K`, at least one) decide a request on
@@ -894,7 +896,7 @@ impl Limiter {
             let mut refused = false;
             for r in rules.iter_mut() {
                 let Ok(obs) = r.log.observe(now) else {
-                    return self.contended(cat, now);
+                    return self.contended(kh.stripe, cat, now, op);
                 };
                 r.obs = obs;
                 refused |= !obs.admit && !r.wl.dry_run;
@@ -944,7 +946,7 @@ impl Limiter {
             }
             return admitted_report(rules, now, true);
         }
-        self.contended(cat, now)
+        self.contended(kh.stripe, cat, now, op)
     }
 
     /// Peek of a key that holds no slot: every log is empty.
@@ -963,14 +965,19 @@ impl Limiter {
     }
 
     /// A request that lost too many races (or raced the installation of its own key):
-    /// refused, which can only make the limiter stricter.
+    /// refused, which can only make the limiter stricter. A check's refusal is reported as
+    /// the category's first rule's and counted in that rule's `limited`, so the counts hold
+    /// every refusal a caller sees; a peek counts nothing.
     #[inline(never)]
-    fn contended(&self, cat: usize, now: i64) -> Decision {
+    fn contended(&self, stripe: usize, cat: usize, now: i64, op: Op) -> Decision {
         let layout = &self.table.layout;
         let first = layout.categories[cat]
             .windows
             .first()
             .map(|&w| &layout.windows[w]);
+        if let (Some(w), Op::Check) = (first, op) {
+            self.table.count_rule(stripe, w.rule, stat::LIMITED);
+        }
         Decision {
             allowed: false,
             status: Status::Limited,
@@ -1375,6 +1382,30 @@ mod batch_tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn refusals_of_a_lost_race_are_counted_as_limited() {
+        // Another process is installing "k" right now: every check of "k" is refused (it
+        // cannot wait), as the category's first rule, and counted there; a peek counts nothing.
+        let l = Limiter::builder("global 5/1m\nwrite 2/1m\ncapacity 64")
+            .secret([1, 1])
+            .open()
+            .unwrap();
+        let kh = l.table.split_hash(hash_key(l.table.secret, b"k"));
+        l.table.reserve_now(&kh);
+        let write = l.category("write").unwrap();
+        let d = l.check_at("k", write, T).unwrap();
+        assert_eq!(
+            (d.allowed, d.status, d.rule),
+            (false, Status::Limited, Some(0))
+        );
+        assert!(!l.allow_at("k", Category::GLOBAL, T).unwrap());
+        assert!(l.peek_at("k", write, T).unwrap().allowed);
+        assert!(l.check_at("other", write, T).unwrap().allowed);
+        let rules = l.stats().rules;
+        assert_eq!((rules[0].passed, rules[0].limited), (1, 2));
+        assert_eq!((rules[1].passed, rules[1].limited), (1, 0));
     }
 
     #[test]

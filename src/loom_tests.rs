@@ -60,9 +60,9 @@ fn loom_two_threads_one_key_n1_admit_at_most_one() {
 #[test]
 fn loom_allow_racing_check_one_key_n1_admit_at_most_one() {
     // allow_at decides on the same path as check_at and returns before the report: racing a
-    // check on a key with one place left, at most one is admitted, and `passed` counts
-    // exactly the admitted ones. (Not `passed + limited == 2`: a request refused because it
-    // lost the race to install the new key is counted in neither.)
+    // check on a key with one place left, at most one is admitted, `passed` counts exactly
+    // the admitted ones and `limited` every refusal, including one that lost the race to
+    // install the new key.
     loom::model(|| {
         let l = limiter("global 1/1m");
         let la = l.clone();
@@ -72,6 +72,7 @@ fn loom_allow_racing_check_one_key_n1_admit_at_most_one() {
         assert!(!(checked && allowed), "both admitted");
         let r = l.rule_stats(0).unwrap();
         assert_eq!(r.passed, u64::from(checked) + u64::from(allowed));
+        assert_eq!(r.passed + r.limited, 2);
     });
 }
 

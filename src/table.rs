@@ -735,6 +735,14 @@ impl Table {
         self.sum_table(stat::TABLE_COUNTERS + rule * stat::PER_RULE + counter)
     }
 
+    /// For tests: reserve the key's home position as an installer that has just begun would
+    /// (the key then reads as being installed elsewhere for the next 2 s).
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn reserve_now(&self, kh: &KeyHash) {
+        self.index(kh.home)
+            .store(reserved(kh.fp, claim_clock()), Ordering::Relaxed);
+    }
+
     /// Live keys, keys with an active lockout, and reserved positions, by a scan of the index.
     pub(crate) fn census(&self, now: i64) -> (u64, u64, u64) {
         let (mut live, mut locked, mut reserved) = (0, 0, 0);

@@ -152,8 +152,12 @@ pub struct sluice_table_stats {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct sluice_rule_counts {
+    /// Requests this rule admitted (and the request was admitted).
     pub passed: u64,
+    /// Requests this rule refused; a check refused after losing races with other threads or
+    /// processes counts here too, under its category's first rule (the one its decision names).
     pub limited: u64,
+    /// Requests this dry-run rule would have refused.
     pub dry_run_limited: u64,
     /// Lockout: checks refused because the key was locked.
     pub locked: u64,
