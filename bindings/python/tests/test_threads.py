@@ -283,16 +283,24 @@ def test_a_free_threaded_build_takes_the_locked_fallback():
 # ---- close() while a call of its own thread is in flight (a signal handler) --------------------
 
 
-def test_close_stops_waiting_and_the_table_is_freed_later(monkeypatch):
+@pytest.fixture
+def freed(monkeypatch):
+    """The handles the library frees from now on (``_ffi.close`` still frees them)."""
+    from sluice import _ffi
+
+    handles = []
+    real_close = _ffi.close
+    monkeypatch.setattr(_ffi, "close", lambda h: (handles.append(h), real_close(h)))
+    return handles
+
+
+def test_close_stops_waiting_and_the_table_is_freed_later(freed):
     """A call in flight that never returns while close() waits (here a token put in by hand,
     as a call interrupted by the signal handler that closes): close() returns after
     CLOSE_WAIT_S without freeing, refuses every call from then on, and the table is freed
     exactly once, by the next close() after the call has returned."""
-    from sluice import _ffi, _limiter
+    from sluice import _limiter
 
-    freed = []
-    real_close = _ffi.close
-    monkeypatch.setattr(_ffi, "close", lambda h: (freed.append(h), real_close(h)))
     limiter = sluice.Limiter("global 3/1m")
     token = object()
     limiter._active.add(token)
@@ -312,14 +320,11 @@ def test_close_stops_waiting_and_the_table_is_freed_later(monkeypatch):
     assert len(freed) == 1
 
 
-def test_close_reentered_from_its_own_wait_frees_once(monkeypatch):
+def test_close_reentered_from_its_own_wait_frees_once(freed, monkeypatch):
     """A close() that runs inside another close()'s wait on the same thread (a signal handler
     interrupting close()) neither deadlocks on the close lock nor frees twice."""
-    from sluice import _ffi, _limiter
+    from sluice import _limiter
 
-    freed = []
-    real_close = _ffi.close
-    monkeypatch.setattr(_ffi, "close", lambda h: (freed.append(h), real_close(h)))
     limiter = sluice.Limiter("global 3/1m")
     token = object()
     limiter._active.add(token)
