@@ -65,6 +65,9 @@
 // No table file at the path, and no policy was given to create one.
 #define SLUICE_ERR_NO_TABLE -35
 
+// The table was opened read-only: the call would record something, and recorded nothing.
+#define SLUICE_ERR_READ_ONLY -36
+
 // A bug: the library caught a panic. Nothing was changed by the failing call.
 #define SLUICE_ERR_PANIC -99
 

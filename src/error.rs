@@ -71,6 +71,11 @@ pub enum Error {
         path: PathBuf,
         difference: String,
     },
+    /// The table was attached read-only ([`crate::LimiterBuilder::read_only`]): this call
+    /// would record something. Nothing was recorded.
+    ReadOnly {
+        path: PathBuf,
+    },
 }
 
 impl fmt::Display for Error {
@@ -119,6 +124,11 @@ impl fmt::Display for Error {
                 }
             }
             Error::NoPolicy => write!(f, "no policy given (a table in private memory needs one)"),
+            Error::ReadOnly { path } => write!(
+                f,
+                "the table {} was opened read-only: only peek and stats are possible; nothing was recorded",
+                path.display()
+            ),
             Error::NoTable { path } => write!(
                 f,
                 "no table file at {}, and no policy was given to create one",

@@ -17,18 +17,14 @@
 //!
 //! The contract is SPEC.md; ARCHITECTURE.md explains the table and the protocol.
 
+mod engine;
 mod error;
 #[cfg(not(loom))]
 pub mod ffi;
-#[cfg(not(loom))]
-mod file;
 mod hash;
 mod headers;
-mod layout;
 mod limiter;
-mod log;
 pub mod policy;
-mod region;
 mod sync;
 mod table;
 mod time;

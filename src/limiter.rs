@@ -4,13 +4,12 @@ use crate::error::{Error, MAX_KEY_LEN};
 use crate::hash::{hash_key, random_secret};
 use std::path::{Path, PathBuf};
 
-use crate::layout::{
-    policy_fingerprint, stat, Layout, LayoutError, LockoutLayout, WindowLayout,
-    MAX_RULES_PER_CATEGORY,
-};
-use crate::log::{Log, Observed, Summary};
+use crate::engine::log::{Log, Observed, Summary};
 use crate::policy::{Policy, WhenFull};
 use crate::sync::{AtomicU64, Ordering};
+use crate::table::layout::{
+    layout_for, policy_fingerprint, stat, LockoutLayout, WindowLayout, MAX_RULES_PER_CATEGORY,
+};
 use crate::table::{lock_level, lock_pack, lock_until, Found, KeyHash, Table};
 use crate::time::{ceil_secs, ceil_secs_bounded, Clock, SystemClock, MAX_TIME_MS};
 
@@ -195,24 +194,13 @@ pub struct LimiterBuilder {
     clock: Box<dyn Clock>,
     secret: Option<[u64; 2]>,
     huge_pages: bool,
+    file: crate::table::FileOptions,
 }
 
 impl Default for LimiterBuilder {
     fn default() -> LimiterBuilder {
         LimiterBuilder::new()
     }
-}
-
-/// Lay out `policy` (of `text_len` bytes of text), or say why it cannot be.
-pub(crate) fn layout_for(policy: &Policy, text_len: usize) -> Result<Layout, Error> {
-    Layout::new(policy, text_len).map_err(|e| match e {
-        LayoutError::TooManyRules { category, count } => Error::PolicyTooLarge(format!(
-            "category {category:?} has {count} rules (global ones included); at most {MAX_RULES_PER_CATEGORY}"
-        )),
-        LayoutError::TooLarge => Error::PolicyTooLarge(
-            "capacity × bytes per key does not fit in this machine's address space".into(),
-        ),
-    })
 }
 
 impl LimiterBuilder {
@@ -224,6 +212,7 @@ impl LimiterBuilder {
             clock: Box::new(SystemClock),
             secret: None,
             huge_pages: false,
+            file: crate::table::FileOptions::default(),
         }
     }
 
@@ -273,6 +262,24 @@ impl LimiterBuilder {
         self
     }
 
+    /// The permission bits a table file is created with (default `0o600`: the creating user
+    /// only). `0o660` lets a group share it, e.g. nginx workers running as `www-data` and an
+    /// application running as another user of the same group. The process umask does not
+    /// apply; an existing file keeps its own mode. Only the bits `0o666` may be given.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.file.mode = mode;
+        self
+    }
+
+    /// Attach to an existing table file for reading only (default off): the file is opened
+    /// and mapped read-only, so a user who may only read it can still inspect it. `peek`,
+    /// `stats` and the policy work; every call that would record something returns
+    /// [`Error::ReadOnly`]. A missing file is an error, never created.
+    pub fn read_only(mut self, on: bool) -> Self {
+        self.file.read_only = on;
+        self
+    }
+
     pub fn open(self) -> Result<Limiter, Error> {
         let huge_pages = self.huge_pages;
         let limiter = self.open_table()?;
@@ -288,9 +295,11 @@ impl LimiterBuilder {
         let secret = self.secret.unwrap_or_else(random_secret);
         #[cfg(not(loom))]
         if let Some(path) = &self.path {
-            let opened = crate::file::open(path, self.policy.as_deref(), secret, now)?;
+            let opened =
+                crate::table::file::open(path, self.policy.as_deref(), secret, now, &self.file)?;
             return Ok(Limiter {
                 table: opened.table,
+                read_only: self.file.read_only,
                 policy: opened.policy,
                 policy_text: opened.text,
                 clock: self.clock,
@@ -303,6 +312,7 @@ impl LimiterBuilder {
         let table = Table::new_private(layout, secret, text, policy_fingerprint(&policy), now)?;
         Ok(Limiter {
             table,
+            read_only: false,
             policy,
             policy_text: text.to_owned(),
             clock: self.clock,
@@ -329,6 +339,9 @@ impl LimiterBuilder {
 /// ```
 pub struct Limiter {
     table: Table,
+    /// Attached with [`LimiterBuilder::read_only`]: the table is mapped read-only, and every
+    /// call that would record something returns [`Error::ReadOnly`] before touching it.
+    read_only: bool,
     policy: Policy,
     policy_text: String,
     clock: Box<dyn Clock>,
@@ -480,6 +493,23 @@ impl Limiter {
         Ok(self.table.split_hash(hash_key(self.table.secret, key)))
     }
 
+    /// `Err(ReadOnly)` on a table attached read-only: called by every operation that records.
+    #[inline(always)]
+    fn writable(&self) -> Result<(), Error> {
+        if self.read_only {
+            return Err(self.read_only_error());
+        }
+        Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn read_only_error(&self) -> Error {
+        Error::ReadOnly {
+            path: self.path.clone().unwrap_or_default(),
+        }
+    }
+
     #[inline(never)]
     fn resolve_outlined(&self, key: &[u8], category: Category, now: i64) -> Result<KeyHash, Error> {
         self.resolve(key, category, now)
@@ -497,6 +527,7 @@ impl Limiter {
         category: Category,
         now_ms: i64,
     ) -> Result<Decision, Error> {
+        self.writable()?;
         let kh = self.resolve(key.as_ref(), category, now_ms)?;
         Ok(self.decide::<REPORT>(&kh, category.0, now_ms, Op::Check))
     }
@@ -525,6 +556,7 @@ impl Limiter {
         category: Category,
         now_ms: i64,
     ) -> Result<bool, Error> {
+        self.writable()?;
         let kh = self.resolve(key.as_ref(), category, now_ms)?;
         Ok(self
             .decide::<NO_REPORT>(&kh, category.0, now_ms, Op::Check)
@@ -549,6 +581,7 @@ impl Limiter {
         now_ms: i64,
         out: &mut [Decision],
     ) -> Result<(), Error> {
+        self.writable()?;
         assert_eq!(requests.len(), out.len(), "one decision per request");
         check_time(now_ms)?;
         for (index, (key, category)) in requests.iter().enumerate() {
@@ -649,6 +682,7 @@ impl Limiter {
         category: Category,
         now_ms: i64,
     ) -> Result<Decision, Error> {
+        self.writable()?;
         let kh = self.resolve_outlined(key.as_ref(), category, now_ms)?;
         let li = self.lockout_of(category)?;
         Ok(self.record_failure(&kh, li, now_ms))
@@ -666,6 +700,7 @@ impl Limiter {
         category: Category,
         now_ms: i64,
     ) -> Result<(), Error> {
+        self.writable()?;
         let kh = self.resolve_outlined(key.as_ref(), category, now_ms)?;
         let li = self.lockout_of(category)?;
         if let Found::Slot(pos) = self.table.find(&kh) {
@@ -688,6 +723,7 @@ impl Limiter {
         category: Category,
         now_ms: i64,
     ) -> Result<(), Error> {
+        self.writable()?;
         let kh = self.resolve_outlined(key.as_ref(), category, now_ms)?;
         if let Found::Slot(pos) = self.table.find(&kh) {
             let slot = self.table.slot(pos);
@@ -711,6 +747,7 @@ impl Limiter {
         category: Category,
         now_ms: i64,
     ) -> Result<Unlock, Error> {
+        self.writable()?;
         let kh = self.resolve_outlined(key.as_ref(), category, now_ms)?;
         let li = self.lockout_of(category)?;
         let Found::Slot(pos) = self.table.find(&kh) else {
@@ -1410,7 +1447,7 @@ mod batch_tests {
 
     #[test]
     fn huge_pages_are_asked_for_only_when_chosen() {
-        use crate::region::tests::vm_flags;
+        use crate::table::region::tests::vm_flags;
         let thp = std::path::Path::new("/sys/kernel/mm/transparent_hugepage").exists();
         for on in [false, true] {
             let l = Limiter::builder("global 10/1s\ncapacity 100000")

@@ -51,6 +51,8 @@ pub const SLUICE_ERR_FORMAT_VERSION: c_int = -33;
 pub const SLUICE_ERR_POLICY_MISMATCH: c_int = -34;
 /// No table file at the path, and no policy was given to create one.
 pub const SLUICE_ERR_NO_TABLE: c_int = -35;
+/// The table was opened read-only: the call would record something, and recorded nothing.
+pub const SLUICE_ERR_READ_ONLY: c_int = -36;
 /// A bug: the library caught a panic. Nothing was changed by the failing call.
 pub const SLUICE_ERR_PANIC: c_int = -99;
 
@@ -213,6 +215,7 @@ fn code_of(e: &Error) -> c_int {
         Error::PolicyMismatch { .. } => SLUICE_ERR_POLICY_MISMATCH,
         Error::NoTable { .. } => SLUICE_ERR_NO_TABLE,
         Error::NoPolicy => SLUICE_ERR_NULL,
+        Error::ReadOnly { .. } => SLUICE_ERR_READ_ONLY,
     }
 }
 
@@ -924,6 +927,7 @@ pub extern "C" fn sluice_strerror(code: c_int) -> *const c_char {
             c"the table file was made for another policy; it was not changed"
         }
         SLUICE_ERR_NO_TABLE => c"no table file at the path, and no policy to create one",
+        SLUICE_ERR_READ_ONLY => c"the table was opened read-only; nothing was recorded",
         SLUICE_ERR_PANIC => c"internal error (a bug in sluice): the call changed nothing",
         _ => c"unknown error code",
     };

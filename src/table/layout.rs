@@ -8,6 +8,7 @@
 //! Every part starts on a 128-byte boundary and a slot's stride is a multiple of 64 bytes, so
 //! two keys never share a cache line.
 
+use crate::error::Error;
 use crate::policy::{Policy, RuleKind};
 
 /// The fingerprint of a policy kept in the header: SipHash of its canonical form under a
@@ -231,4 +232,16 @@ impl Layout {
     pub(crate) fn bytes_per_key(&self) -> usize {
         self.slot_words * 8 + 8
     }
+}
+
+/// Lay out `policy` (of `text_len` bytes of text), or say why it cannot be.
+pub(crate) fn layout_for(policy: &Policy, text_len: usize) -> Result<Layout, Error> {
+    Layout::new(policy, text_len).map_err(|e| match e {
+        LayoutError::TooManyRules { category, count } => Error::PolicyTooLarge(format!(
+            "category {category:?} has {count} rules (global ones included); at most {MAX_RULES_PER_CATEGORY}"
+        )),
+        LayoutError::TooLarge => Error::PolicyTooLarge(
+            "capacity × bytes per key does not fit in this machine's address space".into(),
+        ),
+    })
 }

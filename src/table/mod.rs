@@ -39,10 +39,15 @@
 //! keys being installed in one neighbourhood at the same moment are taken for one key with
 //! probability 16 / 2^32, which only makes one of them wait (it is refused, never admitted).
 
-use crate::layout::{header, stat, Layout, STRIPES};
-use crate::log::Log;
-use crate::region::Region;
-use crate::sync::{AtomicU64, Ordering};
+#[cfg(not(loom))]
+pub(crate) mod file;
+pub(crate) mod layout;
+pub(crate) mod region;
+
+use crate::engine::log::Log;
+use crate::sync::{prefetch, AtomicU64, Ordering};
+use layout::{header, stat, Layout, STRIPES};
+use region::Region;
 
 const TAG_SHIFT: u32 = 62;
 const TAG_RESERVED: u64 = 0b01 << TAG_SHIFT;
@@ -144,21 +149,6 @@ pub(crate) fn lock_pack(until: i64, level: u32) -> u64 {
     ((until as u64 + 1) << 8) | level.min(0xff) as u64
 }
 
-/// A hint to the CPU to bring `word`'s cache line closer (x86-64 `prefetcht0`); a no-op on
-/// other targets and under loom (whose atomics are not plain memory).
-#[inline(always)]
-pub(crate) fn prefetch(word: &AtomicU64) {
-    #[cfg(all(target_arch = "x86_64", not(loom)))]
-    // SAFETY: `prefetcht0` is a hint that never faults and reads nothing architecturally; the
-    // address is that of a live word anyway. SSE is part of the x86-64 baseline.
-    unsafe {
-        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(word as *const AtomicU64 as *const i8);
-    }
-    #[cfg(not(all(target_arch = "x86_64", not(loom))))]
-    let _ = word;
-}
-
 /// A key's hash, split into what the table uses.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct KeyHash {
@@ -239,6 +229,23 @@ impl Claims {
     fn abandoned(&self, w: u64) -> bool {
         let age = self.now().wrapping_sub(w >> STAMP_SHIFT) & STAMP_MASK;
         age >= self.abandon_after_s
+    }
+}
+
+/// How a table file is opened: the mode it is created with, and whether it is attached for
+/// reading only.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FileOptions {
+    pub mode: u32,
+    pub read_only: bool,
+}
+
+impl Default for FileOptions {
+    fn default() -> FileOptions {
+        FileOptions {
+            mode: 0o600,
+            read_only: false,
+        }
     }
 }
 

@@ -151,7 +151,7 @@ impl<'a> Log<'a> {
     #[inline]
     pub(crate) fn prefetch_next(&self) {
         let tk = ticket(self.counter.load(Ordering::Relaxed));
-        crate::table::prefetch(&self.ring[(tk % self.n()) as usize]);
+        crate::sync::prefetch(&self.ring[(tk % self.n()) as usize]);
     }
 
     /// Read the state for the next ticket and decide whether a request at `t` is admitted.

@@ -24,12 +24,11 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use super::layout::{header, layout_for, policy_fingerprint};
+use super::region::Region;
+use super::Table;
 use crate::error::Error;
-use crate::layout::{header, policy_fingerprint};
-use crate::limiter::layout_for;
 use crate::policy::Policy;
-use crate::region::Region;
-use crate::table::Table;
 
 const HEADER_BYTES: u64 = (header::WORDS * 8) as u64;
 /// A stored policy longer than this is a corrupt header, not a policy.
@@ -65,8 +64,10 @@ pub(crate) fn open(
     policy_text: Option<&str>,
     secret: [u64; 2],
     now_ms: i64,
+    options: &super::FileOptions,
 ) -> Result<Opened, Error> {
-    // A bad policy is reported as such, whatever the file holds.
+    let _ = options; // mode and read-only attach: see LimiterBuilder::mode / read_only
+                     // A bad policy is reported as such, whatever the file holds.
     let given = match policy_text {
         Some(text) => Some((text, Policy::parse(text)?)),
         None => None,
