@@ -76,6 +76,9 @@ pub enum Error {
     ReadOnly {
         path: PathBuf,
     },
+    /// A key state handed to [`crate::KeyEngine::restore`] does not fit the policy (`why`
+    /// says how). Nothing was made.
+    InvalidState(String),
 }
 
 impl fmt::Display for Error {
@@ -124,6 +127,9 @@ impl fmt::Display for Error {
                 }
             }
             Error::NoPolicy => write!(f, "no policy given (a table in private memory needs one)"),
+            Error::InvalidState(why) => {
+                write!(f, "the key state does not fit the policy: {why}")
+            }
             Error::ReadOnly { path } => write!(
                 f,
                 "the table {} was opened read-only: only peek and stats are possible; nothing was recorded",

@@ -3,7 +3,8 @@
 
 use std::fmt::Write;
 
-use crate::limiter::{Decision, Limiter, Status};
+use crate::engine::{Decision, Status};
+use crate::limiter::Limiter;
 use crate::time::ceil_secs;
 
 /// Which header fields to write. The numbers are part of the C ABI.

@@ -32,9 +32,12 @@ mod time;
 #[cfg(all(test, loom))]
 mod loom_tests;
 
+pub use engine::{
+    Category, Decision, KeyEngine, KeySnapshot, KeyState, LockoutSnapshot, Status, Unlock,
+};
 pub use error::{Error, MAX_KEY_LEN};
 pub use headers::HeaderStyle;
-pub use limiter::{Category, Decision, Limiter, LimiterBuilder, RuleStats, Stats, Status, Unlock};
+pub use limiter::{Limiter, LimiterBuilder, RuleStats, Stats};
 pub use policy::{Policy, PolicyError, DEFAULT_POLICY};
 pub use time::{Clock, CoarseClock, ManualClock, SystemClock, MAX_TIME_MS};
 

@@ -4,98 +4,13 @@ use crate::error::{Error, MAX_KEY_LEN};
 use crate::hash::{hash_key, random_secret};
 use std::path::{Path, PathBuf};
 
-use crate::engine::log::{Log, Observed, Summary};
+use crate::engine::report::Op;
+use crate::engine::{Category, Decision, Status, Unlock};
+use crate::engine::{Moved, MAX_ATTEMPTS, NO_REPORT, REPORT};
 use crate::policy::{Policy, WhenFull};
-use crate::sync::{AtomicU64, Ordering};
-use crate::table::layout::{
-    layout_for, policy_fingerprint, stat, LockoutLayout, WindowLayout, MAX_RULES_PER_CATEGORY,
-};
-use crate::table::{lock_level, lock_pack, lock_until, Found, KeyHash, Table};
-use crate::time::{ceil_secs, ceil_secs_bounded, Clock, SystemClock, MAX_TIME_MS};
-
-/// A category of requests, resolved once from its name with [`Limiter::category`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Category(pub(crate) usize);
-
-impl Category {
-    /// `global`: requests with no category of their own. Always id 0.
-    pub const GLOBAL: Category = Category(0);
-
-    /// The category's id (its index in [`Policy::categories`]).
-    pub fn id(self) -> usize {
-        self.0
-    }
-}
-
-/// What happened to a request. The numbers are part of the C ABI and never change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum Status {
-    /// Admitted by every rule.
-    Passed = 0,
-    /// Refused by a rule.
-    Limited = 1,
-    /// Refused: the key is locked out of the category.
-    Locked = 2,
-    /// No slot could be had for a new key (every candidate holds an active lockout);
-    /// `when-full` decided whether it was admitted.
-    Full = 3,
-    /// Admitted, but a `dry-run` rule would have refused it.
-    DryRunLimited = 4,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Passed => "passed",
-            Status::Limited => "limited",
-            Status::Locked => "locked",
-            Status::Full => "full",
-            Status::DryRunLimited => "dry-run-limited",
-        }
-    }
-}
-
-/// The answer to a request, reported for its deciding rule (SPEC §3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Decision {
-    pub allowed: bool,
-    pub status: Status,
-    /// N of the deciding rule (F for a lockout); 0 when no rule applies.
-    pub limit: u32,
-    /// Requests the deciding rule would still admit now, after recording this one; 0 when
-    /// refused. For `failure`: failures left before a lockout.
-    pub remaining: u32,
-    /// Unix seconds (rounded up) when `remaining` next grows: the oldest logged timestamp in
-    /// the window plus the window; the end of the lock when locked.
-    pub reset: i64,
-    /// Whole seconds from now until `reset` (rounded up): the IETF `t` parameter.
-    pub reset_after: u32,
-    /// Whole seconds (rounded up, at least 1) until this request would be admitted; 0 when
-    /// allowed.
-    pub retry_after: u32,
-    /// Index of the deciding rule in [`Policy::rules`] (policy order), if any.
-    pub rule: Option<usize>,
-    /// The deciding rule's window (the lockout's failure window when locked).
-    pub window_ms: i64,
-}
-
-impl Default for Decision {
-    /// An admitted request with no rule: the value of a decision not yet made.
-    fn default() -> Decision {
-        Decision {
-            allowed: true,
-            status: Status::Passed,
-            limit: 0,
-            remaining: 0,
-            reset: 0,
-            reset_after: 0,
-            retry_after: 0,
-            rule: None,
-            window_ms: 0,
-        }
-    }
-}
+use crate::table::layout::{layout_for, policy_fingerprint, stat};
+use crate::table::{Found, KeyHash, Table};
+use crate::time::{ceil_secs, Clock, SystemClock, MAX_TIME_MS};
 
 /// Table-wide and per-rule counts (SPEC §4).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -121,17 +36,6 @@ pub struct Stats {
     pub rules: Vec<RuleStats>,
 }
 
-/// What [`Limiter::unlock_at`] found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unlock {
-    /// The key was locked until `until_ms`; it no longer is.
-    Unlocked { until_ms: i64 },
-    /// The key holds a slot but was not locked (its failures were forgotten all the same).
-    NotLocked,
-    /// The table holds nothing for the key (never seen, or evicted): nothing changed.
-    UnknownKey,
-}
-
 /// Counts of one rule (or lockout).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RuleStats {
@@ -148,35 +52,6 @@ pub struct RuleStats {
     /// Lockout: lockouts started.
     pub lockouts: u64,
 }
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Check,
-    Peek,
-}
-
-/// `decide::<REPORT>` builds the whole decision; `decide::<NO_REPORT>` (for
-/// [`Limiter::allow`]) decides, records and counts the same, and fills in only `allowed` and
-/// `status`: the report's counting is skipped.
-const REPORT: bool = true;
-const NO_REPORT: bool = false;
-
-/// The decision of [`Limiter::allow`], which reports nothing else.
-fn verdict(allowed: bool) -> Decision {
-    Decision {
-        allowed,
-        status: if allowed {
-            Status::Passed
-        } else {
-            Status::Limited
-        },
-        ..Decision::default()
-    }
-}
-
-/// How many times a check re-reads its rules after losing a race on one of them before it
-/// refuses (which is always safe). Each lost race means another request was logged.
-const MAX_ATTEMPTS: usize = 64;
 
 /// Builds a [`Limiter`]: its policy, where its table lives, its clock and its secret.
 ///
@@ -354,15 +229,6 @@ impl std::fmt::Debug for Limiter {
             .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
-}
-
-/// A window rule as one decision sees it: its log in the key's slot, its layout, and what
-/// the last read of the log found.
-#[derive(Clone, Copy)]
-struct Rule<'a> {
-    log: Log<'a>,
-    wl: &'a WindowLayout,
-    obs: Observed,
 }
 
 #[inline(always)]
@@ -598,11 +464,7 @@ impl Limiter {
         // each request in order, exactly as `check_at` would one by one. The passes before
         // the last only read and hint: whatever they saw, `decide` makes the decisions afresh.
         const CHUNK: usize = 16;
-        let mut hashes = [KeyHash {
-            fp: 0,
-            home: 0,
-            stripe: 0,
-        }; CHUNK];
+        let mut hashes = [KeyHash { fp: 0, home: 0 }; CHUNK];
         let mut positions = [None; CHUNK];
         for (reqs, outs) in requests.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
             let hashes = &mut hashes[..reqs.len()];
@@ -644,13 +506,13 @@ impl Limiter {
     /// with next (when the slot is larger than the two lines [`Table::prefetch_slot`]
     /// covers).
     fn prefetch_logs(&self, pos: usize, category: Category) {
-        let layout = &self.table.layout;
-        if layout.slot_words <= 16 {
+        if self.table.layout.slot_words <= 16 {
             return;
         }
+        let engine = &self.table.engine;
         let slot = self.table.slot(pos);
-        for &w in &layout.categories[category.0].windows {
-            self.table.window_log(slot, w).prefetch_next();
+        for &w in &engine.layout.categories[category.0].windows {
+            engine.window_log(slot, w).prefetch_next();
         }
     }
 
@@ -685,7 +547,7 @@ impl Limiter {
         self.writable()?;
         let kh = self.resolve_outlined(key.as_ref(), category, now_ms)?;
         let li = self.lockout_of(category)?;
-        Ok(self.record_failure(&kh, li, now_ms))
+        Ok(self.record_failure(&kh, category.0, li, now_ms))
     }
 
     /// A successful attempt: clears the key's failure log in `category` (the lockout level is
@@ -704,8 +566,9 @@ impl Limiter {
         let kh = self.resolve_outlined(key.as_ref(), category, now_ms)?;
         let li = self.lockout_of(category)?;
         if let Found::Slot(pos) = self.table.find(&kh) {
-            let slot = self.table.slot(pos);
-            self.table.failure_log(slot, li).clear();
+            // Lost: the key was evicted meanwhile, and its failures with it.
+            let fence = self.table.live_fence(pos, kh.fp);
+            let _ = self.table.engine.success(self.table.slot(pos), li, &fence);
         }
         Ok(())
     }
@@ -726,15 +589,12 @@ impl Limiter {
         self.writable()?;
         let kh = self.resolve_outlined(key.as_ref(), category, now_ms)?;
         if let Found::Slot(pos) = self.table.find(&kh) {
-            let slot = self.table.slot(pos);
-            let cl = &self.table.layout.categories[category.0];
-            for &w in &cl.windows {
-                self.table.window_log(slot, w).clear();
-            }
-            if let Some(li) = cl.lockout {
-                self.table.failure_log(slot, li).clear();
-                slot[self.table.layout.lockouts[li].lock].swap(0, Ordering::AcqRel);
-            }
+            // Lost: the key was evicted meanwhile; the state it had is gone anyway.
+            let fence = self.table.live_fence(pos, kh.fp);
+            let _ = self
+                .table
+                .engine
+                .reset(self.table.slot(pos), category.0, &fence);
         }
         Ok(())
     }
@@ -753,14 +613,12 @@ impl Limiter {
         let Found::Slot(pos) = self.table.find(&kh) else {
             return Ok(Unlock::UnknownKey);
         };
-        let slot = self.table.slot(pos);
-        let lock = &slot[self.table.layout.lockouts[li].lock];
-        let was = lock.swap(0, Ordering::AcqRel);
-        self.table.failure_log(slot, li).clear();
-        Ok(match lock_until(was).filter(|&u| u > now_ms) {
-            Some(until) => Unlock::Unlocked { until_ms: until },
-            None => Unlock::NotLocked,
-        })
+        let fence = self.table.live_fence(pos, kh.fp);
+        Ok(self
+            .table
+            .engine
+            .unlock(self.table.slot(pos), li, now_ms, &fence)
+            .unwrap_or(Unlock::UnknownKey)) // evicted meanwhile (never while locked)
     }
 
     /// Counts for the table and every rule.
@@ -800,232 +658,32 @@ impl Limiter {
     }
 
     fn lockout_of(&self, category: Category) -> Result<usize, Error> {
-        self.table.layout.categories[category.0]
+        self.table.engine.layout.categories[category.0]
             .lockout
             .ok_or_else(|| Error::NoLockout {
                 category: self.policy.categories[category.0].clone(),
             })
     }
 
-    // ---- decisions -------------------------------------------------------------------
+    // ---- one pass: the table finds the slot, the engine decides, the stats are counted --
 
     fn decide<const R: bool>(&self, kh: &KeyHash, cat: usize, now: i64, op: Op) -> Decision {
+        let t = &self.table;
         let found = match op {
-            Op::Check => self.table.find_or_insert(kh, now),
-            Op::Peek => self.table.find(kh),
+            Op::Check => t.find_or_insert(kh, now),
+            Op::Peek => t.find(kh),
         };
-        let pos = match found {
-            Found::Slot(pos) => pos,
-            Found::Absent | Found::Busy if op == Op::Peek => return self.decide_empty(cat, now),
-            Found::Absent | Found::Busy => return self.contended(kh.stripe, cat, now, op),
+        let (d, tally) = match found {
+            Found::Slot(pos) => t.engine.decide::<R>(t.slot(pos), cat, now, op),
+            Found::Absent | Found::Busy if op == Op::Peek => return t.engine.fresh(cat, now),
+            Found::Absent | Found::Busy => t.engine.contended(cat, now, op),
             Found::Full => {
-                self.table.count_table(kh.stripe, stat::FULL);
+                t.count_table(stat::FULL);
                 return self.full(now);
             }
         };
-        let slot = self.table.slot(pos);
-        if op == Op::Check {
-            let last = &slot[0];
-            let stamp = now as u64 + 1;
-            if last.load(Ordering::Relaxed) != stamp {
-                last.store(stamp, Ordering::Relaxed);
-            }
-        }
-        let cl = &self.table.layout.categories[cat];
-        if let Some(li) = cl.lockout {
-            let lo = &self.table.layout.lockouts[li];
-            let w = slot[lo.lock].load(Ordering::Acquire);
-            if let Some(until) = lock_until(w).filter(|&u| u > now) {
-                if op == Op::Check {
-                    self.table.count_rule(kh.stripe, lo.rule, stat::LOCKED);
-                }
-                return locked(lo, until, now);
-            }
-        }
-        let windows = &cl.windows;
-        // The per-rule state lives on the stack, sized to the category: a one-rule category
-        // does not build, zero and walk fifteen unused entries on every check.
-        match windows.len() {
-            0 => no_rule(now),
-            1 if op == Op::Check => self.check_one_rule::<R>(kh, slot, cat, now),
-            1 => self.decide_windows::<1, R>(kh, slot, cat, now, op),
-            2..=4 => self.decide_windows::<4, R>(kh, slot, cat, now, op),
-            _ => self.decide_windows::<MAX_RULES_PER_CATEGORY, R>(kh, slot, cat, now, op),
-        }
-    }
-
-    /// A check in a category with one window rule: the common case (one limit per client),
-    /// kept short. An admitted request is claimed and reported from its own ticket; a read
-    /// that refuses (or a dry-run rule that would) goes to the general path, which reads
-    /// again and decides from that read.
-    #[inline]
-    fn check_one_rule<const R: bool>(
-        &self,
-        kh: &KeyHash,
-        slot: &[AtomicU64],
-        cat: usize,
-        now: i64,
-    ) -> Decision {
-        let layout = &self.table.layout;
-        let w = layout.categories[cat].windows[0];
-        let wl = &layout.windows[w];
-        let log = self.table.window_log(slot, w);
-        for _ in 0..MAX_ATTEMPTS {
-            let Ok(obs) = log.observe(now) else {
-                return self.contended(kh.stripe, cat, now, Op::Check);
-            };
-            if !obs.admit {
-                if wl.strict || wl.dry_run {
-                    return self.decide_windows::<1, R>(kh, slot, cat, now, Op::Check);
-                }
-                self.table.count_rule(kh.stripe, wl.rule, stat::LIMITED);
-                if !R {
-                    return verdict(false);
-                }
-                let s = Summary::of_refusal(wl.limit, obs.nth_ts);
-                return refusal(wl.limit, wl.window_ms, wl.rule, &s, now);
-            }
-            if log.claim(&obs, now).is_ok() {
-                self.table.count_rule(kh.stripe, wl.rule, stat::PASSED);
-                if !R {
-                    return verdict(true);
-                }
-                let s = log.claimed_summary(&obs, now);
-                return admission(
-                    wl.limit,
-                    wl.window_ms,
-                    wl.rule,
-                    s.in_window,
-                    s.oldest_in_window,
-                    now,
-                );
-            }
-        }
-        self.contended(kh.stripe, cat, now, Op::Check)
-    }
-
-    /// The window rules of category `cat` (at most `K`, at least one) decide a request on
-    /// the key of `slot`: read every rule; if an enforced one refuses, refuse; otherwise
-    /// claim every admitting rule in policy order, and on a lost race give back what was
-    /// claimed and decide again from fresh reads.
-    #[inline(never)]
-    fn decide_windows<const K: usize, const R: bool>(
-        &self,
-        kh: &KeyHash,
-        slot: &[AtomicU64],
-        cat: usize,
-        now: i64,
-        op: Op,
-    ) -> Decision {
-        let layout = &self.table.layout;
-        let windows = &layout.categories[cat].windows;
-        let rule = |w: usize| Rule {
-            log: self.table.window_log(slot, w),
-            wl: &layout.windows[w],
-            obs: Observed::UNREAD,
-        };
-        let mut rules = [rule(windows[0]); K];
-        for i in 1..windows.len() {
-            rules[i] = rule(windows[i]);
-        }
-        let rules = &mut rules[..windows.len()];
-        'attempt: for _ in 0..MAX_ATTEMPTS {
-            let mut refused = false;
-            for r in rules.iter_mut() {
-                let Ok(obs) = r.log.observe(now) else {
-                    return self.contended(kh.stripe, cat, now, op);
-                };
-                r.obs = obs;
-                refused |= !obs.admit && !r.wl.dry_run;
-            }
-            if refused {
-                if op == Op::Check {
-                    for r in rules.iter().filter(|r| !r.obs.admit) {
-                        if r.wl.strict {
-                            let _ = r.log.push(now);
-                        }
-                        if !r.wl.dry_run {
-                            self.table.count_rule(kh.stripe, r.wl.rule, stat::LIMITED);
-                        }
-                    }
-                }
-                if !R {
-                    return verdict(false);
-                }
-                return refused_report(rules, now, op);
-            }
-            if op == Op::Peek {
-                return admitted_report(rules, now, false);
-            }
-            for i in 0..rules.len() {
-                let r = &rules[i];
-                // A dry-run rule that would refuse is not logged, as if it were enforced.
-                if r.obs.admit && r.log.claim(&r.obs, now).is_err() {
-                    for r2 in rules[..i].iter().filter(|r2| r2.obs.admit) {
-                        r2.log.give_back(&r2.obs, now);
-                    }
-                    continue 'attempt;
-                }
-            }
-            for r in rules.iter() {
-                if r.obs.admit {
-                    self.table.count_rule(kh.stripe, r.wl.rule, stat::PASSED);
-                } else {
-                    if r.wl.strict {
-                        let _ = r.log.push(now);
-                    }
-                    self.table
-                        .count_rule(kh.stripe, r.wl.rule, stat::DRY_RUN_LIMITED);
-                }
-            }
-            if !R {
-                return verdict(true);
-            }
-            return admitted_report(rules, now, true);
-        }
-        self.contended(kh.stripe, cat, now, op)
-    }
-
-    /// Peek of a key that holds no slot: every log is empty.
-    #[inline(never)]
-    fn decide_empty(&self, cat: usize, now: i64) -> Decision {
-        let layout = &self.table.layout;
-        let mut best: Option<Decision> = None;
-        for &w in &layout.categories[cat].windows {
-            let wl = &layout.windows[w];
-            let d = admission(wl.limit, wl.window_ms, wl.rule, 1, Some(now), now);
-            if best.is_none_or(|b| d.remaining < b.remaining) {
-                best = Some(d);
-            }
-        }
-        best.unwrap_or_else(|| no_rule(now))
-    }
-
-    /// A request that lost too many races (or raced the installation of its own key):
-    /// refused, which can only make the limiter stricter. A check's refusal is reported as
-    /// the category's first rule's and counted in that rule's `limited`, so the counts hold
-    /// every refusal a caller sees; a peek counts nothing.
-    #[inline(never)]
-    fn contended(&self, stripe: usize, cat: usize, now: i64, op: Op) -> Decision {
-        let layout = &self.table.layout;
-        let first = layout.categories[cat]
-            .windows
-            .first()
-            .map(|&w| &layout.windows[w]);
-        if let (Some(w), Op::Check) = (first, op) {
-            self.table.count_rule(stripe, w.rule, stat::LIMITED);
-        }
-        Decision {
-            allowed: false,
-            status: Status::Limited,
-            limit: first.map_or(0, |w| w.limit),
-            remaining: 0,
-            reset: ceil_secs(now + 1000),
-            reset_after: 1,
-            retry_after: 1,
-            rule: first.map(|w| w.rule),
-            window_ms: first.map_or(0, |w| w.window_ms),
-        }
+        t.count(cat, tally);
+        d
     }
 
     #[inline(never)]
@@ -1044,281 +702,31 @@ impl Limiter {
         }
     }
 
-    // ---- lockouts ----------------------------------------------------------------------
-
-    fn record_failure(&self, kh: &KeyHash, li: usize, now: i64) -> Decision {
-        let lo = &self.table.layout.lockouts[li];
-        // A lock decided on a slot that was taken over before the lock was fenced in: it is
-        // installed on the key's new slot without counting failures again.
-        let mut pending: Option<u64> = None;
+    fn record_failure(&self, kh: &KeyHash, cat: usize, li: usize, now: i64) -> Decision {
+        let t = &self.table;
+        // A lock decided on a slot taken over before it was fenced in goes to the key's new
+        // slot, without counting failures again.
+        let mut pending = None;
         for _ in 0..MAX_ATTEMPTS {
-            let pos = match self.table.find_or_insert(kh, now) {
+            let pos = match t.find_or_insert(kh, now) {
                 Found::Slot(pos) => pos,
                 Found::Full => {
-                    self.table.count_table(kh.stripe, stat::FULL);
+                    t.count_table(stat::FULL);
                     return self.full(now);
                 }
                 // Racing the installation of this very key: the failure is not recorded.
-                Found::Absent | Found::Busy => return failures_left(lo, &Summary::default(), now),
+                Found::Absent | Found::Busy => return t.engine.failure_unrecorded(li, now),
             };
-            let slot = self.table.slot(pos);
-            slot[0].store(now as u64 + 1, Ordering::Relaxed);
-            let lock = &slot[lo.lock];
-            let w = lock.load(Ordering::Acquire);
-            if let Some(until) = lock_until(w).filter(|&u| u > now) {
-                return locked(lo, until, now); // failures while locked are not counted
-            }
-            let log = self.table.failure_log(slot, li);
-            if pending.is_none() {
-                // Counted back from the ticket this failure took: of failures racing into the
-                // log, the one with the highest ticket counts them all and locks.
-                let s = match log.push(now) {
-                    Ok(obs) => log.claimed_summary(&obs, now),
-                    Err(_) => log.summarize(now),
-                };
-                if s.in_window < lo.failures {
-                    // A lock set by a racing failure meanwhile still answers this one.
-                    let w2 = lock.load(Ordering::Acquire);
-                    if let Some(until) = lock_until(w2).filter(|&u| u > now) {
-                        return locked(lo, until, now);
-                    }
-                    return failures_left(lo, &s, now);
+            let fence = t.live_fence(pos, kh.fp);
+            match t.engine.failure(t.slot(pos), li, now, &fence, pending) {
+                Ok((d, tally)) => {
+                    t.count(cat, tally);
+                    return d;
                 }
+                Err(Moved(lock)) => pending = Some(lock),
             }
-            let new = pending.unwrap_or_else(|| next_lock(lo, w, now));
-            if let Err(cur) = lock.compare_exchange(w, new, Ordering::AcqRel, Ordering::Acquire) {
-                if let Some(until) = lock_until(cur).filter(|&u| u > now) {
-                    return locked(lo, until, now); // a racing failure locked the key first
-                }
-                pending = Some(new);
-                continue;
-            }
-            // Fence the lock in: an evictor that read the index word before this bump cannot
-            // complete its CAS, and one that reads it after sees the lock.
-            if self.table.bump_lockgen(pos, kh.fp).is_err() {
-                // The slot was taken over: take our lock back from its new owner (if it landed
-                // after the slot was cleared) and install it on the key's new slot.
-                let _ = lock.compare_exchange(new, 0, Ordering::AcqRel, Ordering::Relaxed);
-                pending = Some(new);
-                continue;
-            }
-            log.clear();
-            self.table.count_rule(kh.stripe, lo.rule, stat::LOCKOUTS);
-            return locked(lo, lock_until(new).expect("locked"), now);
         }
-        failures_left(lo, &Summary::default(), now)
-    }
-}
-
-/// Refused: report the refusing enforced rule with the largest `retry_after`.
-fn refused_report(rules: &[Rule<'_>], now: i64, op: Op) -> Decision {
-    let mut best: Option<Decision> = None;
-    for r in rules.iter().filter(|r| !r.obs.admit && !r.wl.dry_run) {
-        // After a strict rule logged this refusal, what frees it is the new N-th entry.
-        let s = if op == Op::Check && r.wl.strict {
-            r.log.summarize(now)
-        } else {
-            Summary::of_refusal(r.wl.limit, r.obs.nth_ts)
-        };
-        let d = refusal(r.wl.limit, r.wl.window_ms, r.wl.rule, &s, now);
-        if best.is_none_or(|b| d.retry_after > b.retry_after) {
-            best = Some(d);
-        }
-    }
-    best.expect("a refusing rule")
-}
-
-/// Admitted: report the first dry-run rule that would have refused, or else the rule with
-/// the least remaining. `logged`: the request is in the logs (a check); otherwise (a peek)
-/// the numbers are computed as if it were.
-fn admitted_report(rules: &[Rule<'_>], now: i64, logged: bool) -> Decision {
-    if let Some(r) = rules.iter().find(|r| !r.obs.admit) {
-        let s = r.log.summarize(now);
-        let mut d = refusal(r.wl.limit, r.wl.window_ms, r.wl.rule, &s, now);
-        d.allowed = true;
-        d.status = Status::DryRunLimited;
-        d.retry_after = 0;
-        return d;
-    }
-    if logged {
-        return claimed_report(rules, now);
-    }
-    // Only the reported rule's Decision is built (its divisions are not free).
-    let mut best: Option<(u32, &Rule<'_>, u32, Option<i64>)> = None;
-    for r in rules {
-        let s = if logged {
-            r.log.claimed_summary(&r.obs, now)
-        } else {
-            r.log.window_summary(now)
-        };
-        let (count, oldest) = if logged {
-            (s.in_window, s.oldest_in_window)
-        } else {
-            let oldest = s.oldest_in_window.map_or(now, |o| o.min(now));
-            (s.in_window + 1, Some(oldest))
-        };
-        let remaining = r.wl.limit.saturating_sub(count);
-        if best.is_none_or(|b| remaining < b.0) {
-            best = Some((remaining, r, count, oldest));
-        }
-    }
-    match best {
-        Some((_, r, count, oldest)) => {
-            admission(r.wl.limit, r.wl.window_ms, r.wl.rule, count, oldest, now)
-        }
-        None => no_rule(now),
-    }
-}
-
-/// [`admitted_report`] of a check that claimed every rule (none would refuse): the rule with
-/// the least remaining, ties to the first in policy order, counted back from each rule's own
-/// ticket.
-///
-/// Counting a window is a binary search over a ring that may be long, so rules are not all
-/// counted. The one with the smallest limit is counted first (the likeliest to have the least
-/// remaining). Rule `r` can beat a best of `rem` only if at least `limit_r - rem + 1` of its
-/// logged requests are in the window (`limit_r - rem` if it comes first in policy order);
-/// the log is in time order, so that is one probe of the entry that far back
-/// ([`Log::claimed_reaches`]), and only a rule that passes it is counted. The report is the
-/// one counting every rule would give.
-fn claimed_report(rules: &[Rule<'_>], now: i64) -> Decision {
-    let mut first = 0;
-    for (i, r) in rules.iter().enumerate() {
-        if r.wl.limit < rules[first].wl.limit {
-            first = i;
-        }
-    }
-    let count = |r: &Rule<'_>| {
-        let s = r.log.claimed_summary(&r.obs, now);
-        (
-            r.wl.limit.saturating_sub(s.in_window),
-            s.in_window,
-            s.oldest_in_window,
-        )
-    };
-    let (mut best, mut best_i) = (count(&rules[first]), first);
-    for (i, r) in rules.iter().enumerate() {
-        if i == first {
-            continue;
-        }
-        let rem = best.0;
-        // remaining_r < rem (or <= rem, coming first) <=> count_r >= need.
-        let need = (r.wl.limit as u64 + u64::from(i > best_i)).saturating_sub(rem as u64);
-        if need > 1 && !r.log.claimed_reaches(&r.obs, now, need) {
-            continue;
-        }
-        let c = count(r);
-        if c.0 < rem || (c.0 == rem && i < best_i) {
-            (best, best_i) = (c, i);
-        }
-    }
-    let r = &rules[best_i];
-    admission(r.wl.limit, r.wl.window_ms, r.wl.rule, best.1, best.2, now)
-}
-
-/// The lock word after a lockout at `now` following lock word `w`.
-fn next_lock(lo: &LockoutLayout, w: u64, now: i64) -> u64 {
-    let forget_after = lo.max_ban_ms.unwrap_or(lo.ban_ms);
-    let level = match lock_until(w) {
-        Some(u) if now < u.saturating_add(forget_after) => lock_level(w),
-        _ => 0,
-    };
-    let ban = match lo.max_ban_ms {
-        None => lo.ban_ms,
-        Some(max) => {
-            let doubled = if level >= 40 {
-                max
-            } else {
-                lo.ban_ms.saturating_mul(1i64 << level)
-            };
-            doubled.min(max)
-        }
-    };
-    lock_pack((now + ban).min(MAX_TIME_MS), level + 1)
-}
-
-fn locked(lo: &LockoutLayout, until: i64, now: i64) -> Decision {
-    let rest = ceil_secs(until - now).max(1) as u32;
-    Decision {
-        allowed: false,
-        status: Status::Locked,
-        limit: lo.failures,
-        remaining: 0,
-        reset: ceil_secs(until),
-        reset_after: rest,
-        retry_after: rest,
-        rule: Some(lo.rule),
-        window_ms: lo.window_ms,
-    }
-}
-
-fn failures_left(lo: &LockoutLayout, s: &Summary, now: i64) -> Decision {
-    let mut d = admission(
-        lo.failures,
-        lo.window_ms,
-        lo.rule,
-        s.in_window,
-        s.oldest_in_window,
-        now,
-    );
-    d.rule = Some(lo.rule);
-    d
-}
-
-/// An admitting rule's report: `in_window` logged requests (this one included).
-#[inline(always)]
-fn admission(
-    limit: u32,
-    window_ms: i64,
-    rule: usize,
-    in_window: u32,
-    oldest: Option<i64>,
-    now: i64,
-) -> Decision {
-    let reset_ms = oldest.map_or(now, |o| o + window_ms);
-    Decision {
-        allowed: true,
-        status: Status::Passed,
-        limit,
-        remaining: limit.saturating_sub(in_window),
-        // Both spans are a timestamp of the table plus at most a window (SPEC bounds both).
-        reset: ceil_secs_bounded(reset_ms),
-        reset_after: ceil_secs_bounded(reset_ms - now) as u32,
-        retry_after: 0,
-        rule: Some(rule),
-        window_ms,
-    }
-}
-
-/// A refusing rule's report.
-fn refusal(limit: u32, window_ms: i64, rule: usize, s: &Summary, now: i64) -> Decision {
-    let free_at = s.nth_ts.map_or(now, |ts| ts + window_ms);
-    let reset_ms = s.oldest_in_window.map_or(free_at, |o| o + window_ms);
-    Decision {
-        allowed: false,
-        status: Status::Limited,
-        limit,
-        remaining: 0,
-        reset: ceil_secs(reset_ms),
-        reset_after: ceil_secs(reset_ms - now) as u32,
-        retry_after: ceil_secs(free_at - now).max(1) as u32,
-        rule: Some(rule),
-        window_ms,
-    }
-}
-
-/// A request in a category to which no window rule applies.
-fn no_rule(now: i64) -> Decision {
-    Decision {
-        allowed: true,
-        status: Status::Passed,
-        limit: 0,
-        remaining: 0,
-        reset: ceil_secs(now),
-        reset_after: 0,
-        retry_after: 0,
-        rule: None,
-        window_ms: 0,
+        t.engine.failure_unrecorded(li, now)
     }
 }
 
@@ -1327,9 +735,6 @@ fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<Limiter>();
 }
-
-#[allow(dead_code)]
-fn _log_is_used(_: Log<'_>) {}
 
 /// `check_batch_at` decides exactly as `check_at` one by one in order (its prefetch passes
 /// only read), and refuses a batch holding an invalid request without recording anything.

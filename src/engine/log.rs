@@ -18,6 +18,7 @@
 //! `n` is a CAS of that entry to `(t, lap(n))`; advancing the counter is a CAS that any thread
 //! may do once it sees the entry at `lap(n)` ("helping"), so nobody waits for anybody.
 
+use super::{Fence, Lost};
 use crate::sync::{AtomicU64, Ordering};
 
 const TS_SHIFT: u32 = 22;
@@ -67,7 +68,7 @@ fn entry_ts(e: u64) -> Option<i64> {
 
 /// One log: a counter word and its ring, with the rule's limit and window.
 #[derive(Clone, Copy)]
-pub(crate) struct Log<'a> {
+pub(crate) struct SlidingLog<'a> {
     pub counter: &'a AtomicU64,
     pub ring: &'a [AtomicU64],
     pub window_ms: i64,
@@ -129,7 +130,7 @@ impl Summary {
 #[derive(Debug)]
 pub(crate) struct Contended;
 
-impl<'a> Log<'a> {
+impl<'a> SlidingLog<'a> {
     #[inline]
     fn n(&self) -> u64 {
         self.ring.len() as u64
@@ -217,7 +218,7 @@ impl<'a> Log<'a> {
         Ok(())
     }
 
-    /// Undo a claim made by [`Log::claim`] when a later rule of the same request lost its
+    /// Undo a claim made by [`SlidingLog::claim`] when a later rule of the same request lost its
     /// race: restore the timestamp the entry held, keeping our lap, so the ticket stays used
     /// but carries the older time. If the entry has moved on, leave it: a logged request that
     /// was not admitted only makes the limiter stricter.
@@ -239,7 +240,7 @@ impl<'a> Log<'a> {
 
     /// Log a request at `t` whatever the window holds (strict rules log refusals; failure
     /// logs record every failure): the read of the ticket it took (for
-    /// [`Log::claimed_summary`]). Best effort under races: gives up after `MAX_RETRIES`.
+    /// [`SlidingLog::claimed_summary`]). Best effort under races: gives up after `MAX_RETRIES`.
     pub(crate) fn push(&self, t: i64) -> Result<Observed, Contended> {
         for _ in 0..MAX_RETRIES {
             let obs = self.observe(t)?;
@@ -250,38 +251,108 @@ impl<'a> Log<'a> {
         Err(Contended)
     }
 
-    /// Forget every logged request: bump the generation and restart the tickets at 0.
-    pub(crate) fn clear(&self) {
-        let mut c = self.counter.load(Ordering::Acquire);
+    /// Forget every logged request: bump the generation and restart the tickets at 0, while
+    /// `fence` says the state still belongs to the caller's key (`Err(Lost)` once it does
+    /// not; then nothing more is written). Every CAS here expects a value read *before* the
+    /// fence's check, which is what makes a stale clearer harmless (ARCHITECTURE.md §3).
+    ///
+    /// A log holding nothing of its generation is left as it is, so that clearing an empty
+    /// log (a `success` after a `success`) costs no generation. Generations are 8 bits and
+    /// entries are never rewritten by a clear, so the clear that wraps the generation back
+    /// to 0 first scrubs the ring: every entry of another generation goes to 0, then the
+    /// counter moves, then the entries of the generation that just ended go too. Within one
+    /// cycle of 256 generations, an entry carrying generation `g` was therefore written by
+    /// generation `g` of this cycle, and no number of clears can make an old entry read as
+    /// current (without contention; a thread stalled between its read and its claim across
+    /// a whole wrap can leave one stale entry, which only ever makes the log stricter).
+    pub(crate) fn clear(&self, fence: &impl Fence) -> Result<(), Lost> {
         loop {
-            let next = ((counter_gen(c) + 1) & GEN_MASK) << 56;
-            match self
+            let c = self.counter.load(Ordering::Acquire);
+            if self.holds_nothing(c) {
+                return Ok(());
+            }
+            let gen = counter_gen(c);
+            let next = (gen + 1) & GEN_MASK;
+            if next == 0 {
+                self.scrub(fence, |g| g != gen)?;
+            }
+            if !fence.holds() {
+                return Err(Lost);
+            }
+            if self
                 .counter
-                .compare_exchange(c, next, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(c, next << 56, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
             {
-                Ok(_) => return,
-                Err(now) => c = now,
+                if next == 0 {
+                    self.scrub(fence, |g| g == gen)?;
+                }
+                return Ok(());
             }
         }
     }
 
-    /// [`Log::clear`] for a slot being taken over: each attempt's CAS expects a counter value
-    /// read before `owned()` confirmed the caller still holds the slot; `Err` once it does not.
-    pub(crate) fn clear_while(&self, owned: impl Fn() -> bool) -> Result<(), ()> {
-        loop {
-            let c = self.counter.load(Ordering::Acquire);
-            if !owned() {
-                return Err(());
+    /// Nothing is logged in the counter `c`'s generation: no ticket advanced, and ticket 0
+    /// not claimed either.
+    #[inline]
+    fn holds_nothing(&self, c: u64) -> bool {
+        if ticket(c) != 0 {
+            return false;
+        }
+        let e = self.ring[0].load(Ordering::Acquire);
+        !(entry_gen(e) == counter_gen(c) && entry_lap(e) == lap_of(0, self.n()))
+    }
+
+    /// Set every entry whose generation `doomed` selects to 0, each by a CAS from a value read
+    /// before a check of the fence (a chunk of entries per check).
+    fn scrub(&self, fence: &impl Fence, doomed: impl Fn(u64) -> bool) -> Result<(), Lost> {
+        const CHUNK: usize = 32;
+        let mut seen = [0u64; CHUNK];
+        for words in self.ring.chunks(CHUNK) {
+            let mut any = false;
+            for (w, s) in words.iter().zip(seen.iter_mut()) {
+                *s = w.load(Ordering::Acquire);
+                any |= *s != 0 && doomed(entry_gen(*s));
             }
-            let next = ((counter_gen(c) + 1) & GEN_MASK) << 56;
-            if self
-                .counter
-                .compare_exchange(c, next, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                return Ok(());
+            if !any {
+                continue;
+            }
+            if !fence.holds() {
+                return Err(Lost);
+            }
+            for (w, &e) in words.iter().zip(seen.iter()) {
+                if e != 0 && doomed(entry_gen(e)) {
+                    // A failure means the entry was written meanwhile (a claim of the current
+                    // generation): it is not ours to erase.
+                    let _ = w.compare_exchange(e, 0, Ordering::AcqRel, Ordering::Relaxed);
+                }
             }
         }
+        Ok(())
+    }
+
+    /// Write `logged` (oldest first, at most N) into a log that holds nothing and that no
+    /// other thread uses: the log then holds exactly those timestamps, in that order.
+    pub(crate) fn restore(&self, logged: &[i64]) {
+        let n = self.n();
+        let gen = counter_gen(self.counter.load(Ordering::Relaxed));
+        for (k, &ts) in logged.iter().enumerate() {
+            let k = k as u64;
+            self.ring[(k % n) as usize].store(pack(ts, lap_of(k, n), gen), Ordering::Relaxed);
+        }
+        self.counter
+            .store(gen << 56 | logged.len() as u64, Ordering::Release);
+    }
+
+    /// The logged timestamps (the last N at most), oldest first: what [`SlidingLog::restore`]
+    /// takes back.
+    pub(crate) fn logged(&self) -> Vec<i64> {
+        let c = self.counter.load(Ordering::Acquire);
+        let (tk, gen) = (ticket(c), counter_gen(c));
+        let first = tk.saturating_sub(self.n());
+        (first..tk)
+            .filter_map(|k| self.ts_of_ticket(k, gen))
+            .collect()
     }
 
     /// Count the logged timestamps in the window `(t - W, ...]` over the last N tickets (they
@@ -293,7 +364,7 @@ impl<'a> Log<'a> {
         self.summary(t, true)
     }
 
-    /// [`Log::summarize`] without `nth_ts` (left `None`), which only a refusal reports: one
+    /// [`SlidingLog::summarize`] without `nth_ts` (left `None`), which only a refusal reports: one
     /// probe fewer on the admit path.
     #[inline]
     pub(crate) fn window_summary(&self, t: i64) -> Summary {
@@ -342,7 +413,7 @@ impl<'a> Log<'a> {
 
     /// Is the request logged `d - 1` tickets before the one `obs` claimed (`d = 1` is that
     /// one) inside the window at `t`? With the log in time order, that is exactly "at least
-    /// `d` of the requests [`Log::claimed_summary`] counts are in the window", in one probe:
+    /// `d` of the requests [`SlidingLog::claimed_summary`] counts are in the window", in one probe:
     /// how a multi-rule report rules out a rule without counting its window.
     #[inline]
     pub(crate) fn claimed_reaches(&self, obs: &Observed, t: i64, d: u64) -> bool {
@@ -500,7 +571,7 @@ mod tests {
         for n in [1usize, 2, 3, 7, 16, 100] {
             for w in [1i64, 5, 50, 1000] {
                 let (counter, ring) = words(n);
-                let log = Log {
+                let log = SlidingLog {
                     counter: &counter,
                     ring: &ring,
                     window_ms: w,
@@ -510,7 +581,7 @@ mod tests {
                 for step in 0..(40 * n + 200) {
                     t += rnd(2 * w as u64 / 3 + 2) as i64;
                     if rnd(97) == 0 {
-                        log.clear();
+                        log.clear(&crate::engine::Unfenced).unwrap();
                         pushed.clear();
                     }
                     // As a check does: observe, claim if admitted; sometimes push regardless.

@@ -216,6 +216,7 @@ fn code_of(e: &Error) -> c_int {
         Error::NoTable { .. } => SLUICE_ERR_NO_TABLE,
         Error::NoPolicy => SLUICE_ERR_NULL,
         Error::ReadOnly { .. } => SLUICE_ERR_READ_ONLY,
+        Error::InvalidState(_) => SLUICE_ERR_ARGUMENT,
     }
 }
 

@@ -2,14 +2,14 @@
 //!
 //! ```text
 //! region = header (16 words) | policy text | stats stripes | index (capacity words) | slots
-//! slot   = last_active | window-rule counters | per lockout: lock word, failure counter
-//!          | window-rule rings (N words each) | failure rings (F words each) | padding
+//! slot   = one key's state, laid out by `engine::layout::KeyLayout`
 //! ```
 //! Every part starts on a 128-byte boundary and a slot's stride is a multiple of 64 bytes, so
 //! two keys never share a cache line.
 
+use crate::engine::layout::{KeyLayout, MAX_RULES_PER_CATEGORY};
 use crate::error::Error;
-use crate::policy::{Policy, RuleKind};
+use crate::policy::Policy;
 
 /// The fingerprint of a policy kept in the header: SipHash of its canonical form under a
 /// fixed key, so equal policies match however they are spelled.
@@ -17,8 +17,6 @@ pub(crate) fn policy_fingerprint(policy: &Policy) -> u64 {
     crate::hash::hash_key([0x736c75696365, 1], policy.canonical().as_bytes())
 }
 
-/// Words per cache line (64 bytes).
-const LINE_WORDS: usize = 8;
 /// Parts of the region start on 128-byte boundaries (the adjacent-line prefetch pair).
 const PART_ALIGN_WORDS: usize = 16;
 /// Statistics are striped (a stripe per thread, see `table::stats_stripe`) so that threads
@@ -26,9 +24,6 @@ const PART_ALIGN_WORDS: usize = 16;
 pub(crate) const STRIPES: usize = 16;
 /// Consecutive index positions a key may live in (its neighbourhood).
 pub(crate) const MAX_PROBE: usize = 16;
-/// At most this many window rules apply to one category (global ones included), so a check
-/// keeps its per-rule state in a fixed array and never allocates.
-pub(crate) const MAX_RULES_PER_CATEGORY: usize = 16;
 
 /// Header word offsets.
 pub(crate) mod header {
@@ -68,42 +63,10 @@ pub(crate) mod stat {
     pub const PER_RULE: usize = 5;
 }
 
-/// A window rule's place in a slot.
-#[derive(Clone, Debug)]
-pub(crate) struct WindowLayout {
-    pub rule: usize,
-    pub counter: usize,
-    pub ring: usize,
-    pub limit: u32,
-    pub window_ms: i64,
-    pub strict: bool,
-    pub dry_run: bool,
-}
-
-/// A lockout's place in a slot.
-#[derive(Clone, Debug)]
-pub(crate) struct LockoutLayout {
-    pub rule: usize,
-    pub lock: usize,
-    pub counter: usize,
-    pub ring: usize,
-    pub failures: u32,
-    pub window_ms: i64,
-    pub ban_ms: i64,
-    pub max_ban_ms: Option<i64>,
-}
-
-/// What applies to one category.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct CategoryLayout {
-    /// Indexes into `Layout::windows`, in policy order.
-    pub windows: Vec<usize>,
-    /// Index into `Layout::lockouts`.
-    pub lockout: Option<usize>,
-}
-
 #[derive(Clone, Debug)]
 pub(crate) struct Layout {
+    /// One key's state, the contents of a slot.
+    pub key: KeyLayout,
     pub capacity: usize,
     pub probe: usize,
     pub slot_words: usize,
@@ -112,9 +75,6 @@ pub(crate) struct Layout {
     pub index_offset: usize,
     pub slots_offset: usize,
     pub total_words: usize,
-    pub windows: Vec<WindowLayout>,
-    pub lockouts: Vec<LockoutLayout>,
-    pub categories: Vec<CategoryLayout>,
 }
 
 fn round_up(x: usize, to: usize) -> Option<usize> {
@@ -130,73 +90,12 @@ pub(crate) enum LayoutError {
 
 impl Layout {
     pub(crate) fn new(policy: &Policy, policy_len: usize) -> Result<Layout, LayoutError> {
-        let mut windows = Vec::new();
-        let mut lockouts = Vec::new();
-        let mut categories = vec![CategoryLayout::default(); policy.categories.len()];
-        // Slot header: last_active, then counters, then lock words.
-        let mut next = 1usize;
-        for (i, r) in policy.rules.iter().enumerate() {
-            let cat = policy
-                .categories
-                .iter()
-                .position(|c| *c == r.name)
-                .expect("every rule's name is a category");
-            match &r.kind {
-                RuleKind::Window(w) => {
-                    categories[cat].windows.push(windows.len());
-                    windows.push(WindowLayout {
-                        rule: i,
-                        counter: next,
-                        ring: 0,
-                        limit: w.limit,
-                        window_ms: w.window_ms,
-                        strict: w.strict,
-                        dry_run: w.dry_run,
-                    });
-                    next += 1;
-                }
-                RuleKind::Lockout(l) => {
-                    categories[cat].lockout = Some(lockouts.len());
-                    lockouts.push(LockoutLayout {
-                        rule: i,
-                        lock: next,
-                        counter: next + 1,
-                        ring: 0,
-                        failures: l.failures,
-                        window_ms: l.window_ms,
-                        ban_ms: l.ban_ms,
-                        max_ban_ms: l.max_ban_ms,
-                    });
-                    next += 2;
-                }
-            }
-        }
-        let mut ring_words = 0usize;
-        for w in &mut windows {
-            w.ring = next + ring_words;
-            ring_words += w.limit as usize;
-        }
-        for l in &mut lockouts {
-            l.ring = next + ring_words;
-            ring_words += l.failures as usize;
-        }
-        // Global rules apply to every category, ahead of the category's own.
-        let global = categories[0].windows.clone();
-        for c in categories.iter_mut().skip(1) {
-            let mut all = global.clone();
-            all.extend(c.windows.iter().copied());
-            c.windows = all;
-        }
-        for (i, c) in categories.iter().enumerate() {
-            if c.windows.len() > MAX_RULES_PER_CATEGORY {
-                return Err(LayoutError::TooManyRules {
-                    category: policy.categories[i].clone(),
-                    count: c.windows.len(),
-                });
-            }
-        }
+        let key = KeyLayout::new(policy).map_err(|e| LayoutError::TooManyRules {
+            category: e.category,
+            count: e.count,
+        })?;
         let capacity = usize::try_from(policy.capacity).map_err(|_| LayoutError::TooLarge)?;
-        let slot_words = round_up(next + ring_words, LINE_WORDS).ok_or(LayoutError::TooLarge)?;
+        let slot_words = key.words;
         let stripe_words = round_up(
             stat::TABLE_COUNTERS + stat::PER_RULE * policy.rules.len(),
             PART_ALIGN_WORDS,
@@ -214,6 +113,7 @@ impl Layout {
             .filter(|w| w.checked_mul(8).is_some_and(|b| b <= isize::MAX as usize))
             .ok_or(LayoutError::TooLarge)?;
         Ok(Layout {
+            key,
             capacity,
             probe: capacity.min(MAX_PROBE),
             slot_words,
@@ -222,9 +122,6 @@ impl Layout {
             index_offset,
             slots_offset,
             total_words,
-            windows,
-            lockouts,
-            categories,
         })
     }
 

@@ -44,7 +44,7 @@ pub(crate) mod file;
 pub(crate) mod layout;
 pub(crate) mod region;
 
-use crate::engine::log::Log;
+use crate::engine::{Engine, Fence, Lost, Tally};
 use crate::sync::{prefetch, AtomicU64, Ordering};
 use layout::{header, stat, Layout, STRIPES};
 use region::Region;
@@ -107,7 +107,7 @@ fn claim_clock() -> u64 {
 /// stripe; threads of different processes may. Any stripe is correct: totals sum them all.
 #[cfg(not(loom))]
 #[inline]
-fn stats_stripe(_h: u64) -> usize {
+fn stats_stripe() -> usize {
     use std::cell::Cell;
     // Not the protocol's atomics (`crate::sync`): a static hint counter, never modelled.
     use std::sync::atomic::{AtomicUsize, Ordering as HintOrdering};
@@ -124,29 +124,12 @@ fn stats_stripe(_h: u64) -> usize {
     })
 }
 
-/// Under loom: by key hash (the models' threads are loom's; which stripe counts is not part
-/// of what they check).
+/// Under loom: stripe 0 (the models' threads are loom's; which stripe counts is not part of
+/// what they check).
 #[cfg(loom)]
 #[inline]
-fn stats_stripe(h: u64) -> usize {
-    ((h >> 54) as usize) % STRIPES
-}
-
-/// Lock word of a lockout: `(until + 1) << 8 | level`; 0 = never locked.
-#[inline]
-pub(crate) fn lock_until(w: u64) -> Option<i64> {
-    match w >> 8 {
-        0 => None,
-        u => Some(u as i64 - 1),
-    }
-}
-#[inline]
-pub(crate) fn lock_level(w: u64) -> u32 {
-    (w & 0xff) as u32
-}
-#[inline]
-pub(crate) fn lock_pack(until: i64, level: u32) -> u64 {
-    ((until as u64 + 1) << 8) | level.min(0xff) as u64
+fn stats_stripe() -> usize {
+    0
 }
 
 /// A key's hash, split into what the table uses.
@@ -154,8 +137,6 @@ pub(crate) fn lock_pack(until: i64, level: u32) -> u64 {
 pub(crate) struct KeyHash {
     pub fp: u64,
     pub home: usize,
-    /// The statistics stripe this call counts in (the calling thread's; not from the hash).
-    pub stripe: usize,
 }
 
 /// Where a key was found or put.
@@ -232,6 +213,43 @@ impl Claims {
     }
 }
 
+/// The fence of an installer's writes: its position must still hold its exact reservation.
+struct Reserved<'a> {
+    index: &'a AtomicU64,
+    mine: u64,
+}
+
+impl Fence for Reserved<'_> {
+    #[inline]
+    fn holds(&self) -> bool {
+        self.index.fetch_add(0, Ordering::AcqRel) == self.mine
+    }
+    fn lock_set(&self) -> bool {
+        unreachable!("an install clears a slot and locks nothing")
+    }
+}
+
+/// The fence of writes on a live key's slot: its position must still hold the key.
+pub(crate) struct Live<'a> {
+    table: &'a Table,
+    pos: usize,
+    fp: u64,
+}
+
+impl Fence for Live<'_> {
+    #[inline]
+    fn holds(&self) -> bool {
+        is_live_fp(
+            self.table.index(self.pos).fetch_add(0, Ordering::AcqRel),
+            self.fp,
+        )
+    }
+    #[inline]
+    fn lock_set(&self) -> bool {
+        self.table.bump_lockgen(self.pos, self.fp).is_ok()
+    }
+}
+
 /// How a table file is opened: the mode it is created with, and whether it is attached for
 /// reading only.
 #[derive(Clone, Copy, Debug)]
@@ -252,6 +270,8 @@ impl Default for FileOptions {
 pub(crate) struct Table {
     region: Region,
     pub layout: Layout,
+    /// The per-key engine that decides over each slot's words.
+    pub engine: Engine,
     pub secret: [u64; 2],
     pub claims: Claims,
 }
@@ -267,6 +287,7 @@ impl Table {
         let region = Region::private(layout.total_words)?;
         let t = Table {
             region,
+            engine: Engine::new(layout.key.clone()),
             layout,
             secret,
             claims: Claims::default(),
@@ -280,6 +301,7 @@ impl Table {
     pub(crate) fn attached(region: Region, layout: Layout, secret: [u64; 2]) -> Table {
         Table {
             region,
+            engine: Engine::new(layout.key.clone()),
             layout,
             secret,
             claims: Claims::default(),
@@ -347,7 +369,6 @@ impl Table {
         KeyHash {
             fp: h & FP_MASK,
             home: ((h as u128 * self.layout.capacity as u128) >> 64) as usize,
-            stripe: stats_stripe(h),
         }
     }
 
@@ -370,28 +391,6 @@ impl Table {
             p - self.layout.capacity
         } else {
             p
-        }
-    }
-
-    /// The window-rule log `w` of slot words `slot`.
-    #[inline]
-    pub(crate) fn window_log<'a>(&'a self, slot: &'a [AtomicU64], w: usize) -> Log<'a> {
-        let wl = &self.layout.windows[w];
-        Log {
-            counter: &slot[wl.counter],
-            ring: &slot[wl.ring..wl.ring + wl.limit as usize],
-            window_ms: wl.window_ms,
-        }
-    }
-
-    /// The failure log of lockout `l` of slot words `slot`.
-    #[inline]
-    pub(crate) fn failure_log<'a>(&'a self, slot: &'a [AtomicU64], l: usize) -> Log<'a> {
-        let ll = &self.layout.lockouts[l];
-        Log {
-            counter: &slot[ll.counter],
-            ring: &slot[ll.ring..ll.ring + ll.failures as usize],
-            window_ms: ll.window_ms,
         }
     }
 
@@ -522,8 +521,8 @@ impl Table {
                 continue; // our reservation was taken over: we were too slow
             }
             match held {
-                Held::Expired | Held::Abandoned => self.count_table(kh.stripe, stat::RECLAIMED),
-                Held::Live => self.count_table(kh.stripe, stat::EVICTIONS),
+                Held::Expired | Held::Abandoned => self.count_table(stat::RECLAIMED),
+                Held::Live => self.count_table(stat::EVICTIONS),
                 Held::Empty => {}
             }
             // Dekker-style check through read-modify-writes: of two threads installing the
@@ -571,7 +570,7 @@ impl Table {
                 }
                 None => {}
             }
-            self.slot(pos)[0].store(now as u64 + 1, Ordering::Relaxed);
+            self.engine.touch(self.slot(pos), now);
             if self
                 .index(pos)
                 .compare_exchange(mine, TAG_LIVE | kh.fp, Ordering::AcqRel, Ordering::Acquire)
@@ -616,11 +615,11 @@ impl Table {
                 continue; // another key being installed
             }
             let slot = self.slot(p);
-            if self.has_active_lock(slot, now) {
+            if self.engine.has_active_lock(slot, now) {
                 continue;
             }
-            let expired = self.is_expired(slot, now);
-            let last = slot[0].load(Ordering::Relaxed);
+            let expired = self.engine.is_expired(slot, now);
+            let last = self.engine.last_active(slot);
             let better = match best {
                 None => true,
                 Some((_, _, best_expired, best_last)) => {
@@ -639,60 +638,27 @@ impl Table {
         }
     }
 
-    pub(crate) fn has_active_lock(&self, slot: &[AtomicU64], now: i64) -> bool {
-        self.layout
-            .lockouts
-            .iter()
-            .any(|l| matches!(lock_until(slot[l.lock].load(Ordering::Acquire)), Some(u) if u > now))
-    }
-
-    /// Nothing the key holds can affect a decision any more: every log's newest entry is out
-    /// of its window and every lockout (and the memory of its level) has passed.
-    fn is_expired(&self, slot: &[AtomicU64], now: i64) -> bool {
-        let l = &self.layout;
-        let logs_quiet = (0..l.windows.len())
-            .map(|w| self.window_log(slot, w))
-            .chain((0..l.lockouts.len()).map(|i| self.failure_log(slot, i)))
-            .all(|log| match log.newest() {
-                None => true,
-                Some(ts) => ts <= now.saturating_sub(log.window_ms),
-            });
-        let locks_quiet = l.lockouts.iter().all(|lo| {
-            let w = slot[lo.lock].load(Ordering::Acquire);
-            match lock_until(w) {
-                None => true,
-                Some(u) => u.saturating_add(lo.max_ban_ms.unwrap_or(lo.ban_ms)) <= now,
-            }
-        });
-        logs_quiet && locks_quiet
-    }
-
     /// Forget everything a slot holds, while its position holds the caller's reservation
     /// `mine`; `Err` if the reservation was taken over (then what was not cleared yet is left
     /// to the new owner). Each word is cleared by a CAS from a value read before an RMW of the
     /// index word showed `mine` (the fence described in the module docs).
-    fn clear_slot(&self, pos: usize, mine: u64) -> Result<(), ()> {
-        let idx = self.index(pos);
-        let owned = || idx.fetch_add(0, Ordering::AcqRel) == mine;
-        let slot = self.slot(pos);
-        for w in 0..self.layout.windows.len() {
-            self.window_log(slot, w).clear_while(owned)?;
+    fn clear_slot(&self, pos: usize, mine: u64) -> Result<(), Lost> {
+        let fence = Reserved {
+            index: self.index(pos),
+            mine,
+        };
+        self.engine.clear_all(self.slot(pos), &fence)
+    }
+
+    /// The fence of a live key's slot at `pos`: the engine's writers on it check that the
+    /// position still holds the key, and lock it in by bumping its lockgen.
+    #[inline]
+    pub(crate) fn live_fence(&self, pos: usize, fp: u64) -> Live<'_> {
+        Live {
+            table: self,
+            pos,
+            fp,
         }
-        for (i, lo) in self.layout.lockouts.iter().enumerate() {
-            self.failure_log(slot, i).clear_while(owned)?;
-            let lock = &slot[lo.lock];
-            let mut l = lock.load(Ordering::Acquire);
-            while l != 0 {
-                if !owned() {
-                    return Err(());
-                }
-                match lock.compare_exchange(l, 0, Ordering::AcqRel, Ordering::Acquire) {
-                    Ok(_) => break,
-                    Err(now) => l = now,
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Bump the slot's lockgen so that no evictor holding an older view can take it; fails if
@@ -718,13 +684,47 @@ impl Table {
     }
 
     #[inline]
-    pub(crate) fn count_table(&self, stripe: usize, counter: usize) {
-        self.stat_word(stripe, counter)
+    pub(crate) fn count_table(&self, counter: usize) {
+        self.stat_word(stats_stripe(), counter)
             .fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Count what one decision in category `cat` asks for, in the calling thread's stripe.
+    #[inline(always)]
+    pub(crate) fn count(&self, cat: usize, t: Tally) {
+        if t == Tally::default() {
+            return; // a peek
+        }
+        let stripe = stats_stripe();
+        let key = &self.engine.layout;
+        let cl = &key.categories[cat];
+        for (mask, counter) in [
+            (t.passed, stat::PASSED),
+            (t.limited, stat::LIMITED),
+            (t.dry_run_limited, stat::DRY_RUN_LIMITED),
+        ] {
+            let mut m = mask;
+            while m != 0 {
+                let i = m.trailing_zeros() as usize;
+                m &= m - 1;
+                self.count_rule(stripe, key.windows[cl.windows[i]].rule, counter);
+            }
+        }
+        if t.locked || t.lockout {
+            if let Some(li) = cl.lockout {
+                let rule = key.lockouts[li].rule;
+                let counter = if t.locked {
+                    stat::LOCKED
+                } else {
+                    stat::LOCKOUTS
+                };
+                self.count_rule(stripe, rule, counter);
+            }
+        }
+    }
+
     #[inline]
-    pub(crate) fn count_rule(&self, stripe: usize, rule: usize, counter: usize) {
+    fn count_rule(&self, stripe: usize, rule: usize, counter: usize) {
         self.stat_word(
             stripe,
             stat::TABLE_COUNTERS + rule * stat::PER_RULE + counter,
@@ -757,7 +757,7 @@ impl Table {
             let w = self.index(p).load(Ordering::Acquire);
             if w & TAG_MASK == TAG_LIVE {
                 live += 1;
-                if self.has_active_lock(self.slot(p), now) {
+                if self.engine.has_active_lock(self.slot(p), now) {
                     locked += 1;
                 }
             } else if is_reserved(w) {
@@ -771,6 +771,7 @@ impl Table {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::engine::lockout;
     use crate::hash::hash_key;
     use crate::policy::Policy;
 
@@ -821,14 +822,15 @@ mod tests {
         let old = kh(&t, "old");
         assert_eq!(t.find_or_insert(&old, T), Found::Slot(0));
         let slot = t.slot(0);
-        assert!(t.window_log(slot, 0).push(T).is_ok());
-        t.slot(0)[t.layout.lockouts[0].lock].store(lock_pack(T + 3_600_000, 1), Ordering::Relaxed);
+        assert!(t.engine.window_log(slot, 0).push(T).is_ok());
+        t.slot(0)[t.layout.key.lockouts[0].lock]
+            .store(lockout::pack(0, T + 3_600_000, 1), Ordering::Relaxed);
         t.index(0)
             .store(left_behind(old.fp, 3600), Ordering::Relaxed);
         let new = kh(&t, "new");
         assert_eq!(t.find_or_insert(&new, T + 1), Found::Slot(0));
-        assert!(!t.has_active_lock(t.slot(0), T + 1));
-        assert_eq!(t.window_log(t.slot(0), 0).newest(), None);
+        assert!(!t.engine.has_active_lock(t.slot(0), T + 1));
+        assert_eq!(t.engine.window_log(t.slot(0), 0).newest(), None);
     }
 
     #[test]
@@ -840,10 +842,10 @@ mod tests {
         // Taken over as abandoned by another key, which logs a request.
         let b = kh(&t, "b");
         assert_eq!(t.find_or_insert(&b, T), Found::Slot(0));
-        assert!(t.window_log(t.slot(0), 0).push(T).is_ok());
+        assert!(t.engine.window_log(t.slot(0), 0).push(T).is_ok());
         // The first owner wakes up: its clear and its publish both fail.
         assert!(t.clear_slot(0, mine).is_err());
-        assert_eq!(t.window_log(t.slot(0), 0).newest(), Some(T));
+        assert_eq!(t.engine.window_log(t.slot(0), 0).newest(), Some(T));
         assert!(t
             .index(0)
             .compare_exchange(mine, TAG_LIVE | a.fp, Ordering::AcqRel, Ordering::Acquire)
