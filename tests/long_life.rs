@@ -53,7 +53,10 @@ fn a_user_is_not_locked_out_early_after_many_good_logins() {
         assert_eq!((d.status, d.remaining), (Status::Passed, left));
     }
     t += 10;
-    assert_eq!(l.failure_at("alice", auth, t).unwrap().status, Status::Locked);
+    assert_eq!(
+        l.failure_at("alice", auth, t).unwrap().status,
+        Status::Locked
+    );
 }
 
 #[test]
@@ -71,7 +74,11 @@ fn resets_never_leave_an_old_request_behind() {
     for _ in 0..1_000 {
         t += 1;
         l.reset_at("k", g, t).unwrap();
-        assert_eq!(l.check_at("k", g, t).unwrap().remaining, 3, "one request after a reset");
+        assert_eq!(
+            l.check_at("k", g, t).unwrap().remaining,
+            3,
+            "one request after a reset"
+        );
     }
     l.reset_at("k", g, t).unwrap();
     for left in [3, 2, 1, 0] {
@@ -88,11 +95,13 @@ fn resets_never_leave_an_old_request_behind() {
 /// number of clears in between up to 1,100 (past several wraps of any small generation).
 #[test]
 fn a_full_ring_then_any_number_of_clears_reads_nothing_old() {
-    let l = Limiter::builder("global 4/1h
-auth lockout 5/1h for 1m")
-        .secret([5, 7])
-        .open()
-        .unwrap();
+    let l = Limiter::builder(
+        "global 4/1h
+auth lockout 5/1h for 1m",
+    )
+    .secret([5, 7])
+    .open()
+    .unwrap();
     let (g, auth) = (Category::GLOBAL, l.category("auth").unwrap());
     let mut t = T0;
     for clears in 0..1_100u32 {
@@ -117,12 +126,18 @@ auth lockout 5/1h for 1m")
         for left in [3, 2, 1, 0] {
             t += 1;
             let d = l.check_at(&key, g, t).unwrap();
-            assert!(d.allowed && d.remaining == left, "after {clears} clears: {d:?}");
+            assert!(
+                d.allowed && d.remaining == left,
+                "after {clears} clears: {d:?}"
+            );
             let f = l.failure_at(&key, auth, t).unwrap();
             assert_eq!(f.remaining, left + 1, "after {clears} clears: {f:?}");
         }
         assert!(!l.check_at(&key, g, t + 1).unwrap().allowed);
-        assert_eq!(l.failure_at(&key, auth, t + 1).unwrap().status, Status::Locked);
+        assert_eq!(
+            l.failure_at(&key, auth, t + 1).unwrap().status,
+            Status::Locked
+        );
     }
 }
 
@@ -166,7 +181,11 @@ fn a_hundred_thousand_clears_change_no_decision() {
     while clears < 100_000 {
         steps += 1;
         // Mostly two keys; a third now and then, so that slots are taken over.
-        let key = keys[if rng.below(40) == 0 { 2 } else { rng.below(2) as usize }];
+        let key = keys[if rng.below(40) == 0 {
+            2
+        } else {
+            rng.below(2) as usize
+        }];
         let c = rng.below(cats.len() as u64) as usize;
         t += 1 + rng.below(3) as i64;
         let before = model.evictions + model.reclaimed;
@@ -204,5 +223,8 @@ fn a_hundred_thousand_clears_change_no_decision() {
         let got = limiter.peek_at(key, cats[c], t).unwrap();
         assert_eq!(got, model.decide(key, c, t, Op::Peek), "step {steps} peek");
     }
-    assert!(model.evictions + model.reclaimed > 1_000, "takeovers happened");
+    assert!(
+        model.evictions + model.reclaimed > 1_000,
+        "takeovers happened"
+    );
 }

@@ -6,63 +6,14 @@
 
 #[path = "support/model.rs"]
 mod model;
+#[path = "support/policies.rs"]
+mod policies;
 
 use model::{Model, Op};
+use policies::policy_text;
 use proptest::prelude::*;
 use sluice::policy::Policy;
 use sluice::{Category, Limiter};
-
-// ---- generators ---------------------------------------------------------------------------
-
-fn window_rule(name: &'static str) -> impl Strategy<Value = String> {
-    (
-        1u32..5,
-        prop::sample::select(vec![20i64, 50, 100, 300]),
-        0u8..6,
-    )
-        .prop_map(move |(n, w, flags)| {
-            let flag = match flags {
-                0 => " strict",
-                1 => " dry-run",
-                _ => "",
-            };
-            format!("{name} {n}/{w}ms{flag}")
-        })
-}
-
-fn policy_text() -> impl Strategy<Value = String> {
-    (
-        prop::collection::vec(window_rule("global"), 0..3),
-        prop::collection::vec(window_rule("api"), 0..3),
-        prop::collection::vec(window_rule("auth"), 0..2),
-        (
-            1u32..4,
-            prop::sample::select(vec![50i64, 200]),
-            10i64..80,
-            prop::option::of(80i64..400),
-        ),
-        1u64..6,
-        any::<bool>(),
-    )
-        .prop_map(|(g, a, au, (f, d, ban, max), cap, allow)| {
-            let mut lines: Vec<String> = g.into_iter().chain(a).chain(au).collect();
-            lines.dedup();
-            lines.sort(); // keep duplicates adjacent for dedup, then order
-            lines.dedup_by(|x, y| {
-                x.split_whitespace()
-                    .take(2)
-                    .eq(y.split_whitespace().take(2))
-            });
-            let max = max.map(|m| format!("..{m}ms")).unwrap_or_default();
-            lines.push(format!("auth lockout {f}/{d}ms for {ban}ms{max}"));
-            lines.push(format!("capacity {cap}"));
-            lines.push(format!(
-                "when-full {}",
-                if allow { "allow" } else { "deny" }
-            ));
-            lines.join("\n")
-        })
-}
 
 #[derive(Debug, Clone)]
 enum Action {
@@ -73,6 +24,9 @@ enum Action {
     Failure(u8),
     Success(u8),
     Reset(u8, usize),
+    /// A long run on one key: `n` times a check and a failure, then a success or a reset —
+    /// many clears of the same logs, past every wrap of their generations.
+    Churn(u8, usize, u16),
 }
 
 fn action() -> impl Strategy<Value = (Action, i64)> {
@@ -85,7 +39,8 @@ fn action() -> impl Strategy<Value = (Action, i64)> {
             2 => (key.clone(), cat.clone()).prop_map(|(k, c)| Action::Peek(k, c)),
             3 => key.clone().prop_map(Action::Failure),
             1 => key.clone().prop_map(Action::Success),
-            1 => (key, cat).prop_map(|(k, c)| Action::Reset(k, c)),
+            1 => (key.clone(), cat.clone()).prop_map(|(k, c)| Action::Reset(k, c)),
+            1 => (0u8..2, cat, 200u16..700).prop_map(|(k, c, n)| Action::Churn(k, c, n)),
         ],
         prop_oneof![3 => 1i64..5, 2 => 5i64..60, 1 => 60i64..500],
     )
@@ -146,6 +101,25 @@ proptest! {
                     let key = [b'k', *k];
                     limiter.reset_at(key, cats[c], t).unwrap();
                     model.reset(&key, c);
+                }
+                Action::Churn(k, c, n) => {
+                    let c = c % ncat;
+                    let key = [b'k', *k];
+                    for j in 0..*n {
+                        t += 1;
+                        let got = limiter.check_at(key, cats[c], t).unwrap();
+                        let want = model.decide(&key, c, t, Op::Check);
+                        prop_assert_eq!(got, want, "step {} churn {} check key {} cat {}\n{}", i, j, k, c, text);
+                        let got = limiter.failure_at(key, cats[auth], t).unwrap();
+                        prop_assert_eq!(got, model.failure(&key, auth, t), "step {} churn {} failure\n{}", i, j, text);
+                        if j % 2 == 0 {
+                            limiter.success_at(key, cats[auth], t).unwrap();
+                            model.success(&key, auth);
+                        } else {
+                            limiter.reset_at(key, cats[c], t).unwrap();
+                            model.reset(&key, c);
+                        }
+                    }
                 }
             }
         }
