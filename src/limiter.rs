@@ -673,17 +673,23 @@ impl Limiter {
             Op::Check => t.find_or_insert(kh, now),
             Op::Peek => t.find(kh),
         };
-        let (d, tally) = match found {
-            Found::Slot(pos) => t.engine.decide::<R>(t.slot(pos), cat, now, op),
-            Found::Absent | Found::Busy if op == Op::Peek => return t.engine.fresh(cat, now),
-            Found::Absent | Found::Busy => t.engine.contended(cat, now, op),
+        match found {
+            Found::Slot(pos) => {
+                let (d, tally) = t.engine.decide::<R>(t.slot(pos), cat, now, op);
+                t.count(cat, tally);
+                d
+            }
+            Found::Absent | Found::Busy if op == Op::Peek => t.engine.fresh(cat, now),
+            Found::Absent | Found::Busy => {
+                let (d, tally) = t.engine.contended(cat, now, op);
+                t.count(cat, tally);
+                d
+            }
             Found::Full => {
                 t.count_table(stat::FULL);
-                return self.full(now);
+                self.full(now)
             }
-        };
-        t.count(cat, tally);
-        d
+        }
     }
 
     #[inline(never)]

@@ -173,19 +173,29 @@ fn loom_racing_failures_lock_once() {
 #[test]
 fn loom_a_lock_is_never_lost_to_an_eviction() {
     // Capacity 1: thread A's failure locks key "a" while thread B's new key "b" wants the
-    // only slot. Whatever the interleaving, "a" ends locked.
+    // only slot. Whatever the interleaving: either A's failure locked "a" and "a" ends locked
+    // (no eviction lost the lock), or "b" evicted "a" before it — forgetting its first
+    // failure, as an eviction does — and A's failure was the first of a new "a".
     loom::model(|| {
         let l = limiter("auth lockout 2/1m for 1m\ncapacity 1");
         let auth = l.category("auth").unwrap();
         l.failure_at("a", auth, T).unwrap();
         let la = l.clone();
-        let a = thread::spawn(move || la.failure_at("a", auth, T + 1).unwrap().status);
+        let a = thread::spawn(move || la.failure_at("a", auth, T + 1).unwrap());
         let lb = l.clone();
         let b = thread::spawn(move || lb.check_at("b", auth, T + 1).unwrap().status);
         let sa = a.join().unwrap();
         b.join().unwrap();
-        if sa == Status::Locked {
+        if sa.status == Status::Locked {
+            // ("b" may have been admitted meanwhile: its install can come before the lock,
+            // which then moves to a new slot of "a".)
             assert_eq!(l.peek_at("a", auth, T + 2).unwrap().status, Status::Locked);
+        } else {
+            assert_eq!((sa.status, sa.remaining), (Status::Passed, 1));
+            assert!(
+                l.stats_at(T + 1).evictions >= 1,
+                "a's failure forgotten without an eviction"
+            );
         }
     });
 }
@@ -262,5 +272,81 @@ fn loom_a_stale_owner_never_clears_its_successor() {
                 assert!(!d.allowed, "{key}'s request was erased by a stale install");
             }
         }
+    });
+}
+
+/// What a thread does to key "a" while another thread's new key "b" takes "a"'s slot over.
+#[derive(Clone, Copy, Debug)]
+enum Clear {
+    Success,
+    Reset,
+    Unlock,
+}
+
+fn clear(l: &Limiter, op: Clear, key: &str, t: i64) {
+    let auth = l.category("auth").unwrap();
+    match op {
+        Clear::Success => l.success_at(key, auth, t).unwrap(),
+        Clear::Reset => l.reset_at(key, auth, t).unwrap(),
+        Clear::Unlock => {
+            l.unlock_at(key, auth, t).unwrap();
+        }
+    }
+}
+
+/// One slot: "a" holds it, its lock over but its level remembered. Thread 1 clears "a"
+/// (success, reset or unlock) while thread 2's failure of the new key "b" evicts "a" and locks
+/// "b". Whatever the interleaving, a clear aimed at "a" never erases "b"'s lock or failures:
+/// every clearing write is fenced by the slot's owner.
+fn takeover_racing(op: Clear) {
+    loom::model(move || {
+        let l = limiter("auth lockout 1/1m for 1m..1h\ncapacity 1");
+        let auth = l.category("auth").unwrap();
+        assert_eq!(l.failure_at("a", auth, T).unwrap().status, Status::Locked);
+        let t = T + 120_000; // "a"'s lock has ended; its level is still remembered
+        let l1 = l.clone();
+        let h = thread::spawn(move || clear(&l1, op, "a", t));
+        let b = l.failure_at("b", auth, t).unwrap();
+        h.join().unwrap();
+        assert_eq!(b.status, Status::Locked, "{op:?}: b's failure did not lock");
+        let d = l.peek_at("b", auth, t + 1).unwrap();
+        assert_eq!(
+            (d.status, d.retry_after),
+            (Status::Locked, 60),
+            "{op:?}: b lost its lock"
+        );
+        assert_eq!(l.stats_at(t).live_keys, 1);
+    });
+}
+
+#[test]
+fn loom_a_success_racing_a_takeover_loses_no_lock() {
+    takeover_racing(Clear::Success);
+}
+
+#[test]
+fn loom_a_reset_racing_a_takeover_loses_no_lock() {
+    takeover_racing(Clear::Reset);
+}
+
+#[test]
+fn loom_an_unlock_racing_a_takeover_loses_no_lock() {
+    takeover_racing(Clear::Unlock);
+}
+
+#[test]
+fn loom_a_success_keeps_the_lock_a_new_key_cannot_take() {
+    // "a" is locked: thread 1's success of "a" keeps its lock, and thread 2's new key "b"
+    // finds the only slot locked (full), whatever the interleaving.
+    loom::model(|| {
+        let l = limiter("auth lockout 1/1m for 1m\ncapacity 1");
+        let auth = l.category("auth").unwrap();
+        assert_eq!(l.failure_at("a", auth, T).unwrap().status, Status::Locked);
+        let l1 = l.clone();
+        let h = thread::spawn(move || clear(&l1, Clear::Success, "a", T + 1));
+        let b = l.failure_at("b", auth, T + 1).unwrap();
+        h.join().unwrap();
+        assert_eq!(b.status, Status::Full);
+        assert_eq!(l.peek_at("a", auth, T + 2).unwrap().status, Status::Locked);
     });
 }

@@ -53,6 +53,11 @@ pub(crate) struct CategoryLayout {
     pub windows: Vec<usize>,
     /// Index into `KeyLayout::lockouts`.
     pub lockout: Option<usize>,
+    /// The rule index (policy order) of each of `windows`, in a fixed array: what counting a
+    /// decision's statistics looks up.
+    pub rules: [u32; MAX_RULES_PER_CATEGORY],
+    /// The rule index of the lockout.
+    pub lockout_rule: u32,
 }
 
 /// The layout of one key's state for a policy.
@@ -130,13 +135,20 @@ impl KeyLayout {
             all.extend(c.windows.iter().copied());
             c.windows = all;
         }
-        for (i, c) in categories.iter().enumerate() {
+        for (i, c) in categories.iter_mut().enumerate() {
             if c.windows.len() > MAX_RULES_PER_CATEGORY {
                 return Err(TooManyRules {
                     category: policy.categories[i].clone(),
                     count: c.windows.len(),
                 });
             }
+            // Policy order: then "the first rule" of a tie is the first in the policy, even
+            // where a category's own rule comes before a global one.
+            c.windows.sort_unstable();
+            for (j, &w) in c.windows.iter().enumerate() {
+                c.rules[j] = windows[w].rule as u32;
+            }
+            c.lockout_rule = c.lockout.map_or(0, |l| lockouts[l].rule as u32);
         }
         // Limits are at most 65535 each, so this cannot overflow.
         let words = next.div_ceil(LINE_WORDS) * LINE_WORDS;

@@ -158,17 +158,39 @@ impl Fence for Unfenced {
 #[derive(Debug)]
 pub(crate) struct Lost;
 
-/// Statistics a decision asks its owner to count. Bit `i` of a mask is the category's `i`-th
-/// window rule (in the order of `CategoryLayout::windows`).
+/// Statistics a decision asks its owner to count: one bit per (counter, rule). Bits
+/// `16 c + i` are counter `c` (passed, limited, dry-run-limited) of the category's `i`-th
+/// window rule (in the order of `CategoryLayout::windows`); bit [`Tally::LOCKED`] and bit
+/// [`Tally::LOCKOUT`] are the category's lockout. One word, so that the common decision's
+/// tally is one bit and counting it one step.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Tally {
-    pub passed: u16,
-    pub limited: u16,
-    pub dry_run_limited: u16,
-    /// The category's lockout refused a request of a locked key.
-    pub locked: bool,
-    /// The category's lockout locked the key.
-    pub lockout: bool,
+pub(crate) struct Tally(pub u64);
+
+impl Tally {
+    pub const PASSED: u32 = 0;
+    pub const LIMITED: u32 = 1;
+    pub const DRY_RUN_LIMITED: u32 = 2;
+    /// The lockout refused a request of a locked key.
+    pub const LOCKED: u32 = 48;
+    /// The lockout locked the key.
+    pub const LOCKOUT: u32 = 49;
+
+    /// Counter `counter` (PASSED, LIMITED, DRY_RUN_LIMITED) of the category's window `i`.
+    #[inline(always)]
+    pub(crate) fn window(counter: u32, i: usize) -> Tally {
+        Tally(1 << (counter * 16 + i as u32))
+    }
+
+    /// Bit `bit` alone (LOCKED, LOCKOUT).
+    #[inline(always)]
+    pub(crate) fn bit(bit: u32) -> Tally {
+        Tally(1 << bit)
+    }
+
+    #[inline(always)]
+    pub(crate) fn add(&mut self, other: Tally) {
+        self.0 |= other.0;
+    }
 }
 
 /// What a failure left behind when its words were taken over before its lock was fenced in:
@@ -289,10 +311,7 @@ impl Engine {
         if let Some(li) = cl.lockout {
             let lo = &self.layout.lockouts[li];
             if let Some(until) = lockout::active(state[lo.lock].load(Ordering::Acquire), now) {
-                let tally = Tally {
-                    locked: op == Op::Check,
-                    ..Tally::default()
-                };
+                let tally = Tally(u64::from(op == Op::Check) << Tally::LOCKED);
                 return (locked(lo, until, now), tally);
             }
         }
@@ -329,10 +348,7 @@ impl Engine {
                 if wl.strict || wl.dry_run {
                     return self.decide_windows::<1, R>(state, cat, now, Op::Check);
                 }
-                let tally = Tally {
-                    limited: 1,
-                    ..Tally::default()
-                };
+                let tally = Tally::window(Tally::LIMITED, 0);
                 if !R {
                     return (verdict(false), tally);
                 }
@@ -340,10 +356,7 @@ impl Engine {
                 return (refusal(wl.limit, wl.window_ms, wl.rule, &s, now), tally);
             }
             if log.claim(&obs, now).is_ok() {
-                let tally = Tally {
-                    passed: 1,
-                    ..Tally::default()
-                };
+                let tally = Tally::window(Tally::PASSED, 0);
                 if !R {
                     return (verdict(true), tally);
                 }
@@ -402,7 +415,7 @@ impl Engine {
                             let _ = r.log.push(now);
                         }
                         if !r.wl.dry_run {
-                            tally.limited |= 1 << i;
+                            tally.add(Tally::window(Tally::LIMITED, i));
                         }
                     }
                 }
@@ -426,12 +439,12 @@ impl Engine {
             }
             for (i, r) in rules.iter().enumerate() {
                 if r.obs.admit {
-                    tally.passed |= 1 << i;
+                    tally.add(Tally::window(Tally::PASSED, i));
                 } else {
                     if r.wl.strict {
                         let _ = r.log.push(now);
                     }
-                    tally.dry_run_limited |= 1 << i;
+                    tally.add(Tally::window(Tally::DRY_RUN_LIMITED, i));
                 }
             }
             if !R {
@@ -467,10 +480,7 @@ impl Engine {
             .windows
             .first()
             .map(|&w| &self.layout.windows[w]);
-        let tally = Tally {
-            limited: u16::from(first.is_some() && op == Op::Check),
-            ..Tally::default()
-        };
+        let tally = Tally(u64::from(first.is_some() && op == Op::Check) << (16 * Tally::LIMITED));
         let d = Decision {
             allowed: false,
             status: Status::Limited,
@@ -505,10 +515,7 @@ impl Engine {
         pending: Option<u64>,
     ) -> Result<(Decision, Tally), Moved> {
         let lo = &self.layout.lockouts[li];
-        let lockout_tally = Tally {
-            lockout: true,
-            ..Tally::default()
-        };
+        let lockout_tally = Tally::bit(Tally::LOCKOUT);
         state[LAST_ACTIVE].store(now as u64 + 1, Ordering::Relaxed);
         let lock = &state[lo.lock];
         let log = self.failure_log(state, li);

@@ -44,6 +44,7 @@ pub(crate) mod file;
 pub(crate) mod layout;
 pub(crate) mod region;
 
+use crate::engine::layout::MAX_RULES_PER_CATEGORY;
 use crate::engine::{Engine, Fence, Lost, Tally};
 use crate::sync::{prefetch, AtomicU64, Ordering};
 use layout::{header, stat, Layout, STRIPES};
@@ -106,22 +107,29 @@ fn claim_clock() -> u64 {
 /// bench: 96–106 against 66–70 ns per check). Up to 16 threads of a process never share a
 /// stripe; threads of different processes may. Any stripe is correct: totals sum them all.
 #[cfg(not(loom))]
-#[inline]
+#[inline(always)]
 fn stats_stripe() -> usize {
-    use std::cell::Cell;
+    let v = STRIPE.get();
+    if v != usize::MAX {
+        return v;
+    }
+    first_stripe()
+}
+
+#[cfg(not(loom))]
+thread_local!(static STRIPE: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) });
+
+/// A thread's first count: hand it the next stripe.
+#[cfg(not(loom))]
+#[cold]
+#[inline(never)]
+fn first_stripe() -> usize {
     // Not the protocol's atomics (`crate::sync`): a static hint counter, never modelled.
     use std::sync::atomic::{AtomicUsize, Ordering as HintOrdering};
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local!(static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) });
-    STRIPE.with(|s| {
-        let v = s.get();
-        if v != usize::MAX {
-            return v;
-        }
-        let v = (NEXT.fetch_add(1, HintOrdering::Relaxed) + std::process::id() as usize) % STRIPES;
-        s.set(v);
-        v
-    })
+    let v = (NEXT.fetch_add(1, HintOrdering::Relaxed) + std::process::id() as usize) % STRIPES;
+    STRIPE.set(v);
+    v
 }
 
 /// Under loom: stripe 0 (the models' threads are loom's; which stripe counts is not part of
@@ -692,34 +700,24 @@ impl Table {
     /// Count what one decision in category `cat` asks for, in the calling thread's stripe.
     #[inline(always)]
     pub(crate) fn count(&self, cat: usize, t: Tally) {
-        if t == Tally::default() {
+        let mut m = t.0;
+        if m == 0 {
             return; // a peek
         }
         let stripe = stats_stripe();
-        let key = &self.engine.layout;
-        let cl = &key.categories[cat];
-        for (mask, counter) in [
-            (t.passed, stat::PASSED),
-            (t.limited, stat::LIMITED),
-            (t.dry_run_limited, stat::DRY_RUN_LIMITED),
-        ] {
-            let mut m = mask;
-            while m != 0 {
-                let i = m.trailing_zeros() as usize;
-                m &= m - 1;
-                self.count_rule(stripe, key.windows[cl.windows[i]].rule, counter);
-            }
-        }
-        if t.locked || t.lockout {
-            if let Some(li) = cl.lockout {
-                let rule = key.lockouts[li].rule;
-                let counter = if t.locked {
-                    stat::LOCKED
-                } else {
-                    stat::LOCKOUTS
-                };
-                self.count_rule(stripe, rule, counter);
-            }
+        let cl = &self.engine.layout.categories[cat];
+        while m != 0 {
+            let bit = m.trailing_zeros();
+            m &= m - 1;
+            let (rule, counter) = match bit {
+                Tally::LOCKED => (cl.lockout_rule, stat::LOCKED),
+                Tally::LOCKOUT => (cl.lockout_rule, stat::LOCKOUTS),
+                b => (
+                    cl.rules[b as usize % MAX_RULES_PER_CATEGORY],
+                    (b / 16) as usize,
+                ),
+            };
+            self.count_rule(stripe, rule as usize, counter);
         }
     }
 

@@ -72,7 +72,8 @@ impl Model {
         }
     }
 
-    /// Window rules that apply to category `c`: global ones, then c's own, in policy order.
+    /// Window rules that apply to category `c`: the global ones and c's own, in policy order
+    /// (which is what "the first rule" of a tie means).
     fn rules_of(&self, c: usize) -> Vec<usize> {
         let name = &self.policy.categories[c];
         let mut v: Vec<usize> = self
@@ -93,6 +94,7 @@ impl Model {
                     .map(|(i, _)| i),
             );
         }
+        v.sort_unstable();
         v
     }
 
