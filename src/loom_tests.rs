@@ -175,7 +175,8 @@ fn loom_a_lock_is_never_lost_to_an_eviction() {
     // Capacity 1: thread A's failure locks key "a" while thread B's new key "b" wants the
     // only slot. Whatever the interleaving: either A's failure locked "a" and "a" ends locked
     // (no eviction lost the lock), or "b" evicted "a" before it — forgetting its first
-    // failure, as an eviction does — and A's failure was the first of a new "a".
+    // failure, as an eviction does — and A's failure was the first of a new "a" (or found
+    // the only slot being installed for "b").
     loom::model(|| {
         let l = limiter("auth lockout 2/1m for 1m\ncapacity 1");
         let auth = l.category("auth").unwrap();
@@ -191,7 +192,15 @@ fn loom_a_lock_is_never_lost_to_an_eviction() {
             // which then moves to a new slot of "a".)
             assert_eq!(l.peek_at("a", auth, T + 2).unwrap().status, Status::Locked);
         } else {
-            assert_eq!((sa.status, sa.remaining), (Status::Passed, 1));
+            // After the eviction, A's failure either started a new "a" (evicting "b" in
+            // turn) or met "b" being installed in the only slot (full, nothing recorded).
+            assert!(
+                matches!(
+                    (sa.status, sa.remaining),
+                    (Status::Passed, 1) | (Status::Full, 0)
+                ),
+                "{sa:?}"
+            );
             assert!(
                 l.stats_at(T + 1).evictions >= 1,
                 "a's failure forgotten without an eviction"
