@@ -15,7 +15,16 @@
 //! # Ok::<(), sluice::Error>(())
 //! ```
 //!
-//! The contract is SPEC.md; ARCHITECTURE.md explains the table and the protocol.
+//! What every call decides and reports — the policy language, the sliding-window rule, several
+//! rules, the [`Decision`] and its fields, lockouts, headers, time, the table and the
+//! concurrency guarantees — is written out in `docs/semantics.md` in the repository;
+//! `ARCHITECTURE.md` explains the table and the lock-free protocol, and why it never admits
+//! more than a rule allows.
+//!
+//! Where to start: [`Limiter::open`] (private memory) or [`Limiter::open_file`] (a table shared
+//! by every process that opens the path), [`Limiter::category`] once per category, then
+//! [`Limiter::check`] per request and [`Limiter::headers`] for the response. Lockouts:
+//! [`Limiter::failure`], [`Limiter::success`], [`Limiter::reset`].
 
 mod engine;
 mod error;
