@@ -277,3 +277,17 @@ fn unknown_category_id_is_an_error() {
         Err(Error::InvalidCategory(1))
     ));
 }
+
+#[test]
+fn ties_go_to_the_rule_first_in_the_policy_even_after_a_global_one() {
+    // `write` comes before `global` in the policy: of two rules with the same remaining, the
+    // decision names the write rule (index 0), admitted or refused.
+    let l = Limiter::open("write 2/1m\nglobal 2/1m").unwrap();
+    let write = l.category("write").unwrap();
+    let d = l.check_at("k", write, 1_000).unwrap();
+    assert_eq!((d.rule, d.remaining), (Some(0), 1));
+    l.check_at("k", write, 1_001).unwrap();
+    let d = l.check_at("k", write, 1_002).unwrap();
+    assert_eq!((d.allowed, d.rule), (false, Some(0)));
+    assert_eq!(l.peek_at("new", write, 1_002).unwrap().rule, Some(0));
+}
