@@ -278,29 +278,25 @@ fn creating_removes_only_what_dead_creators_left() {
     let dir = scratch("leftovers");
     let dead = dead_pid();
     let me = std::process::id();
-    let leftover = |pid: u32, name: &str| {
-        let p = dir.join(format!(".{name}.{pid}.1f2e3d.creating"));
+    let leftover = |name: &str, pid: u32, random: &str| {
+        let p = dir.join(format!(".{name}.{pid}.{random}.creating"));
         std::fs::write(&p, b"half a table").unwrap();
         p
     };
-    let dead_old = leftover(dead as u32, "t.sluice");
+    let dead_old = leftover("t.sluice", dead as u32, "1f2e3d");
     make_old(&dead_old);
     // Just made: its creator may be alive in another PID namespace or on another machine.
-    let dead_new = leftover(dead as u32, "t.sluice");
-    let dead_new = {
-        let p = dir.join(format!(".t.sluice.{dead}.abc.creating"));
-        std::fs::rename(&dead_new, &p).unwrap();
-        p
-    };
-    let live_old = leftover(me, "t.sluice");
+    let dead_new = leftover("t.sluice", dead as u32, "abc");
+    let live_old = leftover("t.sluice", me, "1f2e3d");
     make_old(&live_old);
-    let other_table = leftover(dead as u32, "u.sluice");
+    let other_table = leftover("u.sluice", dead as u32, "1f2e3d");
     make_old(&other_table);
     // Not of the form `.NAME.PID.RANDOM.creating`.
     let odd = dir.join(format!(".t.sluice.{dead}.creating"));
     std::fs::write(&odd, b"").unwrap();
     make_old(&odd);
 
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 5);
     let l = Limiter::open_file(POLICY, dir.join("t.sluice")).unwrap();
     assert!(l.check_at("k", Category::GLOBAL, T).unwrap().allowed);
     assert!(!dead_old.exists(), "a dead creator's old file stayed");
