@@ -139,17 +139,22 @@ impl LimiterBuilder {
 
     /// The permission bits a table file is created with (default `0o600`: the creating user
     /// only). `0o660` lets a group share it, e.g. nginx workers running as `www-data` and an
-    /// application running as another user of the same group. The process umask does not
-    /// apply; an existing file keeps its own mode. Only the bits `0o666` may be given.
+    /// application running as another user of the same group (give the file that group: a
+    /// setgid directory, or `chgrp`; ARCHITECTURE.md §7). The mode is set with `fchmod`, so
+    /// the process umask does not apply; an existing file keeps its own mode. Only the bits
+    /// of `0o666` may be given: any other bit makes `open` fail with [`Error::File`], whose
+    /// source is of kind `InvalidInput` and names the bits, before anything is created.
     pub fn mode(mut self, mode: u32) -> Self {
         self.file.mode = mode;
         self
     }
 
     /// Attach to an existing table file for reading only (default off): the file is opened
-    /// and mapped read-only, so a user who may only read it can still inspect it. `peek`,
-    /// `stats` and the policy work; every call that would record something returns
-    /// [`Error::ReadOnly`]. A missing file is an error, never created.
+    /// `O_RDONLY` and mapped `PROT_READ`, so a user who may only read it can still inspect it,
+    /// and the reader sees what the writers record as they record it. `peek`, `stats` and
+    /// the policy work; every call that would record something returns [`Error::ReadOnly`].
+    /// A missing file is [`Error::NoTable`], never created; a policy, if given, is still
+    /// checked against the file's. `sluice stat` and `sluice peek` attach this way.
     pub fn read_only(mut self, on: bool) -> Self {
         self.file.read_only = on;
         self

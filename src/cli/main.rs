@@ -39,7 +39,8 @@ Usage: sluice stat PATH [--json]
 Attach to the table file PATH (with the policy stored in it) and print its capacity, bytes
 per key, live keys, locked keys, installs in progress, evictions, reclaimed slots, requests
 refused for want of a slot, and per rule: passed, limited, dry-run limited, locked, lockouts.
---json prints one JSON object instead. Reads only; changes nothing.
+--json prints one JSON object instead. Attaches read-only: read permission on PATH is
+enough, and nothing is changed.
 
 Exit status: 0 printed; 2 usage error; 3 PATH is not a table that can be opened.
 ";
@@ -49,7 +50,7 @@ Usage: sluice check PATH KEY CATEGORY [--json]
 
 Check one request of KEY in CATEGORY against the table file PATH at the current time,
 recording it if allowed, exactly as a server sharing the table would. Prints the decision
-(--json: as a JSON object).
+(--json: as a JSON object). Needs read and write permission on PATH.
 
 Exit status: 0 allowed; 1 refused (limited, locked, or full); 2 usage error or unknown
 category; 3 PATH is not a table that can be opened.
@@ -58,7 +59,8 @@ category; 3 PATH is not a table that can be opened.
 const PEEK_HELP: &str = "\
 Usage: sluice peek PATH KEY CATEGORY [--json]
 
-What `sluice check` would answer for KEY in CATEGORY now, recording nothing.
+What `sluice check` would answer for KEY in CATEGORY now, recording nothing. Attaches
+read-only: read permission on PATH is enough.
 
 Exit status: 0 would be allowed; 1 would be refused; 2 usage error or unknown category;
 3 PATH is not a table that can be opened.
@@ -68,7 +70,8 @@ const UNLOCK_HELP: &str = "\
 Usage: sluice unlock PATH KEY CATEGORY
 
 Lift KEY's lockout in CATEGORY of the table file PATH: the lock, its escalation level and
-the failures counted so far are forgotten. Rate limits are untouched.
+the failures counted so far are forgotten. Rate limits are untouched. Needs read and write
+permission on PATH.
 
 Exit status: 0 unlocked; 1 KEY was not locked (its failure count was cleared); 2 usage
 error, unknown category, or a category without a lockout; 3 PATH is not a table that can be

@@ -8,7 +8,7 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use sluice::{Decision, Error, Limiter, Stats, Unlock};
+use sluice::{Decision, Error, Limiter, LimiterBuilder, Stats, Unlock};
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_REFUSED: u8 = 1;
@@ -19,8 +19,15 @@ pub const EXIT_NO_KEY: u8 = 4;
 /// A command's failure: its message (for stderr) and exit status.
 pub struct Failure(pub String, pub u8);
 
-fn attach(path: &Path) -> Result<Limiter, Failure> {
-    Limiter::attach(path).map_err(|e| Failure(e.to_string(), EXIT_TABLE))
+/// Attach to the table at `path` with the policy stored in it. `stat` and `peek` attach
+/// read-only (so read permission on the file is enough, and they cannot change it); `check`
+/// and `unlock` record, so they need read and write permission.
+fn attach(path: &Path, read_only: bool) -> Result<Limiter, Failure> {
+    LimiterBuilder::new()
+        .path(path)
+        .read_only(read_only)
+        .open()
+        .map_err(|e| Failure(e.to_string(), EXIT_TABLE))
 }
 
 fn category(l: &Limiter, name: &str) -> Result<sluice::Category, Failure> {
@@ -72,7 +79,7 @@ fn rule_texts(l: &Limiter) -> Vec<String> {
 }
 
 pub fn stat(path: &Path, json: bool, out: &mut dyn Write) -> Result<u8, Failure> {
-    let l = attach(path)?;
+    let l = attach(path, true)?;
     let st: Stats = l.stats();
     let rules = rule_texts(&l);
     let table_bytes = l.table_bytes();
@@ -190,7 +197,7 @@ pub fn decide(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<u8, Failure> {
-    let l = attach(path)?;
+    let l = attach(path, !record)?;
     let c = category(&l, category_name)?;
     let now = l.now_ms();
     let d = if record {
@@ -209,7 +216,7 @@ pub fn unlock(
     category_name: &str,
     out: &mut dyn Write,
 ) -> Result<u8, Failure> {
-    let l = attach(path)?;
+    let l = attach(path, false)?;
     let c = category(&l, category_name)?;
     let now = l.now_ms();
     let shown = String::from_utf8_lossy(key);

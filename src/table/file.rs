@@ -2,27 +2,34 @@
 //! changed unless they check out.
 //!
 //! **Creating** is race-free without locks: a new table is built complete in a private
-//! temporary file beside the path (mode 0600, sized with `ftruncate`, so it is sparse, the
-//! header written with the magic last) and then hard-linked to the path. `link(2)` never
-//! replaces an existing name, so of many processes creating one path at the same moment exactly
-//! one succeeds; the others remove their temporary file and attach to the winner's table. No
-//! process can ever see a half-made table at the path, so a file there that does not check out
-//! is somebody else's file, never ours to re-initialise.
+//! temporary file beside the path (`.NAME.PID.RANDOM.creating`, given its mode with `fchmod`
+//! so the umask does not apply, sized with `ftruncate`, so it is sparse, the header written
+//! with the magic last, then `msync` + `fsync`ed) and then hard-linked to the path, and the
+//! directory `fsync`ed. `link(2)` never replaces an existing name, so of many processes
+//! creating one path at the same moment exactly one succeeds; the others remove their
+//! temporary file and attach to the winner's table. No process can ever see a half-made table
+//! at the path, nor find one after a power loss, so a file there that does not check out is
+//! somebody else's file, never ours to re-initialise. A creator also removes the temporary
+//! files that dead creators of the same path left behind.
 //!
 //! **Attaching** reads the header with `pread` and checks the magic, the format version, that
 //! the stored policy parses and matches the fingerprint, that the layout it implies matches the
 //! header and the file's size, and (when a policy is given) that it is the same policy. Only
-//! then is the file mapped `MAP_SHARED`; on any failure nothing was written.
+//! then is the file mapped `MAP_SHARED`; on any failure nothing was written. A read-only
+//! attach opens the file `O_RDONLY` and maps it `PROT_READ`, so it needs only read permission.
 //!
-//! Plain `libc` (`mmap`) and `std::fs` (`open`, `ftruncate`, `pread`, `link`) are used rather
-//! than a crate: the whole protocol is these five calls, and owning them keeps the mapping's
-//! flags and the error messages ours.
+//! Plain `libc` (`mmap`, `msync`, `kill`) and `std::fs` (`open`, `fchmod`, `ftruncate`,
+//! `pread`, `fsync`, `link`) are used rather than a crate: the whole protocol is these calls,
+//! and owning them keeps the mapping's flags and the error messages ours.
 
+use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::layout::{header, layout_for, policy_fingerprint};
 use super::region::Region;
@@ -58,7 +65,8 @@ fn not_a_table(path: &Path, why: String) -> Error {
 }
 
 /// Open the table at `path`: attach to it if it exists (checking it against `policy_text`
-/// when one is given), else create it for `policy_text`.
+/// when one is given), else create it for `policy_text` with `options.mode`. With
+/// `options.read_only` the file is opened and mapped for reading only, and never created.
 pub(crate) fn open(
     path: &Path,
     policy_text: Option<&str>,
@@ -66,23 +74,33 @@ pub(crate) fn open(
     now_ms: i64,
     options: &super::FileOptions,
 ) -> Result<Opened, Error> {
-    let _ = options; // mode and read-only attach: see LimiterBuilder::mode / read_only
-                     // A bad policy is reported as such, whatever the file holds.
+    check_mode(path, options.mode)?;
+    // A bad policy is reported as such, whatever the file holds.
     let given = match policy_text {
         Some(text) => Some((text, Policy::parse(text)?)),
         None => None,
     };
+    let given_policy = given.as_ref().map(|g| &g.1);
+    if options.read_only {
+        return match OpenOptions::new().read(true).open(path) {
+            Ok(file) => attach(path, &file, given_policy, false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NoTable {
+                path: path.to_owned(),
+            }),
+            Err(e) => Err(file_error(path, "open", e)),
+        };
+    }
     // Each lap either attaches, creates, or sees the file vanish (removed meanwhile).
     for _ in 0..4 {
         match OpenOptions::new().read(true).write(true).open(path) {
-            Ok(file) => return attach(path, &file, given.as_ref().map(|g| &g.1)),
+            Ok(file) => return attach(path, &file, given_policy, true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let Some((text, policy)) = &given else {
                     return Err(Error::NoTable {
                         path: path.to_owned(),
                     });
                 };
-                if let Some(opened) = create(path, text, policy, secret, now_ms)? {
+                if let Some(opened) = create(path, text, policy, secret, now_ms, options.mode)? {
                     return Ok(opened);
                 }
             }
@@ -96,6 +114,27 @@ pub(crate) fn open(
     ))
 }
 
+/// Only read and write bits: a table file is never executable, setuid, setgid or sticky.
+const ALLOWED_MODE: u32 = 0o666;
+
+fn check_mode(path: &Path, mode: u32) -> Result<(), Error> {
+    let bad = mode & !ALLOWED_MODE;
+    if bad == 0 {
+        return Ok(());
+    }
+    Err(file_error(
+        path,
+        "create",
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "mode {mode:#o} has the bits {bad:#o} outside {ALLOWED_MODE:#o} \
+                 (a table file takes read and write permission bits only, e.g. 0o600 or 0o660)"
+            ),
+        ),
+    ))
+}
+
 /// Removes the temporary file unless it was linked into place.
 struct Temporary(PathBuf);
 
@@ -105,13 +144,108 @@ impl Drop for Temporary {
     }
 }
 
-/// Create the table at `path`; `None` when another process created it first.
+/// A dead creator's temporary file is removed only once it is this old: a live creator holds
+/// its own for the milliseconds one creation takes, so an age guard this long only matters
+/// when "dead" was judged wrongly (a creator on another machine, or in another PID namespace,
+/// sharing the directory).
+const STALE_AFTER: Duration = Duration::from_secs(60);
+
+/// The creator's PID in the name of a temporary file of the table `name`
+/// (`.NAME.PID.RANDOM.creating`), if `file` is one.
+fn temporary_creator(file: &OsStr, name: &OsStr) -> Option<libc::pid_t> {
+    let rest = file
+        .as_bytes()
+        .strip_prefix(b".")?
+        .strip_prefix(name.as_bytes())?
+        .strip_prefix(b".")?
+        .strip_suffix(b".creating")?;
+    let dot = rest.iter().position(|&b| b == b'.')?;
+    let (pid, random) = (&rest[..dot], &rest[dot + 1..]);
+    if pid.is_empty() || !pid.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    if random.is_empty() || !random.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let pid: libc::pid_t = std::str::from_utf8(pid).ok()?.parse().ok()?;
+    (pid > 0).then_some(pid)
+}
+
+/// No process `pid` exists (here: in this PID namespace).
+fn process_is_gone(pid: libc::pid_t) -> bool {
+    // SAFETY: signal 0 sends nothing; it only asks whether `pid` exists (`pid` > 0, so it
+    // names one process, never a group).
+    let r = unsafe { libc::kill(pid, 0) };
+    r != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+/// Remove the temporary files of creators of `name` in `dir` that died while creating (a
+/// killed process cannot remove its own). Best effort: whatever cannot be read or removed is
+/// left. A file is removed only when its PID names no process (`kill(pid, 0)` fails with
+/// `ESRCH`; `EPERM` means it lives, as another user) and it is older than [`STALE_AFTER`]. A
+/// reused PID makes a dead creator look alive, which only leaves its file for later.
+fn remove_stale_temporaries(dir: &Path, name: &OsStr) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = temporary_creator(&entry.file_name(), name) else {
+            continue;
+        };
+        if !process_is_gone(pid) {
+            continue;
+        }
+        // `DirEntry::metadata` does not follow a symbolic link.
+        let Ok(meta) = entry.metadata() else {
+            continue;
+        };
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age >= STALE_AFTER);
+        if meta.is_file() && old {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// `fsync` a directory, so that a name just linked in it survives a power loss. A file
+/// system that cannot sync directories (`EINVAL`) keeps names by other means.
+fn sync_directory(dir: &Path) -> io::Result<()> {
+    match File::open(dir).and_then(|d| d.sync_all()) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+        r => r,
+    }
+}
+
+/// Write the mapped table back to its file (`msync`) and make it durable (`fsync`).
+fn sync_table(table: &Table, file: &File) -> io::Result<()> {
+    let words = table.words();
+    // SAFETY: on exactly the mapping behind `words`, which `table` keeps mapped; msync changes
+    // no contents.
+    let r = unsafe {
+        libc::msync(
+            words.as_ptr() as *mut libc::c_void,
+            (words.len() * 8).max(8),
+            libc::MS_SYNC,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    file.sync_all()
+}
+
+/// Create the table at `path` with permission bits `mode`; `None` when another process
+/// created it first.
 fn create(
     path: &Path,
     text: &str,
     policy: &Policy,
     secret: [u64; 2],
     now_ms: i64,
+    mode: u32,
 ) -> Result<Option<Opened>, Error> {
     let layout = layout_for(policy, text.len())?;
     let name = path.file_name().ok_or_else(|| {
@@ -125,12 +259,14 @@ fn create(
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let unique = format!(
-        ".{}.{}.{:x}.creating",
-        name.to_string_lossy(),
+    remove_stale_temporaries(dir, name);
+    let mut unique = OsString::from(".");
+    unique.push(name);
+    unique.push(format!(
+        ".{}.{:x}.creating",
         std::process::id(),
         crate::hash::random_secret()[0]
-    );
+    ));
     let tmp_path = dir.join(unique);
     let file = OpenOptions::new()
         .read(true)
@@ -140,28 +276,40 @@ fn create(
         .open(&tmp_path)
         .map_err(|e| file_error(path, "create", e))?;
     let tmp = Temporary(tmp_path);
-    // The umask can only take bits away from 0600; say it explicitly all the same.
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+    // fchmod sets exactly `mode`: the umask applies to open's mode, not to this.
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(|e| file_error(path, "create", e))?;
     file.set_len(layout.total_words as u64 * 8)
         .map_err(|e| file_error(path, "size", e))?;
-    let region =
-        Region::shared(file.as_fd(), layout.total_words).map_err(|e| file_error(path, "map", e))?;
+    let region = Region::shared(file.as_fd(), layout.total_words, true)
+        .map_err(|e| file_error(path, "map", e))?;
     let fingerprint = policy_fingerprint(policy);
     let table = Table::initialised(region, layout, secret, text, fingerprint, now_ms);
+    // Durable before it is visible: after a power loss the path holds the whole table or
+    // nothing, never a file of zeros or a torn header.
+    sync_table(&table, &file).map_err(|e| file_error(path, "sync", e))?;
     match std::fs::hard_link(&tmp.0, path) {
-        Ok(()) => Ok(Some(Opened {
-            table,
-            policy: policy.clone(),
-            text: text.to_owned(),
-        })),
+        Ok(()) => {
+            // The new name itself, so that it survives a power loss too.
+            sync_directory(dir).map_err(|e| file_error(path, "sync the directory of", e))?;
+            Ok(Some(Opened {
+                table,
+                policy: policy.clone(),
+                text: text.to_owned(),
+            }))
+        }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
         Err(e) => Err(file_error(path, "create", e)),
     }
 }
 
-/// Check the file and map it.
-fn attach(path: &Path, file: &File, given: Option<&Policy>) -> Result<Opened, Error> {
+/// Check the file and map it (`PROT_READ` only unless `writable`).
+fn attach(
+    path: &Path,
+    file: &File,
+    given: Option<&Policy>,
+    writable: bool,
+) -> Result<Opened, Error> {
     let meta = file.metadata().map_err(|e| file_error(path, "stat", e))?;
     if !meta.is_file() {
         return Err(not_a_table(path, "it is not a regular file".into()));
@@ -268,8 +416,8 @@ fn attach(path: &Path, file: &File, given: Option<&Policy>) -> Result<Opened, Er
             });
         }
     }
-    let region =
-        Region::shared(file.as_fd(), layout.total_words).map_err(|e| file_error(path, "map", e))?;
+    let region = Region::shared(file.as_fd(), layout.total_words, writable)
+        .map_err(|e| file_error(path, "map", e))?;
     let secret = [word(header::SECRET0), word(header::SECRET1)];
     Ok(Opened {
         table: Table::attached(region, layout, secret),

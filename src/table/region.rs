@@ -2,8 +2,9 @@
 //!
 //! Every field of the table — header, statistics, index and slots — is an `AtomicU64` at a
 //! fixed word offset (see `layout.rs` and ARCHITECTURE.md), so the region holds no pointers
-//! and can live in private memory or in a `MAP_SHARED` mapping of a file, which every process
-//! that maps the file shares (`file.rs` makes and checks such files). Under loom the region is
+//! and can live in anonymous memory (shared with the children a process forks) or in a
+//! `MAP_SHARED` mapping of a file, which every process that maps the file shares (`file.rs`
+//! makes and checks such files). Under loom the region is
 //! a vector of loom atomics instead, so the same protocol code is modelled.
 
 use crate::sync::AtomicU64;
@@ -22,42 +23,57 @@ unsafe impl Send for Region {}
 unsafe impl Sync for Region {}
 
 impl Region {
-    /// A private, zeroed region of `len` words. Anonymous `mmap` memory is lazily backed, so
-    /// untouched slots cost no resident memory.
+    /// A zeroed region of `len` words in no file. Anonymous memory is lazily backed (and
+    /// `MAP_NORESERVE`), so untouched slots cost no resident memory.
+    ///
+    /// It is mapped `MAP_SHARED`, not `MAP_PRIVATE`: a process that opens a table and then
+    /// forks (a server's master and its workers) leaves one table shared by all of them, as a
+    /// file would be, where a private mapping would give each child its own copy on its first
+    /// write and make every limit silently per-process. Such memory is shmem to the kernel, so
+    /// transparent huge pages for it follow `shmem_enabled`, not `enabled` (see
+    /// [`Region::advise_huge_pages`]).
     #[cfg(not(loom))]
     pub(crate) fn private(len: usize) -> std::io::Result<Region> {
         Region::map(
             len,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
             -1,
         )
     }
 
     /// The first `len` words of the open file `fd`, mapped `MAP_SHARED`: every process that
     /// maps the file sees the same words. The file must be at least `len * 8` bytes long.
+    /// `writable` false maps it `PROT_READ` only (for a file opened read-only): any store to
+    /// it would fault, so the caller must make none.
     #[cfg(not(loom))]
-    pub(crate) fn shared(fd: std::os::fd::BorrowedFd<'_>, len: usize) -> std::io::Result<Region> {
+    pub(crate) fn shared(
+        fd: std::os::fd::BorrowedFd<'_>,
+        len: usize,
+        writable: bool,
+    ) -> std::io::Result<Region> {
         use std::os::fd::AsRawFd;
-        Region::map(len, libc::MAP_SHARED, fd.as_raw_fd())
+        let prot = if writable {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
+        Region::map(len, prot, libc::MAP_SHARED, fd.as_raw_fd())
     }
 
     #[cfg(not(loom))]
-    fn map(len: usize, flags: libc::c_int, fd: libc::c_int) -> std::io::Result<Region> {
+    fn map(
+        len: usize,
+        prot: libc::c_int,
+        flags: libc::c_int,
+        fd: libc::c_int,
+    ) -> std::io::Result<Region> {
         let bytes = len
             .checked_mul(8)
             .ok_or_else(|| std::io::Error::other("table size overflows"))?;
-        // SAFETY: a fresh mapping of our own (anonymous, or of a file the caller opened read-
-        // write); the result is checked before use.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes.max(8),
-                libc::PROT_READ | libc::PROT_WRITE,
-                flags,
-                fd,
-                0,
-            )
-        };
+        // SAFETY: a fresh mapping of our own (anonymous, or of a file the caller opened with
+        // the access `prot` asks for); the result is checked before use.
+        let p = unsafe { libc::mmap(std::ptr::null_mut(), bytes.max(8), prot, flags, fd, 0) };
         if p == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
@@ -70,8 +86,11 @@ impl Region {
     /// Ask the kernel to back the region with transparent huge pages (`MADV_HUGEPAGE`): one
     /// TLB entry per 2 MiB instead of per 4 KiB, which random keys over a large table miss
     /// constantly. Resident memory then grows in 2 MiB steps rather than page by page, so it
-    /// is an opt-in. Advice only: `Err` says the kernel declined (no THP support); for a file
-    /// the kernel's shmem setting (`shmem_enabled`, tmpfs `huge=`) decides whether it applies.
+    /// is an opt-in. Advice only: `Err` says the kernel declined (no THP support). Every
+    /// region is shared memory (an anonymous shared mapping, or a file), so the kernel's shmem
+    /// setting (`/sys/kernel/mm/transparent_hugepage/shmem_enabled`, or tmpfs `huge=` for a
+    /// file) decides whether huge pages are actually used: `advise`, `within_size` or `always`
+    /// honour the advice; `never` (a common default) ignores it, though the mapping is marked.
     #[cfg(not(loom))]
     pub(crate) fn advise_huge_pages(&self) -> std::io::Result<()> {
         // SAFETY: advice on exactly the range this region mapped; it changes no contents.
@@ -112,8 +131,9 @@ impl Region {
     pub(crate) fn words(&self) -> &[AtomicU64] {
         #[cfg(not(loom))]
         {
-            // SAFETY: `ptr` points to `len` words mapped read-write for the region's lifetime,
-            // and AtomicU64 has the layout of u64 with every bit pattern valid.
+            // SAFETY: `ptr` points to `len` words mapped for the region's lifetime (read-write,
+            // or read-only for a file attached read-only, where the caller only loads), and
+            // AtomicU64 has the layout of u64 with every bit pattern valid.
             unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
         }
         #[cfg(loom)]
@@ -126,7 +146,7 @@ impl Region {
 #[cfg(not(loom))]
 impl Drop for Region {
     fn drop(&mut self) {
-        // SAFETY: unmapping the mapping made in `private`, with the same length.
+        // SAFETY: unmapping the mapping made in `map`, with the same length.
         unsafe {
             libc::munmap(
                 self.ptr.as_ptr() as *mut libc::c_void,
