@@ -121,7 +121,7 @@ impl fmt::Display for Error {
                     }
                     std::io::ErrorKind::PermissionDenied => write!(
                         f,
-                        " (table files are mode 0600: open them as the user who made them)"
+                        " (open it as a user its mode lets read and write; a read-only attach, as `sluice stat` and `peek` make, needs read permission only)"
                     ),
                     _ => Ok(()),
                 }
@@ -137,7 +137,7 @@ impl fmt::Display for Error {
             ),
             Error::NoTable { path } => write!(
                 f,
-                "no table file at {}, and no policy was given to create one",
+                "no table file at {}, and no policy was given to create one (a read-only attach never creates one)",
                 path.display()
             ),
             Error::NotATable { path, why } => write!(

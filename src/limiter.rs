@@ -129,9 +129,11 @@ impl LimiterBuilder {
     /// Checks of many distinct keys spread over a large table miss the TLB on nearly every
     /// lookup; with 2 MiB pages they mostly do not (BENCHMARKS.md measures it). The price:
     /// resident memory grows in 2 MiB steps as keys arrive, up to the whole table, instead
-    /// of 4 KiB at a time. Advice only, as the kernel takes it: a kernel without transparent
-    /// huge pages ignores it, and for a table file the kernel's shmem setting
-    /// (`/sys/kernel/mm/transparent_hugepage/shmem_enabled`, or tmpfs `huge=`) decides.
+    /// of 4 KiB at a time. Advice only, as the kernel takes it: every table is shared memory
+    /// (a private one too, so that processes forked after opening share it), so the kernel's
+    /// shmem setting decides (`/sys/kernel/mm/transparent_hugepage/shmem_enabled`: `advise`,
+    /// `within_size` or `always` honour the advice; at `never`, a common default, no huge page
+    /// is used; for a file on tmpfs, its `huge=` option).
     pub fn huge_pages(mut self, on: bool) -> Self {
         self.huge_pages = on;
         self
