@@ -67,7 +67,7 @@ fn per_key<T>(build: impl FnOnce() -> T) -> (f64, T) {
 fn main() {
     println!("sluice (fixed by the policy; the table is one mapping, not the heap):");
     for (name, policy) in [
-        ("default policy (SPEC §1)", DEFAULT_POLICY.to_string()),
+        ("default policy", DEFAULT_POLICY.to_string()),
         ("global 10/1s", "global 10/1s".to_string()),
         ("global 300/1m", "global 300/1m".to_string()),
     ] {

@@ -12,7 +12,7 @@ use crate::table::layout::{layout_for, policy_fingerprint, stat};
 use crate::table::{Found, KeyHash, Table};
 use crate::time::{ceil_secs, Clock, SystemClock, MAX_TIME_MS};
 
-/// Table-wide and per-rule counts (SPEC §4).
+/// Table-wide and per-rule counts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Most live keys the table holds.
@@ -91,7 +91,7 @@ impl LimiterBuilder {
         }
     }
 
-    /// The policy (the language of SPEC §2). Required for a private table and for creating a
+    /// The policy (the policy language of docs/semantics.md). Required for a private table and for creating a
     /// file; when attaching to an existing file, it must be the file's policy (compared rule by
     /// rule, so comments and spelling do not matter), or the open fails and the file is left
     /// as it is. Without it, a file is attached with the policy stored in it.
@@ -257,7 +257,7 @@ fn check_time(now: i64) -> Result<i64, Error> {
 }
 
 impl Limiter {
-    /// A limiter for `policy` (the language of SPEC §2) in private memory, with the system
+    /// A limiter for `policy` (the policy language of docs/semantics.md) in private memory, with the system
     /// clock and a random hash secret.
     pub fn open(policy: &str) -> Result<Limiter, Error> {
         Limiter::builder(policy).open()

@@ -1,4 +1,4 @@
-//! The policy language (SPEC §2): parsing, validation and the shipped default policy.
+//! The policy language (docs/semantics.md): parsing, validation and the shipped default policy.
 //!
 //! One directive per line, `#` starts a comment, blank lines are ignored:
 //!
@@ -12,8 +12,8 @@
 use std::collections::HashMap;
 use std::fmt;
 
-/// The default policy that ships with sluice: the limits of the API document the project was
-/// created from (SPEC §1). The same text is in `policies/default.policy`.
+/// The default policy that ships with sluice: per-client limits of the kind the project was made for,
+/// an HTTP API with route categories. The same text is in `policies/default.policy`.
 pub const DEFAULT_POLICY: &str = include_str!("../policies/default.policy");
 
 /// Largest `N` of a rule and `F` of a lockout.
@@ -536,7 +536,7 @@ impl WhenFull {
 }
 
 impl Policy {
-    /// Parses and validates a policy (SPEC §2). On failure the error names the 1-based line and
+    /// Parses and validates a policy. On failure the error names the 1-based line and
     /// column (in characters) of the offending token and says what was expected and what was
     /// found; an unexpected end of line points just past the line's last token, and a duplicate
     /// directive points at the start of the directive. Never panics.
@@ -923,7 +923,7 @@ mod tests {
 
     #[test]
     fn spelled_out_unit_reports_both_words() {
-        // The example of SPEC §2: `line 3, column 12: expected a duration such as 1m or 30s,
+        // The error message docs/semantics.md shows, on line 3: `line 3, column 12: expected a duration such as 1m or 30s,
         // found "1 minute"`.
         let text = "# comment\n# comment\nglobal     300/1 minute\n";
         let e = Policy::parse(text).unwrap_err();

@@ -1,4 +1,4 @@
-//! Worked examples of SPEC §3, one behaviour per test, with the numbers a client would see.
+//! Worked examples of docs/semantics.md, one behaviour per test, with the numbers a client would see.
 
 use sluice::{Category, Error, HeaderStyle, Limiter, Status, DEFAULT_POLICY};
 

@@ -1,4 +1,4 @@
-//! Tables shared through a file (SPEC §4): many processes, one set of limits, state
+//! Tables shared through a file: many processes, one set of limits, state
 //! that survives restarts and crashes, and files that are refused without being touched.
 //!
 //! Child processes are this test binary run again with `SLUICE_CHILD` set: the `child` test

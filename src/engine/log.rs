@@ -1,5 +1,5 @@
 //! The exact sliding-window log of one key and one rule: a ticket counter and a ring of the
-//! last N logged timestamps, updated lock-free (SPEC §3, §5; ARCHITECTURE.md has the proof).
+//! last N logged timestamps, updated lock-free (ARCHITECTURE.md §4 has the protocol and the proof).
 //!
 //! Words (all `AtomicU64`, all inside the table region):
 //!

@@ -186,7 +186,7 @@ pub(crate) fn admission(
         status: Status::Passed,
         limit,
         remaining: limit.saturating_sub(in_window),
-        // Both spans are a timestamp of the table plus at most a window (SPEC bounds both).
+        // Both spans are a timestamp of the table plus at most a window (the time range and the longest window bound both).
         reset: ceil_secs_bounded(reset_ms),
         reset_after: ceil_secs_bounded(reset_ms - now) as u32,
         retry_after: 0,

@@ -1,4 +1,4 @@
-//! Tables in files (SPEC §4): created once, attached by every other process, and never
+//! Tables in files: created once, attached by every other process, and never
 //! changed unless they check out.
 //!
 //! **Creating** is race-free without locks: a new table is built complete in a private

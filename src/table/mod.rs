@@ -1,4 +1,4 @@
-//! The table: header, statistics, the index of key fingerprints and the slots (SPEC §4).
+//! The table: header, statistics, the index of key fingerprints and the slots.
 //!
 //! **Index word** of a slot (one `AtomicU64` per slot, contiguous, so a key's neighbourhood of
 //! 16 positions is two cache lines):

@@ -1,5 +1,5 @@
 #![allow(dead_code)]
-//! The serial reference model of SPEC §3 and §4, written for clarity, not speed: the oracle
+//! The serial reference model of docs/semantics.md, written for clarity, not speed: the oracle
 //! of `tests/model.rs` and of the `ops` fuzz target.
 //!
 //! The model keeps, per key and rule, a `VecDeque` of every logged timestamp and counts the
