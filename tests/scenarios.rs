@@ -291,3 +291,22 @@ fn ties_go_to_the_rule_first_in_the_policy_even_after_a_global_one() {
     assert_eq!((d.allowed, d.rule), (false, Some(0)));
     assert_eq!(l.peek_at("new", write, 1_002).unwrap().rule, Some(0));
 }
+
+#[test]
+fn a_peek_of_a_strict_refusal_says_what_the_check_says() {
+    // `global 2/10s strict`: requests at 0 s and 1 s; at 2 s a check is refused and logged,
+    // so it frees up 10 s after the 1 s request; a peek at that instant must say the same.
+    for policy in [
+        "global 2/10s strict",
+        "global 2/10s strict dry-run\nglobal 5/1m",
+    ] {
+        let l = Limiter::open(policy).unwrap();
+        let g = Category::GLOBAL;
+        let t = 1_700_000_000_000;
+        l.check_at("k", g, t).unwrap();
+        l.check_at("k", g, t + 1_000).unwrap();
+        let peek = l.peek_at("k", g, t + 2_000).unwrap();
+        let check = l.check_at("k", g, t + 2_000).unwrap();
+        assert_eq!(peek, check, "{policy}");
+    }
+}

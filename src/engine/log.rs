@@ -411,6 +411,36 @@ impl<'a> SlidingLog<'a> {
         self.summary_below(tk + 1, idx, lap, gen, t, (2, prev_ts), false)
     }
 
+    /// The window a strict rule that refuses on `obs` would have once the refused request
+    /// were logged at the next ticket, without logging it (what a peek reports, so that it
+    /// says what a check would): all of the last N are then in the window, and the oldest
+    /// of them, the new N-th most recent, is the one logged N - 1 tickets before.
+    pub(crate) fn refusal_if_logged(&self, obs: &Observed, t: i64) -> Summary {
+        let n = self.n();
+        let gen = counter_gen(obs.counter);
+        let back = n - 1;
+        let oldest = if back == 0 {
+            Some(t)
+        } else {
+            let (idx, lap) = if back <= obs.idx {
+                (obs.idx - back, obs.lap)
+            } else {
+                (obs.idx + n - back, (obs.lap + LAP_MASK) & LAP_MASK)
+            };
+            let e = self.ring[idx as usize].load(Ordering::Acquire);
+            if entry_gen(e) == gen && entry_lap(e) == lap {
+                entry_ts(e)
+            } else {
+                None
+            }
+        };
+        Summary {
+            in_window: n as u32,
+            oldest_in_window: oldest,
+            nth_ts: oldest,
+        }
+    }
+
     /// Is the request logged `d - 1` tickets before the one `obs` claimed (`d = 1` is that
     /// one) inside the window at `t`? With the log in time order, that is exactly "at least
     /// `d` of the requests [`SlidingLog::claimed_summary`] counts are in the window", in one probe:

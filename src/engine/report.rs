@@ -41,10 +41,11 @@ pub(crate) fn refused_report(rules: &[Rule<'_>], now: i64, op: Op) -> Decision {
     let mut best: Option<Decision> = None;
     for r in rules.iter().filter(|r| !r.obs.admit && !r.wl.dry_run) {
         // After a strict rule logged this refusal, what frees it is the new N-th entry.
-        let s = if op == Op::Check && r.wl.strict {
-            r.log.summarize(now)
-        } else {
-            Summary::of_refusal(r.wl.limit, r.obs.nth_ts)
+        // A peek reports what the check would: as if the refusal had been logged too.
+        let s = match (op, r.wl.strict) {
+            (Op::Check, true) => r.log.summarize(now),
+            (Op::Peek, true) => r.log.refusal_if_logged(&r.obs, now),
+            (_, false) => Summary::of_refusal(r.wl.limit, r.obs.nth_ts),
         };
         let d = refusal(r.wl.limit, r.wl.window_ms, r.wl.rule, &s, now);
         if best.is_none_or(|b| d.retry_after > b.retry_after) {
@@ -59,7 +60,12 @@ pub(crate) fn refused_report(rules: &[Rule<'_>], now: i64, op: Op) -> Decision {
 /// the numbers are computed as if it were.
 pub(crate) fn admitted_report(rules: &[Rule<'_>], now: i64, logged: bool) -> Decision {
     if let Some(r) = rules.iter().find(|r| !r.obs.admit) {
-        let s = r.log.summarize(now);
+        // A check logged the would-be refusal of a strict dry-run rule; a peek reports as if.
+        let s = if !logged && r.wl.strict {
+            r.log.refusal_if_logged(&r.obs, now)
+        } else {
+            r.log.summarize(now)
+        };
         let mut d = refusal(r.wl.limit, r.wl.window_ms, r.wl.rule, &s, now);
         d.allowed = true;
         d.status = Status::DryRunLimited;

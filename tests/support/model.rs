@@ -283,7 +283,8 @@ impl Model {
                 if a {
                     continue;
                 }
-                if record && strict {
+                // (`k` is a copy, kept only by a check: a peek reports as if logged.)
+                if strict {
                     k.logs[r].push_back(t);
                 }
                 if dry {
@@ -308,10 +309,10 @@ impl Model {
         for (&r, &a) in rules.iter().zip(&admits) {
             let (n, w, strict, _) = self.window(r);
             if !a {
+                if strict {
+                    k.logs[r].push_back(t);
+                }
                 if record {
-                    if strict {
-                        k.logs[r].push_back(t);
-                    }
                     self.dry[r] += 1;
                 }
                 if dry.is_none() {
