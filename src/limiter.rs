@@ -5,8 +5,8 @@ use crate::hash::{hash_key, random_secret};
 use std::path::{Path, PathBuf};
 
 use crate::engine::report::Op;
+use crate::engine::{Answer, Moved, MAX_ATTEMPTS};
 use crate::engine::{Category, Decision, Status, Unlock};
-use crate::engine::{Moved, MAX_ATTEMPTS, NO_REPORT, REPORT};
 use crate::policy::{Policy, WhenFull};
 use crate::table::layout::{layout_for, policy_fingerprint, stat};
 use crate::table::{Found, KeyHash, Table};
@@ -402,7 +402,7 @@ impl Limiter {
     ) -> Result<Decision, Error> {
         self.writable()?;
         let kh = self.resolve(key.as_ref(), category, now_ms)?;
-        Ok(self.decide::<REPORT>(&kh, category.0, now_ms, Op::Check))
+        Ok(self.decide::<Decision>(&kh, category.0, now_ms, Op::Check))
     }
 
     /// [`Limiter::check`] answering only whether the request may go ahead: the same
@@ -431,9 +431,7 @@ impl Limiter {
     ) -> Result<bool, Error> {
         self.writable()?;
         let kh = self.resolve(key.as_ref(), category, now_ms)?;
-        Ok(self
-            .decide::<NO_REPORT>(&kh, category.0, now_ms, Op::Check)
-            .allowed)
+        Ok(self.decide::<bool>(&kh, category.0, now_ms, Op::Check))
     }
 
     /// Check many requests at one instant, writing `out[i]` for `requests[i]`. Every request
@@ -494,7 +492,7 @@ impl Limiter {
                 }
             }
             for (((_, category), kh), d) in reqs.iter().zip(hashes.iter()).zip(outs.iter_mut()) {
-                *d = self.decide::<REPORT>(kh, category.0, now_ms, Op::Check);
+                *d = self.decide::<Decision>(kh, category.0, now_ms, Op::Check);
             }
         }
         Ok(())
@@ -535,7 +533,7 @@ impl Limiter {
         now_ms: i64,
     ) -> Result<Decision, Error> {
         let kh = self.resolve_outlined(key.as_ref(), category, now_ms)?;
-        Ok(self.decide::<REPORT>(&kh, category.0, now_ms, Op::Peek))
+        Ok(self.decide::<Decision>(&kh, category.0, now_ms, Op::Peek))
     }
 
     /// Record a failed attempt (a wrong password) of `key` in `category`, which must have a
@@ -674,7 +672,7 @@ impl Limiter {
 
     // ---- one pass: the table finds the slot, the engine decides, the stats are counted --
 
-    fn decide<const R: bool>(&self, kh: &KeyHash, cat: usize, now: i64, op: Op) -> Decision {
+    fn decide<A: Answer>(&self, kh: &KeyHash, cat: usize, now: i64, op: Op) -> A {
         let t = &self.table;
         let found = match op {
             Op::Check => t.find_or_insert(kh, now),
@@ -682,19 +680,19 @@ impl Limiter {
         };
         match found {
             Found::Slot(pos) => {
-                let (d, tally) = t.engine.decide::<R>(t.slot(pos), cat, now, op);
+                let (a, tally) = t.engine.decide::<A>(t.slot(pos), cat, now, op);
                 t.count(cat, tally);
-                d
+                a
             }
-            Found::Absent | Found::Busy if op == Op::Peek => t.engine.fresh(cat, now),
+            Found::Absent | Found::Busy if op == Op::Peek => A::of(t.engine.fresh(cat, now)),
             Found::Absent | Found::Busy => {
                 let (d, tally) = t.engine.contended(cat, now, op);
                 t.count(cat, tally);
-                d
+                A::of(d)
             }
             Found::Full => {
                 t.count_table(stat::FULL);
-                self.full(now)
+                A::of(self.full(now))
             }
         }
     }

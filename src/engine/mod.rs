@@ -295,15 +295,15 @@ impl Engine {
     // ---- decisions -------------------------------------------------------------------
 
     /// A check (which records) or a peek (which does not) of category `cat` at `now`.
-    /// `R`: build the whole report ([`REPORT`]), or only `allowed` and `status`.
+    /// `A`: the whole [`Decision`], or only whether the request may go ahead ([`Answer`]).
     #[inline(always)]
-    pub(crate) fn decide<const R: bool>(
+    pub(crate) fn decide<A: Answer>(
         &self,
         state: &[AtomicU64],
         cat: usize,
         now: i64,
         op: Op,
-    ) -> (Decision, Tally) {
+    ) -> (A, Tally) {
         if op == Op::Check {
             self.touch(state, now);
         }
@@ -312,17 +312,17 @@ impl Engine {
             let lo = &self.layout.lockouts[li];
             if let Some(until) = lockout::active(state[lo.lock].load(Ordering::Acquire), now) {
                 let tally = Tally(u64::from(op == Op::Check) << Tally::LOCKED);
-                return (locked(lo, until, now), tally);
+                return (A::of(locked(lo, until, now)), tally);
             }
         }
         // The per-rule state lives on the stack, sized to the category: a one-rule category
         // does not build, zero and walk fifteen unused entries on every check.
         match cl.windows.len() {
-            0 => (no_rule(now), Tally::default()),
-            1 if op == Op::Check => self.check_one_rule::<R>(state, cat, now),
-            1 => self.decide_windows::<1, R>(state, cat, now, op),
-            2..=4 => self.decide_windows::<4, R>(state, cat, now, op),
-            _ => self.decide_windows::<MAX_RULES_PER_CATEGORY, R>(state, cat, now, op),
+            0 => (A::of(no_rule(now)), Tally::default()),
+            1 if op == Op::Check => self.check_one_rule::<A>(state, cat, now),
+            1 => self.decide_windows::<1, A>(state, cat, now, op),
+            2..=4 => self.decide_windows::<4, A>(state, cat, now, op),
+            _ => self.decide_windows::<MAX_RULES_PER_CATEGORY, A>(state, cat, now, op),
         }
     }
 
@@ -331,34 +331,33 @@ impl Engine {
     /// that refuses (or a dry-run rule that would) goes to the general path, which reads
     /// again and decides from that read.
     #[inline]
-    fn check_one_rule<const R: bool>(
-        &self,
-        state: &[AtomicU64],
-        cat: usize,
-        now: i64,
-    ) -> (Decision, Tally) {
+    fn check_one_rule<A: Answer>(&self, state: &[AtomicU64], cat: usize, now: i64) -> (A, Tally) {
         let w = self.layout.categories[cat].windows[0];
         let wl = &self.layout.windows[w];
         let log = self.window_log(state, w);
         for _ in 0..MAX_ATTEMPTS {
             let Ok(obs) = log.observe(now) else {
-                return self.contended(cat, now, Op::Check);
+                let (d, tally) = self.contended(cat, now, Op::Check);
+                return (A::of(d), tally);
             };
             if !obs.admit {
                 if wl.strict || wl.dry_run {
-                    return self.decide_windows::<1, R>(state, cat, now, Op::Check);
+                    return self.decide_windows::<1, A>(state, cat, now, Op::Check);
                 }
                 let tally = Tally::window(Tally::LIMITED, 0);
-                if !R {
-                    return (verdict(false), tally);
+                if !A::REPORTS {
+                    return (A::verdict(false), tally);
                 }
                 let s = Summary::of_refusal(wl.limit, obs.nth_ts);
-                return (refusal(wl.limit, wl.window_ms, wl.rule, &s, now), tally);
+                return (
+                    A::of(refusal(wl.limit, wl.window_ms, wl.rule, &s, now)),
+                    tally,
+                );
             }
             if log.claim(&obs, now).is_ok() {
                 let tally = Tally::window(Tally::PASSED, 0);
-                if !R {
-                    return (verdict(true), tally);
+                if !A::REPORTS {
+                    return (A::verdict(true), tally);
                 }
                 let s = log.claimed_summary(&obs, now);
                 let d = admission(
@@ -369,10 +368,11 @@ impl Engine {
                     s.oldest_in_window,
                     now,
                 );
-                return (d, tally);
+                return (A::of(d), tally);
             }
         }
-        self.contended(cat, now, Op::Check)
+        let (d, tally) = self.contended(cat, now, Op::Check);
+        (A::of(d), tally)
     }
 
     /// The window rules of category `cat` (at most `K`, at least one) decide a request on
@@ -380,13 +380,13 @@ impl Engine {
     /// claim every admitting rule in policy order, and on a lost race give back what was
     /// claimed and decide again from fresh reads.
     #[inline(never)]
-    fn decide_windows<const K: usize, const R: bool>(
+    fn decide_windows<const K: usize, A: Answer>(
         &self,
         state: &[AtomicU64],
         cat: usize,
         now: i64,
         op: Op,
-    ) -> (Decision, Tally) {
+    ) -> (A, Tally) {
         let windows = &self.layout.categories[cat].windows;
         let rule = |w: usize| Rule {
             log: self.window_log(state, w),
@@ -402,7 +402,8 @@ impl Engine {
             let mut refused = false;
             for r in rules.iter_mut() {
                 let Ok(obs) = r.log.observe(now) else {
-                    return self.contended(cat, now, op);
+                    let (d, tally) = self.contended(cat, now, op);
+                    return (A::of(d), tally);
                 };
                 r.obs = obs;
                 refused |= !obs.admit && !r.wl.dry_run;
@@ -419,13 +420,13 @@ impl Engine {
                         }
                     }
                 }
-                if !R {
-                    return (verdict(false), tally);
+                if !A::REPORTS {
+                    return (A::verdict(false), tally);
                 }
-                return (refused_report(rules, now, op), tally);
+                return (A::of(refused_report(rules, now, op)), tally);
             }
             if op == Op::Peek {
-                return (admitted_report(rules, now, false), tally);
+                return (A::of(admitted_report(rules, now, false)), tally);
             }
             for i in 0..rules.len() {
                 let r = &rules[i];
@@ -447,12 +448,13 @@ impl Engine {
                     tally.add(Tally::window(Tally::DRY_RUN_LIMITED, i));
                 }
             }
-            if !R {
-                return (verdict(true), tally);
+            if !A::REPORTS {
+                return (A::verdict(true), tally);
             }
-            return (admitted_report(rules, now, true), tally);
+            return (A::of(admitted_report(rules, now, true)), tally);
         }
-        self.contended(cat, now, op)
+        let (d, tally) = self.contended(cat, now, op);
+        (A::of(d), tally)
     }
 
     /// The decision for a key that holds nothing (a peek of a key the table does not hold):
@@ -642,10 +644,41 @@ fn clear_lock(lock: &AtomicU64, fence: &impl Fence) -> Result<u64, Lost> {
     }
 }
 
-/// `decide::<REPORT>` builds the whole decision; `decide::<NO_REPORT>` (for `allow`) decides,
-/// records and counts the same, and fills in only `allowed` and `status`.
-pub(crate) const REPORT: bool = true;
-pub(crate) const NO_REPORT: bool = false;
+/// What a decision answers: the whole [`Decision`], or (for `allow`) only whether the request
+/// may go ahead. Both decide, record and count the same; `bool` skips the report (the counting
+/// of windows for `remaining` and `reset`), and its answer travels in a register.
+pub(crate) trait Answer: Copy {
+    /// Whether the report is built.
+    const REPORTS: bool;
+    /// The answer without a report.
+    fn verdict(allowed: bool) -> Self;
+    /// The answer of a whole decision.
+    fn of(d: Decision) -> Self;
+}
+
+impl Answer for Decision {
+    const REPORTS: bool = true;
+    #[inline(always)]
+    fn verdict(allowed: bool) -> Decision {
+        verdict(allowed)
+    }
+    #[inline(always)]
+    fn of(d: Decision) -> Decision {
+        d
+    }
+}
+
+impl Answer for bool {
+    const REPORTS: bool = false;
+    #[inline(always)]
+    fn verdict(allowed: bool) -> bool {
+        allowed
+    }
+    #[inline(always)]
+    fn of(d: Decision) -> bool {
+        d.allowed
+    }
+}
 
 // ---- the public per-key engine --------------------------------------------------------------
 
@@ -818,7 +851,7 @@ impl KeyEngine {
         let cat = self.args(state, category, now_ms)?;
         Ok(self
             .engine
-            .decide::<REPORT>(&state.words, cat, now_ms, Op::Check)
+            .decide::<Decision>(&state.words, cat, now_ms, Op::Check)
             .0)
     }
 
@@ -832,7 +865,7 @@ impl KeyEngine {
         let cat = self.args(state, category, now_ms)?;
         Ok(self
             .engine
-            .decide::<REPORT>(&state.words, cat, now_ms, Op::Peek)
+            .decide::<Decision>(&state.words, cat, now_ms, Op::Peek)
             .0)
     }
 
