@@ -9,13 +9,18 @@
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L /* pthread_barrier_t, clock_gettime */
 #endif
+#ifndef _DEFAULT_SOURCE
+#define _DEFAULT_SOURCE /* setgroups, to drop privileges in a child */
+#endif
 
 /* Types are spelled with their struct tags (`struct sluice_decision`, not the typedef
  * `sluice_decision`): the tags work whichever way cbindgen is told to emit the structs. */
 #include "sluice.h"
 
 #include <limits.h>
+#include <grp.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -2042,12 +2047,204 @@ static void test_open_with(void) {
     CHECK_EQ(rmdir(dir), 0);
 }
 
+/* ---- table files: mode and read-only, as the file sees them ----------------------------- */
+
+/* The permission bits of `path`, or -1. */
+static int file_mode(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 ? (int)(st.st_mode & 07777) : -1;
+}
+
+/* Open `path` with options (flags, mode) and a small policy, or NULL; rc into *rc. */
+static struct sluice *open_file_with(const char *policy, const char *path, uint32_t flags,
+                                     uint32_t mode, int *rc, char *err, size_t err_cap) {
+    struct sluice_open_options o = options(flags, mode);
+    struct sluice *s = NULL;
+    *rc = sluice_open_with(policy, path, &o, &s, err, err_cap);
+    return *rc == SLUICE_OK ? s : NULL;
+}
+
+/* What a child that dropped to `nobody` (or, not root, a file it may only read) found, as bits
+ * of its exit status. */
+enum {
+    RO_READ_WRITE_REFUSED = 1,  /* a read-write open gave SLUICE_ERR_IO */
+    RO_OPENED = 2,              /* a read-only open succeeded */
+    RO_PEEK_WORKS = 4,          /* and its peek saw the table */
+    RO_CHECK_REFUSED = 8,       /* and its check was SLUICE_ERR_READ_ONLY */
+    RO_ALL = 15,
+};
+
+static int read_only_probe(const char *path) {
+    int found = 0;
+    char err[512];
+    struct sluice *s = NULL;
+    int rc = sluice_open(NULL, path, &s, err, sizeof err);
+    if (rc == SLUICE_ERR_IO) {
+        found |= RO_READ_WRITE_REFUSED;
+    } else {
+        fprintf(stderr, "read-write open by a reader: %d (%s)\n", rc, err);
+        sluice_close(s);
+    }
+    s = open_file_with(NULL, path, SLUICE_OPEN_READ_ONLY, 0, &rc, err, sizeof err);
+    if (s != NULL) {
+        found |= RO_OPENED;
+        struct sluice_decision d;
+        d.size = sizeof d;
+        if (sluice_peek(s, 0, KEY("k"), T0 + 1, &d) == SLUICE_OK && d.remaining == 3) {
+            found |= RO_PEEK_WORKS;
+        }
+        if (sluice_check(s, 0, KEY("k"), T0 + 1, &d) == SLUICE_ERR_READ_ONLY) {
+            found |= RO_CHECK_REFUSED;
+        }
+        sluice_close(s);
+    } else {
+        fprintf(stderr, "read-only open by a reader: %d (%s)\n", rc, err);
+    }
+    return found;
+}
+
+static void test_file_options(void) {
+    char dir[] = "/tmp/sluice-c-file-options-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    CHECK_EQ(chmod(dir, 0755), 0); /* so that `nobody` can reach the file below */
+    char path[256], err[512];
+    int rc;
+    snprintf(path, sizeof path, "%s/t.sluice", dir);
+    const char *policy = "global 5/1m\ncapacity 64";
+    const mode_t old_umask = umask(077);
+
+    /* mode 0 is 0600; a mode is the file's bits exactly, whatever the umask. */
+    struct sluice *s = open_file_with(policy, path, 0, 0, &rc, err, sizeof err);
+    CHECK_EQ(rc, SLUICE_OK);
+    sluice_close(s);
+    CHECK_EQ(file_mode(path), 0600);
+    CHECK_EQ(unlink(path), 0);
+    const uint32_t modes[] = {0640, 0660, 0644, 0666, 0400};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        s = open_file_with(policy, path, 0, modes[i], &rc, err, sizeof err);
+        CHECK_EQ(rc, SLUICE_OK);
+        sluice_close(s);
+        if (file_mode(path) != (int)modes[i]) {
+            fprintf(stderr, "created with mode 0%o under umask 077:\n", (unsigned)modes[i]);
+        }
+        CHECK_EQ(file_mode(path), (int)modes[i]);
+        CHECK_EQ(unlink(path), 0);
+    }
+    umask(old_umask);
+
+    /* An existing file keeps its own mode. */
+    s = open_file_with(policy, path, 0, 0640, &rc, err, sizeof err);
+    CHECK_EQ(rc, SLUICE_OK);
+    sluice_close(s);
+    CHECK_EQ(chmod(path, 0604), 0);
+    s = open_file_with(policy, path, 0, 0660, &rc, err, sizeof err);
+    CHECK_EQ(rc, SLUICE_OK);
+    sluice_close(s);
+    CHECK_EQ(file_mode(path), 0604);
+    CHECK_EQ(unlink(path), 0);
+
+    /* Read-only never creates: a missing file is an error, with or without a policy. */
+    s = open_file_with(policy, path, SLUICE_OPEN_READ_ONLY, 0, &rc, err, sizeof err);
+    CHECK_EQ(rc, SLUICE_ERR_NO_TABLE);
+    CHECK(s == NULL);
+    CHECK(access(path, F_OK) != 0);
+    sluice_close(s);
+    s = open_file_with(NULL, path, SLUICE_OPEN_READ_ONLY, 0, &rc, err, sizeof err);
+    CHECK_EQ(rc, SLUICE_ERR_NO_TABLE);
+    CHECK(access(path, F_OK) != 0);
+    sluice_close(s);
+    unlink(path); /* in case one of the opens above made it */
+
+    /* A read-only attach, peek and stats leave the file's bytes as they were. */
+    struct sluice *rw = open_file_with(policy, path, 0, 0644, &rc, err, sizeof err);
+    CHECK_EQ(rc, SLUICE_OK);
+    struct sluice_decision d;
+    d.size = sizeof d;
+    CHECK_EQ(sluice_check(rw, 0, KEY("k"), T0, &d), SLUICE_OK);
+    sluice_close(rw);
+    FILE *f = fopen(path, "rb");
+    CHECK(f != NULL);
+    static unsigned char before[1 << 20], after[1 << 20];
+    size_t n_before = f != NULL ? fread(before, 1, sizeof before, f) : 0;
+    if (f != NULL) {
+        fclose(f);
+    }
+    CHECK(n_before > 0 && n_before < sizeof before);
+    s = open_file_with(NULL, path, SLUICE_OPEN_READ_ONLY, 0, &rc, err, sizeof err);
+    CHECK_EQ(rc, SLUICE_OK);
+    CHECK_EQ(sluice_peek(s, 0, KEY("k"), T0 + 1, &d), SLUICE_OK);
+    CHECK_EQ(d.remaining, 3);
+    struct sluice_table_stats st;
+    st.size = sizeof st;
+    CHECK_EQ(sluice_stats(s, SLUICE_NOW, &st), SLUICE_OK);
+    sluice_close(s);
+    f = fopen(path, "rb");
+    size_t n_after = f != NULL ? fread(after, 1, sizeof after, f) : 0;
+    if (f != NULL) {
+        fclose(f);
+    }
+    CHECK(n_after == n_before && memcmp(before, after, n_before) == 0);
+
+    /* A user who may only read the file: a read-write open is refused (SLUICE_ERR_IO), a
+     * read-only one works. As root, in a child that drops to `nobody` (root may write any
+     * file, which would prove nothing); otherwise, in this process, on a file made 0444. */
+    if (geteuid() == 0) {
+        struct passwd *nobody = getpwnam("nobody");
+        CHECK(nobody != NULL);
+        if (nobody != NULL) {
+            uid_t uid = nobody->pw_uid;
+            gid_t gid = nobody->pw_gid;
+            /* The child's findings come back through a pipe, not its exit status (which a
+             * tool such as valgrind may replace with its own). */
+            int fds[2];
+            CHECK_EQ(pipe(fds), 0);
+            fflush(NULL);
+            pid_t child = fork();
+            CHECK(child >= 0);
+            if (child == 0) {
+                close(fds[0]);
+                unsigned char found = 0;
+                if (setgroups(0, NULL) == 0 && setgid(gid) == 0 && setuid(uid) == 0) {
+                    found = (unsigned char)read_only_probe(path);
+                } else {
+                    found = 100;
+                }
+                if (write(fds[1], &found, 1) != 1) {
+                    _exit(1);
+                }
+                close(fds[1]);
+                _exit(0);
+            }
+            close(fds[1]);
+            unsigned char byte = 0;
+            int found = read(fds[0], &byte, 1) == 1 ? byte : -1;
+            close(fds[0]);
+            int status = 0;
+            CHECK_EQ(waitpid(child, &status, 0), child);
+            CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+            if (found != RO_ALL) {
+                fprintf(stderr, "read-only probe as nobody found %d of %d\n", found, RO_ALL);
+            }
+            CHECK_EQ(found & RO_READ_WRITE_REFUSED, RO_READ_WRITE_REFUSED);
+            CHECK_EQ(found & RO_OPENED, RO_OPENED);
+            CHECK_EQ(found & RO_PEEK_WORKS, RO_PEEK_WORKS);
+            CHECK_EQ(found & RO_CHECK_REFUSED, RO_CHECK_REFUSED);
+        }
+    } else {
+        CHECK_EQ(chmod(path, 0444), 0);
+        CHECK_EQ(read_only_probe(path), RO_ALL);
+    }
+    CHECK_EQ(unlink(path), 0);
+    CHECK_EQ(rmdir(dir), 0);
+}
+
 int main(void) {
     test_version();
     test_strerror();
     test_open();
     test_open_flags();
     test_open_with();
+    test_file_options();
     test_sizes();
     test_shared_file();
     test_category();
