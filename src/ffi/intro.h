@@ -29,6 +29,8 @@
  *     default); from a newer caller, bytes past what this library knows must be zero (else
  *     SLUICE_ERR_UNSUPPORTED: an option this library cannot honour is refused, never
  *     silently dropped);
+ *   - a decision handed back to sluice_headers is read up to this library's fields; what
+ *     lies past them is ignored;
  *   - in an array (a batch), every request carries the same `size`, and the first
  *     decision's `size` is the size of every element of the decisions array.
  * A `size` smaller than the struct's first version (this header's, 0.2), 0, or not a
@@ -38,5 +40,6 @@
  *
  * Versions. SLUICE_VERSION is the header's, sluice_version() the library's. Before 1.0 a
  * minor version may change the ABI (0.2 added the size fields): use a library of the same
- * major.minor as the header. From 0.2 on, the size fields let a struct grow without that.
+ * major.minor as the header. From 0.2 on, a struct that grows is no longer a reason to
+ * change the ABI.
  */

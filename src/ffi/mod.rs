@@ -291,6 +291,8 @@ unsafe trait Growing: Copy {
     fn set_size(&mut self, n: usize);
 }
 
+// When a struct gets a field, its FIRST must stay its 0.2 size: give it here as the sum of
+// the 0.2 fields (or a constant per target), no longer `size_of`.
 macro_rules! sized {
     ($($t:ty),*) => {$(
         // SAFETY: each of these is repr(C) with `size: usize` first; FIRST is its 0.2 size.

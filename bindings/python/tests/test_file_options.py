@@ -7,7 +7,10 @@ nothing.
 
 import os
 import pwd
+import shutil
 import stat
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -94,9 +97,19 @@ def _probe(path):
     return found
 
 
-def test_a_user_who_may_only_read_the_file_opens_it_read_only(tmp_path):
-    os.chmod(tmp_path, 0o755)  # so that `nobody` can reach the file
-    path = tmp_path / "t.sluice"
+@pytest.fixture
+def world_reachable_dir():
+    """A directory `nobody` can reach (pytest's tmp_path lies under a 0700 directory)."""
+    d = tempfile.mkdtemp(prefix="sluice-py-read-only-")
+    os.chmod(d, 0o755)
+    try:
+        yield Path(d)
+    finally:
+        shutil.rmtree(d)
+
+
+def test_a_user_who_may_only_read_the_file_opens_it_read_only(world_reachable_dir):
+    path = world_reachable_dir / "t.sluice"
     with sluice.Limiter(POLICY, path=path, mode=0o644) as rw:
         rw.check("k", now_ms=T0)
     if os.geteuid() == 0:
