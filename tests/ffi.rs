@@ -112,7 +112,7 @@ fn growing_structs_start_with_size_and_end_with_their_last_field() {
 }
 
 /// A decision whose size was never set is refused before anything is recorded, and a set
-/// one comes back with `size` = the bytes written.
+/// one comes back with `size` = the bytes written. `Default` gives one with its size set.
 #[test]
 fn a_decision_without_its_size_is_refused_and_records_nothing() {
     unsafe {
@@ -127,15 +127,23 @@ fn a_decision_without_its_size_is_refused_and_records_nothing() {
             ),
             SLUICE_OK
         );
-        let mut d = sluice_decision::default();
-        assert_eq!(d.size, 0);
+        // `Default` sets the size (ready to pass); a C caller's `= {0}` does not.
+        assert_eq!(
+            sluice_decision::default().size,
+            size_of::<sluice_decision>()
+        );
+        let unset = sluice_decision {
+            size: 0,
+            ..Default::default()
+        };
+        let mut d = unset;
         let key = b"k";
         let t = 1_767_225_600_000;
         assert_eq!(
             sluice_check(h, 0, key.as_ptr().cast(), 1, t, &mut d),
             SLUICE_ERR_SIZE
         );
-        assert_eq!(d, sluice_decision::default());
+        assert_eq!(d, unset);
         d.size = size_of::<sluice_decision>() + 64;
         assert_eq!(
             sluice_check(h, 0, key.as_ptr().cast(), 1, t, &mut d),

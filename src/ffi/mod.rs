@@ -135,7 +135,7 @@ pub struct sluice {
 /// `sluice_check` went from 977.6 to 984.6 instructions, the caller's store of `size`
 /// included (+0.7 %).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct sluice_decision {
     /// Set by the caller to `sizeof(struct sluice_decision)`; on return, the bytes the library
     /// wrote (less than the caller's `sizeof` on an older library: fields past it are not
@@ -185,7 +185,7 @@ pub struct sluice_request {
 /// Grows (see "Structs that grow" above): set `size = sizeof(struct sluice_packed_request)`
 /// in every request.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct sluice_packed_request {
     /// Set by the caller to `sizeof(struct sluice_packed_request)`, the same in every request.
     pub size: usize,
@@ -204,7 +204,7 @@ pub struct sluice_packed_request {
 ///
 /// Grows (see "Structs that grow" above): set `size = sizeof(struct sluice_open_options)`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct sluice_open_options {
     /// Set by the caller to `sizeof(struct sluice_open_options)`.
     pub size: usize,
@@ -226,7 +226,7 @@ pub struct sluice_open_options {
 /// before the call; the library writes the fields that fit and sets `size` to the bytes it
 /// wrote.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct sluice_table_stats {
     /// Set by the caller to `sizeof(struct sluice_table_stats)`; on return, the bytes written.
     pub size: usize,
@@ -262,7 +262,7 @@ pub struct sluice_table_stats {
 /// before the call; the library writes the fields that fit and sets `size` to the bytes it
 /// wrote.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct sluice_rule_counts {
     /// Set by the caller to `sizeof(struct sluice_rule_counts)`; on return, the bytes written.
     pub size: usize,
@@ -300,6 +300,18 @@ macro_rules! sized {
             const FIRST: usize = std::mem::size_of::<$t>();
             fn set_size(&mut self, n: usize) {
                 self.size = n;
+            }
+        }
+
+        /// Every field zero (NULL for a pointer) but `size`, which is set to this struct's
+        /// size: ready to pass to the library, as a C caller's `x = {0}; x.size = sizeof x`.
+        impl Default for $t {
+            fn default() -> $t {
+                // SAFETY: every field is an integer or a raw pointer, for which all-zero
+                // bytes are a valid value (0, or NULL).
+                let mut value: $t = unsafe { std::mem::zeroed() };
+                value.size = std::mem::size_of::<$t>();
+                value
             }
         }
     )*};
@@ -428,17 +440,6 @@ unsafe fn element<T: Growing + Default>(
     }
     // SAFETY: as above.
     unsafe { take_sized(p, stride) }
-}
-
-impl Default for sluice_request {
-    fn default() -> sluice_request {
-        sluice_request {
-            size: 0,
-            category: 0,
-            key: std::ptr::null(),
-            key_len: 0,
-        }
-    }
 }
 
 impl From<Decision> for sluice_decision {
