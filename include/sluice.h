@@ -534,7 +534,8 @@ int sluice_reset(const struct sluice *s,
 // nothing, writes no decision, and writes the index of the first invalid request to
 // `*bad_request` (unless `bad_request` is NULL; it is written only then, an error detail
 // like `sluice_open`'s message). Set `size` in every request, and in `decisions[0]` (the
-// array's element size; the library sets every decision's `size` to the bytes it wrote).
+// array's element size; the library sets every decision's `size` to the bytes it wrote);
+// an unusable `decisions[0].size` is SLUICE_ERR_SIZE with `*bad_request` not written.
 // Both arrays are borrowed for the call; `decisions` must have room for `n`. `n` = 0 is
 // fine. Allocates nothing. Thread-safe.
 //
