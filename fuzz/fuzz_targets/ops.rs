@@ -173,7 +173,7 @@ fn ceil_secs(ms: i64) -> i64 {
     }
 }
 
-/// The header block SPEC §3 and `Limiter::headers` describe for a decision: the quota fields
+/// The header block the README and `Limiter::headers` describe for a decision: the quota fields
 /// of its rule (none without a rule, or when the key is locked: a lockout's numbers count
 /// failures, not requests), and `Retry-After` when refused.
 fn expected_headers(policy: &Policy, d: &sluice_decision, style: c_int) -> String {
