@@ -1,5 +1,6 @@
 //! Regenerates `include/sluice.h` from `src/ffi/` with cbindgen on every build, adding the
-//! version macros from Cargo.toml. The header is checked in; the test command fails when a
+//! header's opening comment (`src/ffi/intro.h`) and the version macros from Cargo.toml (so
+//! `SLUICE_VERSION_MINOR` is Cargo.toml's minor version: bump that to bump the header's). The header is checked in; the test command fails when a
 //! build changes it (`git diff --exit-code include/sluice.h`).
 
 use std::env;
@@ -24,8 +25,9 @@ fn main() {
             .unwrap_or(0)
     };
     let (major, minor, patch) = (next(), next(), next());
+    let intro = std::fs::read_to_string(dir.join("src/ffi/intro.h")).expect("src/ffi/intro.h");
     let macros = format!(
-        "#define SLUICE_VERSION \"{version}\"\n\
+        "{intro}\n#define SLUICE_VERSION \"{version}\"\n\
          #define SLUICE_VERSION_MAJOR {major}\n\
          #define SLUICE_VERSION_MINOR {minor}\n\
          #define SLUICE_VERSION_PATCH {patch}\n"

@@ -5,9 +5,55 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#define SLUICE_VERSION "0.1.0"
+/*
+ * sluice: an embedded, lock-free, exact sliding-window rate limiter (see README.md).
+ *
+ * Conventions. Every symbol starts with sluice_. A limiter is an opaque `struct sluice *`,
+ * made by sluice_open / sluice_open_with and freed by sluice_close (NULL is fine there).
+ * Functions return SLUICE_OK (0) or a negative SLUICE_ERR_* code; codes are grouped by tens
+ * and never renumbered. Out-parameters come last and are written only on success. A NULL
+ * argument is an error code, not a crash; no panic crosses into C (a caught one is
+ * SLUICE_ERR_PANIC). There is no thread-local "last error": detail goes into a buffer the
+ * caller passes. Every pointer argument is borrowed for the call only, unless its comment
+ * says who owns what. One handle may be shared by any number of threads.
+ *
+ * Structs that grow. sluice_decision, sluice_table_stats, sluice_rule_counts,
+ * sluice_request, sluice_packed_request and sluice_open_options begin with `size_t size`,
+ * which the caller sets to sizeof the struct as its header declares it:
+ *
+ *     struct sluice_decision d;
+ *     d.size = sizeof d;
+ *
+ * New fields are only ever appended after a struct's last byte (never in padding; no struct
+ * has tail padding), so each version of a struct is larger than the one before and `size`
+ * tells the library which version the caller was compiled with:
+ *   - a struct the library writes (decisions, stats) gets the fields that fit in the
+ *     caller's `size`, and `size` is set to the bytes written: a caller compiled against a
+ *     newer header, running on an older library, finds `size` smaller than its sizeof and
+ *     knows the fields past it were not written (they keep what the caller put there);
+ *   - a struct the library reads (options, batch requests) is read up to the caller's
+ *     `size`: fields an older caller lacks take their defaults (every field's zero is its
+ *     default); from a newer caller, bytes past what this library knows must be zero (else
+ *     SLUICE_ERR_UNSUPPORTED: an option this library cannot honour is refused, never
+ *     silently dropped);
+ *   - a decision handed back to sluice_headers is read up to this library's fields; what
+ *     lies past them is ignored;
+ *   - in an array (a batch), every request carries the same `size`, and the first
+ *     decision's `size` is the size of every element of the decisions array.
+ * A `size` smaller than the struct's first version (this header's, 0.2), 0, or not a
+ * multiple of the struct's alignment is SLUICE_ERR_SIZE, and nothing is done. The check
+ * costs a load and two compares per call; see the comment of sluice_decision for why a
+ * size field rather than reserved words.
+ *
+ * Versions. SLUICE_VERSION is the header's, sluice_version() the library's. Before 1.0 a
+ * minor version may change the ABI (0.2 added the size fields): use a library of the same
+ * major.minor as the header. From 0.2 on, a struct that grows is no longer a reason to
+ * change the ABI.
+ */
+
+#define SLUICE_VERSION "0.2.0"
 #define SLUICE_VERSION_MAJOR 0
-#define SLUICE_VERSION_MINOR 1
+#define SLUICE_VERSION_MINOR 2
 #define SLUICE_VERSION_PATCH 0
 
 
@@ -29,8 +75,15 @@
 // `now_ms` was neither SLUICE_NOW nor a Unix time in milliseconds from 0 to 2^42-2.
 #define SLUICE_ERR_TIME -5
 
-// An argument was out of range (an unknown header style, a rule index past the last rule).
+// An argument was out of range (an unknown header style, a rule index past the last rule,
+// unknown flag bits, a mode outside 0666, a batch request whose key lies outside the keys
+// buffer).
 #define SLUICE_ERR_ARGUMENT -6
+
+// A struct's `size` field is not one this library can use: not set (0 or garbage), smaller
+// than the struct's first version, or not a multiple of its alignment. Set it to `sizeof`
+// the struct before the call (see "Structs that grow" at the top of this header).
+#define SLUICE_ERR_SIZE -7
 
 // The policy text does not parse; the error buffer says which line and column.
 #define SLUICE_ERR_POLICY -10
@@ -48,7 +101,9 @@
 // reason: no such directory, permission denied, ...).
 #define SLUICE_ERR_IO -30
 
-// Not supported by this build of sluice.
+// Not supported by this build of sluice; also: an input struct larger than this library's
+// version of it has bytes set past the fields this library knows (an option from a newer
+// header that this library cannot honour; nothing was done).
 #define SLUICE_ERR_UNSUPPORTED -31
 
 // The file at the path is not a usable sluice table (too short, zeros, a bad magic number, a
@@ -74,13 +129,23 @@
 // Pass as `now_ms` to use the library's own clock (the system's wall clock).
 #define SLUICE_NOW INT64_MIN
 
-// `sluice_open_flags`: back the table with transparent huge pages (`madvise(MADV_HUGEPAGE)`).
+// `sluice_open_options.flags` (and `sluice_open_flags`): back the table with transparent
+// huge pages (`madvise(MADV_HUGEPAGE)`).
 // Checks of many distinct keys spread over a large table then miss the TLB far less often
 // (on the benchmark machine, random keys over a million live keys: 11-36 % faster), but
 // resident memory grows in 2 MiB steps as keys arrive, up to the whole table, instead of
 // 4 KiB at a time. Advice only: a kernel without transparent huge pages ignores it, and for
 // a table file the kernel's shmem setting decides. Flags are bits, never renumbered.
 #define SLUICE_OPEN_HUGE_PAGES 1
+
+// `sluice_open_options.flags`: attach to an existing table file for reading only. The file
+// is opened and mapped read-only, so a user who may only read it (an operator's dashboard,
+// a monitoring agent) can still inspect it: `sluice_peek`, `sluice_stats`,
+// `sluice_rule_stats`, `sluice_policy` and `sluice_headers` work; every call that would
+// record something (`sluice_check`, `sluice_allow`, `sluice_failure`, `sluice_success`,
+// `sluice_reset`, the batches) returns SLUICE_ERR_READ_ONLY and records nothing. A missing
+// file is an error, never created. Needs a path (SLUICE_ERR_ARGUMENT without one).
+#define SLUICE_OPEN_READ_ONLY 2
 
 // `sluice_decision.status`: admitted by every rule.
 #define SLUICE_STATUS_PASSED 0
@@ -105,13 +170,54 @@
 // when refused.
 #define SLUICE_HEADERS_IETF 1
 
-// A limiter: one table and its policy. Opaque; made by `sluice_open` (or
-// `sluice_open_flags`), freed by `sluice_close`. Safe to share between threads: every function taking a
-// `const sluice *` may be called concurrently.
+// A limiter: one table and its policy. Opaque; made by `sluice_open`, `sluice_open_with` (or
+// `sluice_open_flags`), freed by `sluice_close`. Safe to share between threads: every
+// function taking a `const sluice *` may be called concurrently.
 typedef struct sluice sluice;
 
+// Options of `sluice_open_with`. Zero-initialise it, set `size`, then the options wanted:
+// every field's zero is its default, so a field a caller's (older) header lacks is simply
+// the default.
+//
+// Grows (see "Structs that grow" above): set `size = sizeof(struct sluice_open_options)`.
+typedef struct sluice_open_options {
+  // Set by the caller to `sizeof(struct sluice_open_options)`.
+  size_t size;
+  // 0, or SLUICE_OPEN_HUGE_PAGES and/or SLUICE_OPEN_READ_ONLY (bits, or-ed). Unknown bits
+  // give SLUICE_ERR_ARGUMENT.
+  uint32_t flags;
+  // The permission bits a new table file is created with; 0 means 0600 (the creating user
+  // only). 0660 lets a group share it (nginx workers running as `www-data` and an
+  // application of the same group). Bits outside 0666 give SLUICE_ERR_ARGUMENT; the
+  // process umask does not apply; an existing file keeps its own mode. Needs a path, and
+  // means nothing with SLUICE_OPEN_READ_ONLY (which never creates): both are
+  // SLUICE_ERR_ARGUMENT.
+  uint32_t mode;
+} sluice_open_options;
+
 // The answer to a request, for its deciding rule (see README, "Semantics in short").
+//
+// Grows (see "Structs that grow" above): set `size = sizeof(struct sluice_decision)` before
+// passing it to `sluice_check`, `sluice_peek` or `sluice_failure` (for a batch: in the
+// array's first element); the library writes the fields that fit and sets `size` to the
+// bytes it wrote, so a decision reused for the next call needs no new assignment.
+//
+// Why a size field and not reserved words: reserved words fix the struct's size forever
+// and run out; a field added in them reads as 0 from an older library, which a caller
+// cannot tell from a real 0; and every caller pays for writing them on every call. A size
+// field lets a struct grow without end, tells a newer caller exactly which fields an older
+// library filled, and lets an older caller keep its smaller struct on a newer library (it
+// gets the fields it knows). The price is this one assignment by the caller (forgetting it
+// is SLUICE_ERR_SIZE on the first call, never a silent misreading) and, in the library, one
+// load of `size` (from the line about to be written), two compares and a branch per call.
+// Counted with callgrind (`tests/c/callgrind_check.c`, a one-rule policy): a whole
+// `sluice_check` went from 977.6 to 984.6 instructions, the caller's store of `size`
+// included (+0.7 %).
 typedef struct sluice_decision {
+  // Set by the caller to `sizeof(struct sluice_decision)`; on return, the bytes the library
+  // wrote (less than the caller's `sizeof` on an older library: fields past it are not
+  // written).
+  size_t size;
   // 1 if the request may go ahead, 0 if it must be refused (HTTP 429).
   uint8_t allowed;
   // One of SLUICE_STATUS_*.
@@ -122,29 +228,68 @@ typedef struct sluice_decision {
   uint32_t remaining;
   // Seconds until `reset`, rounded up (the IETF `t`).
   uint32_t reset_after;
-  // Unix seconds (rounded up) when `remaining` next grows; the lock's end when locked.
-  int64_t reset;
   // Whole seconds (at least 1) until this request would be admitted; 0 when allowed.
   uint32_t retry_after;
   // Index of the deciding rule in policy order, or -1 when no rule applies.
   int32_t rule;
+  // Unix seconds (rounded up) when `remaining` next grows; the lock's end when locked.
+  int64_t reset;
   // The deciding rule's window in milliseconds.
   int64_t window_ms;
 } sluice_decision;
 
-// One request of a batch: a category id (from `sluice_category`) and a key.
+// One request of `sluice_check_batch`: a category id (from `sluice_category`) and a key.
+//
+// Grows (see "Structs that grow" above): set `size = sizeof(struct sluice_request)` in every
+// request.
 typedef struct sluice_request {
+  // Set by the caller to `sizeof(struct sluice_request)`, the same in every request.
+  size_t size;
+  // A category id from `sluice_category`.
   int category;
   // The key's bytes (borrowed for the duration of the call; need not be NUL-terminated).
   const void *key;
+  // The key's length in bytes (1 to 65535).
   size_t key_len;
 } sluice_request;
 
+// One request of `sluice_check_packed`: a key given as a span of the call's keys buffer, and
+// a category id. It holds no pointer, so an array of them may live in memory that a garbage
+// collector moves or scans (Go's cgo rules forbid passing Go memory that holds Go pointers).
+//
+// Grows (see "Structs that grow" above): set `size = sizeof(struct sluice_packed_request)`
+// in every request.
+typedef struct sluice_packed_request {
+  // Set by the caller to `sizeof(struct sluice_packed_request)`, the same in every request.
+  size_t size;
+  // Where the key starts in the keys buffer (bytes from its start).
+  uint64_t key_offset;
+  // The key's length in bytes (1 to 65535); the key is
+  // `keys[key_offset .. key_offset + key_len]`, which must lie within the buffer.
+  uint32_t key_len;
+  // A category id from `sluice_category`.
+  int32_t category;
+} sluice_packed_request;
+
 // Table-wide counts, from `sluice_stats`.
+//
+// Grows (see "Structs that grow" above): set `size = sizeof(struct sluice_table_stats)`
+// before the call; the library writes the fields that fit and sets `size` to the bytes it
+// wrote.
 typedef struct sluice_table_stats {
+  // Set by the caller to `sizeof(struct sluice_table_stats)`; on return, the bytes written.
+  size_t size;
+  // Most live keys the table holds.
   uint64_t capacity;
+  // Keys that hold a slot now.
   uint64_t live_keys;
+  // Keys with an active lockout now.
   uint64_t locked_keys;
+  // Slots being claimed for a new key right now. A claim left by a process killed in the
+  // middle of one stays counted here until an install that needs its position takes it
+  // over (2 s after it was made): a number that stays above zero on an idle table is the
+  // trace of a killed process, and harmless.
+  uint64_t installing;
   // Slots taken from a key whose state still mattered.
   uint64_t evictions;
   // Slots taken from a key whose state had expired.
@@ -155,10 +300,19 @@ typedef struct sluice_table_stats {
   uint64_t bytes_per_key;
   // Rules and lockouts in the policy (indexes 0..rules for `sluice_rule_stats`).
   uint32_t rules;
+  // Categories in the policy (ids 0..categories for the per-request functions; `global`
+  // is 0).
+  uint32_t categories;
 } sluice_table_stats;
 
 // Counts of one rule or lockout, from `sluice_rule_stats`.
+//
+// Grows (see "Structs that grow" above): set `size = sizeof(struct sluice_rule_counts)`
+// before the call; the library writes the fields that fit and sets `size` to the bytes it
+// wrote.
 typedef struct sluice_rule_counts {
+  // Set by the caller to `sizeof(struct sluice_rule_counts)`; on return, the bytes written.
+  size_t size;
   // Requests this rule admitted (and the request was admitted).
   uint64_t passed;
   // Requests this rule refused; a check refused after losing races with other threads or
@@ -181,8 +335,9 @@ extern "C" {
 // `policy`: the policy text (NUL-terminated UTF-8), e.g. `sluice_default_policy()`.
 // `path`: NULL for a table in this process's private memory; otherwise the table file that
 // every process opening the same path shares (e.g. "/dev/shm/api.sluice"). A missing file is
-// created for `policy` (mode 0600, sparse); many processes may do so at the same moment and
-// all get the one table. An existing file is checked and attached: with a non-NULL `policy` it
+// created for `policy` (mode 0600, sparse; `sluice_open_with` takes another mode); many
+// processes may do so at the same moment and all get the one table. An existing file is
+// checked and attached: with a non-NULL `policy` it
 // must be the file's policy (else SLUICE_ERR_POLICY_MISMATCH, naming the rules that differ);
 // with a NULL `policy` the file's own policy is used. A file that is not a table gives
 // SLUICE_ERR_NOT_A_TABLE, another format SLUICE_ERR_FORMAT_VERSION, a missing file with a
@@ -195,6 +350,26 @@ extern "C" {
 // "1 minute"`).
 // All pointers are borrowed for the duration of the call only.
 //
+// Caveats of table files:
+// - Local file systems only: tmpfs (`/dev/shm`), ext4, xfs, btrfs. Never NFS, SMB, CIFS or a
+//   FUSE mount: processes on two machines mapping one file each see their own copy of its
+//   pages, so neither their limits nor their lockouts are shared, and the kernels' write-backs
+//   overwrite each other. Creating a file also needs hard links (`link(2)`).
+// - fork(): a handle of a table file keeps working in the child, which shares the table with
+//   the parent (the file is mapped `MAP_SHARED`): opening once before forking workers is
+//   fine. A private table (NULL `path`) becomes the child's own copy at the fork, and the
+//   parent and the child limit separately from then on. Parent and child each close their
+//   handle.
+// - Processes that die: a process killed at any instruction leaves no lock behind; its
+//   half-made install is taken over after 2 seconds (until then it is counted in
+//   `sluice_table_stats.installing`). Nothing needs cleaning up after a crash.
+// - The file lives until it is removed. A policy change is a new path: opening the old file
+//   with the new policy fails (SLUICE_ERR_POLICY_MISMATCH). Never truncate or rewrite a table
+//   file that processes have open.
+// - Permissions: the file is created 0600 by default, so processes sharing it run as one
+//   user; `sluice_open_with` takes a mode (0660 for a group) and SLUICE_OPEN_READ_ONLY for a
+//   user who may only read it.
+//
 // # Safety
 // `policy` and `path` are NULL or NUL-terminated strings; `out` is NULL or writable;
 // `err_buf` is NULL or points to `err_cap` writable bytes.
@@ -204,9 +379,37 @@ int sluice_open(const char *policy,
                 char *err_buf,
                 size_t err_cap);
 
-// Open a limiter as `sluice_open` does, with `flags`: 0, or SLUICE_OPEN_HUGE_PAGES. Bits this
-// library does not know give SLUICE_ERR_ARGUMENT (the error buffer names them), and nothing
-// is opened or created. Arguments, ownership and errors are otherwise those of `sluice_open`.
+// Open a limiter as `sluice_open` does, with options: `options` is NULL (the defaults:
+// `sluice_open`) or points to a `sluice_open_options` whose `size` is set (else
+// SLUICE_ERR_SIZE). Bad options give SLUICE_ERR_ARGUMENT (unknown flag bits, a mode outside
+// 0666, SLUICE_OPEN_READ_ONLY or a mode without a path, a mode with SLUICE_OPEN_READ_ONLY),
+// and options from a newer header that this library does not know, set to anything but
+// zero, SLUICE_ERR_UNSUPPORTED; the error buffer says which, and nothing is opened or
+// created. Arguments, ownership, errors and caveats are otherwise those of `sluice_open`;
+// `options` is borrowed for the call.
+//
+// ```c
+// struct sluice_open_options o = {0};
+// o.size = sizeof o;
+// o.mode = 0660;                        /* nginx workers and the app share a group */
+// rc = sluice_open_with(policy, "/dev/shm/api.sluice", &o, &s, err, sizeof err);
+// ```
+//
+// # Safety
+// As for `sluice_open`; `options` is NULL or points to a readable `sluice_open_options` of
+// at least its `size` bytes.
+int sluice_open_with(const char *policy,
+                     const char *path,
+                     const struct sluice_open_options *options,
+                     struct sluice **out,
+                     char *err_buf,
+                     size_t err_cap);
+
+// Open a limiter as `sluice_open` does, with `flags`: 0, or SLUICE_OPEN_HUGE_PAGES and/or
+// SLUICE_OPEN_READ_ONLY. Bits this library does not know give SLUICE_ERR_ARGUMENT (the error
+// buffer names them), and nothing is opened or created. Arguments, ownership and errors are
+// otherwise those of `sluice_open`. Kept for callers of 0.1; `sluice_open_with` has every
+// option.
 //
 // # Safety
 // As for `sluice_open`.
@@ -217,11 +420,14 @@ int sluice_open_flags(const char *policy,
                       char *err_buf,
                       size_t err_cap);
 
-// Free a limiter made by `sluice_open` or `sluice_open_flags`. NULL is fine (does nothing).
-// The handle must not be used afterwards, and no other thread may be using it during the call.
+// Free a limiter made by `sluice_open`, `sluice_open_with` or `sluice_open_flags`. NULL is
+// fine (does nothing). The handle must not be used afterwards, and no other thread may be
+// using it during the call. A table file stays (remove it with `unlink` when no process needs
+// it any more).
 //
 // # Safety
-// `s` is NULL or a handle from `sluice_open` or `sluice_open_flags` not yet closed.
+// `s` is NULL or a handle from `sluice_open`, `sluice_open_with` or `sluice_open_flags` not
+// yet closed.
 void sluice_close(struct sluice *s);
 
 // The id of the category called `name` (`"global"` is always 0): resolve each category once
@@ -235,12 +441,20 @@ int sluice_category(const struct sluice *s, const char *name);
 // May this request go ahead? Checks the key against every `global` rule and every rule of
 // `category` and records it if admitted, writing the decision to `*out`.
 // `key`/`key_len`: the client's key (1..=65535 bytes, borrowed for the call). `now_ms`: Unix
-// milliseconds, or SLUICE_NOW. Returns SLUICE_OK or a negative code (then `*out` is
-// untouched and nothing was recorded). Thread-safe and lock-free.
+// milliseconds, or SLUICE_NOW. `out`: a decision whose `size` the caller set to
+// `sizeof(struct sluice_decision)` (else SLUICE_ERR_SIZE); the library sets `out->size` to
+// the bytes it wrote. Returns SLUICE_OK or a negative code (then `*out` is untouched and
+// nothing was recorded). Thread-safe and lock-free.
+//
+// ```c
+// struct sluice_decision d;
+// d.size = sizeof d;                     /* once; the library keeps it set */
+// if (sluice_check(s, auth, ip, ip_len, SLUICE_NOW, &d) == SLUICE_OK && !d.allowed) ...
+// ```
 //
 // # Safety
 // `s` is NULL or a live handle; `key` is NULL or points to `key_len` readable bytes; `out`
-// is NULL or writable.
+// is NULL or points to a `sluice_decision` of at least its `size` writable bytes.
 int sluice_check(const struct sluice *s,
                  int category,
                  const void *key,
@@ -315,16 +529,23 @@ int sluice_reset(const struct sluice *s,
 
 // Check `n` requests at once (many keys, one call), all at `now_ms` (or SLUICE_NOW), writing
 // `decisions[i]` for `requests[i]`. Every request is validated first: if any is invalid
-// (NULL key, empty or too long key, unknown category) the call returns that error, records
+// (its `size` not the first request's, or that not a usable size: SLUICE_ERR_SIZE; a NULL
+// key, an empty or too long key, an unknown category) the call returns that error, records
 // nothing, writes no decision, and writes the index of the first invalid request to
 // `*bad_request` (unless `bad_request` is NULL; it is written only then, an error detail
-// like `sluice_open`'s message). Both arrays are borrowed for the call; `decisions` must
-// have room for `n`. `n` = 0 is fine. Allocates nothing. Thread-safe.
+// like `sluice_open`'s message). Set `size` in every request, and in `decisions[0]` (the
+// array's element size; the library sets every decision's `size` to the bytes it wrote);
+// an unusable `decisions[0].size` is SLUICE_ERR_SIZE with `*bad_request` not written.
+// Both arrays are borrowed for the call; `decisions` must have room for `n`. `n` = 0 is
+// fine. Allocates nothing. Thread-safe.
+//
+// Go and other hosts whose garbage-collected memory may not hold pointers passed to C:
+// `sluice_check_packed`.
 //
 // # Safety
 // `s` is NULL or a live handle; `requests` is NULL or points to `n` readable requests whose
 // keys point to `key_len` readable bytes; `decisions` is NULL or points to `n` writable
-// decisions; `bad_request` is NULL or writable.
+// decisions of `decisions[0].size` bytes each; `bad_request` is NULL or writable.
 int sluice_check_batch(const struct sluice *s,
                        const struct sluice_request *requests,
                        size_t n,
@@ -332,18 +553,52 @@ int sluice_check_batch(const struct sluice *s,
                        struct sluice_decision *decisions,
                        size_t *bad_request);
 
+// `sluice_check_batch` with no pointer in the request array: every key is a span of one
+// buffer, `keys` (`keys_len` bytes, keys back to back in any order; a span may be used by
+// several requests), and `requests[i]` names its key by `key_offset` and `key_len` and its
+// category by id. For hosts whose memory may not hold pointers handed to C (Go's cgo rules
+// forbid passing Go memory that holds Go pointers; a `[]byte` and a slice of these structs
+// hold none). Validation, errors, `bad_request`, the `size` fields, ownership and
+// allocation (none) are those of `sluice_check_batch`; a span outside the buffer is
+// SLUICE_ERR_ARGUMENT for that request; `keys` may not be NULL when `n` > 0.
+//
+// ```c
+// const char keys[] = "198.51.100.7" "203.0.113.9";
+// struct sluice_packed_request r[2] = {{sizeof r[0], 0, 12, 0}, {sizeof r[0], 12, 11, auth}};
+// struct sluice_decision d[2];
+// d[0].size = sizeof d[0];
+// size_t bad;
+// rc = sluice_check_packed(s, keys, sizeof keys - 1, r, 2, SLUICE_NOW, d, &bad);
+// ```
+//
+// # Safety
+// `s` is NULL or a live handle; `keys` is NULL or points to `keys_len` readable bytes;
+// `requests` is NULL or points to `n` readable requests; `decisions` is NULL or points to
+// `n` writable decisions of `decisions[0].size` bytes each; `bad_request` is NULL or
+// writable.
+int sluice_check_packed(const struct sluice *s,
+                        const void *keys,
+                        size_t keys_len,
+                        const struct sluice_packed_request *requests,
+                        size_t n,
+                        int64_t now_ms,
+                        struct sluice_decision *decisions,
+                        size_t *bad_request);
+
 // Format the response headers of `decision` as `Name: value\r\n` lines in `buf`.
 // `style`: SLUICE_HEADERS_X_RATELIMIT (the default style) or SLUICE_HEADERS_IETF.
 // Returns the length of the whole block in bytes, not counting a terminating NUL; if it is
 // less than `cap`, the block and a NUL were written; otherwise only a NUL at `buf[0]` (if
 // `cap` > 0), never a partial block — call again with at least the returned length + 1
 // bytes. `buf` may be NULL only when `cap` is 0 (to ask for the length).
-// Negative codes: SLUICE_ERR_NULL, SLUICE_ERR_ARGUMENT (unknown style or status).
-// Thread-safe; `decision` is borrowed for the call.
+// `decision`: one the library wrote (its `size` is set), or one made by hand with `size` set
+// to `sizeof(struct sluice_decision)`; fields past those this library knows are not read.
+// Negative codes: SLUICE_ERR_NULL, SLUICE_ERR_SIZE, SLUICE_ERR_ARGUMENT (unknown style or
+// status). Thread-safe; `decision` is borrowed for the call.
 //
 // # Safety
-// `s` is NULL or a live handle; `decision` is NULL or readable; `buf` is NULL or points to
-// `cap` writable bytes.
+// `s` is NULL or a live handle; `decision` is NULL or points to a `sluice_decision` of at
+// least its `size` readable bytes; `buf` is NULL or points to `cap` writable bytes.
 int sluice_headers(const struct sluice *s,
                    const struct sluice_decision *decision,
                    int style,
@@ -351,19 +606,25 @@ int sluice_headers(const struct sluice *s,
                    size_t cap);
 
 // Table-wide counts into `*out`, judging "locked" at `now_ms` (Unix milliseconds, or
-// SLUICE_NOW). Returns SLUICE_OK, SLUICE_ERR_NULL or SLUICE_ERR_TIME. Counts live and locked
-// keys by a scan of the table: for operators, not for the request path. Thread-safe.
+// SLUICE_NOW). Set `out->size` to `sizeof(struct sluice_table_stats)` first; the library
+// sets it to the bytes written. Returns SLUICE_OK, SLUICE_ERR_NULL, SLUICE_ERR_SIZE or
+// SLUICE_ERR_TIME. Counts live and locked keys by a scan of the table: for operators, not for
+// the request path. Works on a read-only table. Thread-safe.
 //
 // # Safety
-// `s` is NULL or a live handle; `out` is NULL or writable.
+// `s` is NULL or a live handle; `out` is NULL or points to a `sluice_table_stats` of at least
+// its `size` writable bytes.
 int sluice_stats(const struct sluice *s, int64_t now_ms, struct sluice_table_stats *out);
 
 // Counts of rule `rule` (0-based, policy order, as in `sluice_decision.rule`;
-// `sluice_table_stats.rules` says how many) into `*out`. Returns SLUICE_OK, SLUICE_ERR_NULL
-// or SLUICE_ERR_ARGUMENT (no such rule). Thread-safe.
+// `sluice_table_stats.rules` says how many) into `*out`. Set `out->size` to
+// `sizeof(struct sluice_rule_counts)` first; the library sets it to the bytes written.
+// Returns SLUICE_OK, SLUICE_ERR_NULL, SLUICE_ERR_SIZE or SLUICE_ERR_ARGUMENT (no such rule).
+// Thread-safe.
 //
 // # Safety
-// `s` is NULL or a live handle; `out` is NULL or writable.
+// `s` is NULL or a live handle; `out` is NULL or points to a `sluice_rule_counts` of at least
+// its `size` writable bytes.
 int sluice_rule_stats(const struct sluice *s, int32_t rule, struct sluice_rule_counts *out);
 
 // A static, NUL-terminated description of a return code (never NULL; owned by the library,
@@ -382,7 +643,7 @@ const char *sluice_policy(const struct sluice *s);
 // static NUL-terminated string owned by the library: pass it to `sluice_open`.
 const char *sluice_default_policy(void);
 
-// The library's version, e.g. "0.1.0" (static, NUL-terminated; compare with
+// The library's version, e.g. "0.2.0" (static, NUL-terminated; compare with
 // SLUICE_VERSION from the header to detect a header/library mismatch).
 const char *sluice_version(void);
 

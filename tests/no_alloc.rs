@@ -93,6 +93,7 @@ fn allow_and_batches_do_not_allocate_in_rust_or_through_the_c_abi() {
         .map(|i| {
             let k = &keys[i % 100];
             ffi::sluice_request {
+                size: std::mem::size_of::<ffi::sluice_request>(),
                 category: (i % 4) as i32,
                 key: k.as_ptr().cast(),
                 key_len: k.len(),
@@ -101,7 +102,24 @@ fn allow_and_batches_do_not_allocate_in_rust_or_through_the_c_abi() {
         .collect();
     let rust_reqs: Vec<(&str, sluice::Category)> =
         (0..64).map(|i| (keys[i % 100].as_str(), write)).collect();
+    // The same 150 requests with no pointer in them: spans of one buffer of the keys.
+    let mut packed_keys = Vec::new();
+    let packed: Vec<ffi::sluice_packed_request> = (0..150)
+        .map(|i| {
+            let k = &keys[i % 100];
+            let r = ffi::sluice_packed_request {
+                size: std::mem::size_of::<ffi::sluice_packed_request>(),
+                key_offset: packed_keys.len() as u64,
+                key_len: k.len() as u32,
+                category: (i % 4) as i32,
+            };
+            packed_keys.extend_from_slice(k.as_bytes());
+            r
+        })
+        .collect();
     let mut out = vec![ffi::sluice_decision::default(); reqs.len()];
+    out[0].size = std::mem::size_of::<ffi::sluice_decision>();
+    let mut packed_out = out.clone();
     let mut rust_out = vec![sluice::Decision::default(); rust_reqs.len()];
     let mut bad = usize::MAX;
     COUNTING.with(|c| c.set(true));
@@ -116,6 +134,21 @@ fn allow_and_batches_do_not_allocate_in_rust_or_through_the_c_abi() {
             ffi::sluice_check_batch(h, reqs.as_ptr(), reqs.len(), t, out.as_mut_ptr(), &mut bad)
         };
         assert_eq!(rc, ffi::SLUICE_OK);
+        // SAFETY: a live handle, the keys buffer, 150 readable requests and 150 writable
+        // decisions.
+        let rc = unsafe {
+            ffi::sluice_check_packed(
+                h,
+                packed_keys.as_ptr().cast(),
+                packed_keys.len(),
+                packed.as_ptr(),
+                packed.len(),
+                t,
+                packed_out.as_mut_ptr(),
+                &mut bad,
+            )
+        };
+        assert_eq!(rc, ffi::SLUICE_OK);
         let k = &keys[(n % 100) as usize];
         // SAFETY: a live handle and `k.len()` readable bytes.
         let rc = unsafe { ffi::sluice_allow(h, 2, k.as_ptr().cast(), k.len(), t) };
@@ -126,10 +159,12 @@ fn allow_and_batches_do_not_allocate_in_rust_or_through_the_c_abi() {
     // SAFETY: the handle from sluice_open, closed once.
     unsafe { ffi::sluice_close(h) };
     assert!(admitted > 0 && out.iter().any(|d| d.allowed != 0));
+    assert!(packed_out.iter().any(|d| d.allowed != 0));
+    assert!(packed_out.iter().all(|d| d.size == out[0].size));
     assert_eq!(
         after - before,
         0,
-        "{} allocations in allow / check_batch",
+        "{} allocations in allow / check_batch / check_packed",
         after - before
     );
 }

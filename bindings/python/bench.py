@@ -5,7 +5,7 @@ run: sluice's ``Limiter("global 300/1m").check(key)`` (library clock) and
 ``check(key, now_ms=...)`` (explicit time), ``allow(key)`` (the same decision as a bool, as
 ``hit`` answers, without the report), and `limits`' ``MovingWindowRateLimiter`` on its
 ``MemoryStorage`` with ``hit(RateLimitItemPerMinute(300), key)``. Prints the median time per
-call of each over several repeats, and the ratios (SPEC §8: sluice <= 1.5 us and >= 10x
+call of each over several repeats, and the ratios (the targets: sluice <= 1.5 us and >= 10x
 faster than `limits`).
 
 Usage (from the repository root)::
@@ -167,7 +167,7 @@ def main():
         print(f"limits / {name}: {lim / results[name]:.1f}x")
     for name in ("sluice check (library clock)", "sluice allow (library clock)"):
         verdict = results[name] <= 1.5e-6 and lim / results[name] >= 10
-        print(f"SPEC §8 (<= 1.5 us, >= 10x limits), {name}:", "met" if verdict else "not met")
+        print(f"target (<= 1.5 us, >= 10x limits), {name}:", "met" if verdict else "not met")
     print("(a bare ctypes call of libc abs():", f"{ctypes_floor() * 1e9:.0f} ns on this machine)")
     limiter.close()
     floor_limiter.close()

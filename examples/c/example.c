@@ -52,6 +52,7 @@ static void send_429(const struct sluice *limiter, const struct sluice_decision 
  * the library's wall clock). Returns 1 if the request may go ahead. */
 static int admit(const struct sluice *limiter, int category, const char *client, int64_t now_ms) {
     struct sluice_decision d;
+    d.size = sizeof d; /* the library needs it (the struct may grow; see sluice.h) */
     /* Keys are bytes: pass a pointer and a length (1 to 65535 bytes). */
     int rc = sluice_check(limiter, category, client, strlen(client), now_ms, &d);
     if (rc != SLUICE_OK) {
@@ -73,6 +74,7 @@ static int admit(const struct sluice *limiter, int category, const char *client,
  * locked out of `auth`. */
 static int wrong_password(const struct sluice *limiter, const char *client, int64_t now_ms) {
     struct sluice_decision d;
+    d.size = sizeof d;
     int rc = sluice_failure(limiter, g_auth, client, strlen(client), now_ms,
                             &d);
     if (rc != SLUICE_OK) {
@@ -95,9 +97,9 @@ int main(void) {
     }
 
     /* 1. Open the limiter with the shipped default policy (policies/default.policy; a real
-     *    server would read its own policy from a file). The second argument (a shared
-     *    table's file path) must be NULL in this version. On failure the message names the
-     *    policy's line and column. */
+     *    server would read its own policy from a file). The second argument is NULL: a
+     *    table in this process's memory (a path shares it with every process opening that
+     *    path). On failure the message names the policy's line and column. */
     struct sluice *limiter = NULL;
     char err[256];
     int rc = sluice_open(sluice_default_policy(), NULL, &limiter, err, sizeof err);

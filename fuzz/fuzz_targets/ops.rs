@@ -28,13 +28,15 @@ mod model;
 
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::fmt::Write as _;
+use std::mem::size_of;
 use std::ptr;
 
 use arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use model::{Model, Op};
 use sluice::ffi::{
-    self, sluice as Sluice, sluice_decision, sluice_request, sluice_rule_counts, sluice_table_stats,
+    self, sluice as Sluice, sluice_decision, sluice_packed_request, sluice_request,
+    sluice_rule_counts, sluice_table_stats,
 };
 use sluice::policy::Policy;
 use sluice::{Decision, MAX_TIME_MS};
@@ -130,6 +132,7 @@ fn policy_text(u: &mut Unstructured) -> Result<String> {
 /// `From<Decision>`).
 fn c_of(d: &Decision) -> sluice_decision {
     sluice_decision {
+        size: size_of::<sluice_decision>(),
         allowed: u8::from(d.allowed),
         status: d.status as u8,
         limit: d.limit,
@@ -145,6 +148,9 @@ fn c_of(d: &Decision) -> sluice_decision {
 /// An out-parameter filled with a pattern no call writes, to see whether a call wrote it.
 fn sentinel() -> sluice_decision {
     sluice_decision {
+        // A usable size (the library requires one), which a successful call writes back
+        // unchanged; every other field is a pattern no call writes.
+        size: size_of::<sluice_decision>(),
         allowed: 0xAA,
         status: 0xAA,
         limit: 0xAAAA_AAAA,
@@ -167,7 +173,7 @@ fn ceil_secs(ms: i64) -> i64 {
     }
 }
 
-/// The header block SPEC §3 and `Limiter::headers` describe for a decision: the quota fields
+/// The header block the README and `Limiter::headers` describe for a decision: the quota fields
 /// of its rule (none without a rule, or when the key is locked: a lockout's numbers count
 /// failures, not requests), and `Retry-After` when refused.
 fn expected_headers(policy: &Policy, d: &sluice_decision, style: c_int) -> String {
@@ -325,9 +331,13 @@ impl Run<'_> {
 
     fn counters(&self, what: &str) {
         for r in 0..self.model.policy.rules.len() {
-            let mut got = sluice_rule_counts::default();
+            let mut got = sluice_rule_counts {
+                size: size_of::<sluice_rule_counts>(),
+                ..Default::default()
+            };
             let rc = unsafe { ffi::sluice_rule_stats(self.h, r as i32, &mut got) };
             let want = sluice_rule_counts {
+                size: size_of::<sluice_rule_counts>(),
                 passed: self.model.passed[r],
                 limited: self.model.limited[r],
                 dry_run_limited: self.model.dry[r],
@@ -488,7 +498,10 @@ fn run(text: &str, u: &mut Unstructured) -> Result<()> {
     }
 
     // Table-wide counts, judging "locked" at the last step's time.
-    let mut st = sluice_table_stats::default();
+    let mut st = sluice_table_stats {
+        size: size_of::<sluice_table_stats>(),
+        ..Default::default()
+    };
     unsafe {
         assert_eq!(ffi::sluice_stats(run.h, run.t, &mut st), ffi::SLUICE_OK);
         assert_eq!(
@@ -500,6 +513,7 @@ fn run(text: &str, u: &mut Unstructured) -> Result<()> {
             ffi::SLUICE_ERR_NULL
         );
         let mut untouched = sluice_table_stats {
+            size: size_of::<sluice_table_stats>(),
             capacity: 77,
             ..Default::default()
         };
@@ -568,6 +582,7 @@ fn batch(run: &mut Run, u: &mut Unstructured) -> Result<()> {
     let mut reqs: Vec<sluice_request> = picks
         .iter()
         .map(|&(k, c)| sluice_request {
+            size: size_of::<sluice_request>(),
             category: c as c_int,
             key: KEYS[k].as_ptr().cast(),
             key_len: KEYS[k].len(),
@@ -600,17 +615,55 @@ fn batch(run: &mut Run, u: &mut Unstructured) -> Result<()> {
     } else {
         None
     };
-    run.note(format_args!("batch {picks:?} bad {bad:?}"));
+    // The same requests through sluice_check_packed, half the time: every key a span of one
+    // buffer (a NULL key becomes a span past the buffer's end: SLUICE_ERR_ARGUMENT).
+    let packed = u.arbitrary::<bool>()?;
+    let mut keys = Vec::new();
+    let mut spans = Vec::with_capacity(n);
+    for r in &reqs {
+        let (offset, len) = if r.key.is_null() {
+            (u64::MAX - u64::from(u.arbitrary::<u8>()?), 1)
+        } else {
+            // SAFETY: key_len readable bytes at key (a KEYS entry or TOO_LONG).
+            let key = unsafe { std::slice::from_raw_parts(r.key as *const u8, r.key_len) };
+            keys.extend_from_slice(key);
+            ((keys.len() - key.len()) as u64, key.len() as u32)
+        };
+        spans.push(sluice_packed_request {
+            size: size_of::<sluice_packed_request>(),
+            key_offset: offset,
+            key_len: len,
+            category: r.category,
+        });
+    }
+    let bad = match bad {
+        Some((i, ffi::SLUICE_ERR_NULL)) if packed => Some((i, ffi::SLUICE_ERR_ARGUMENT)),
+        other => other,
+    };
+    run.note(format_args!("batch {picks:?} bad {bad:?} packed {packed}"));
     let mut bad_index = usize::MAX;
     let rc = unsafe {
-        ffi::sluice_check_batch(
-            run.h,
-            reqs.as_ptr(),
-            n,
-            run.t,
-            out.as_mut_ptr(),
-            &mut bad_index,
-        )
+        if packed {
+            ffi::sluice_check_packed(
+                run.h,
+                keys.as_ptr().cast(),
+                keys.len(),
+                spans.as_ptr(),
+                n,
+                run.t,
+                out.as_mut_ptr(),
+                &mut bad_index,
+            )
+        } else {
+            ffi::sluice_check_batch(
+                run.h,
+                reqs.as_ptr(),
+                n,
+                run.t,
+                out.as_mut_ptr(),
+                &mut bad_index,
+            )
+        }
     };
     match bad {
         None => {
@@ -803,6 +856,7 @@ fn fault(run: &mut Run, u: &mut Unstructured, k: usize, c: usize) -> Result<()> 
 fn other_fault(run: &mut Run, u: &mut Unstructured, k: usize, c: usize) -> Result<()> {
     let nrules = run.model.policy.rules.len();
     let mut d = sluice_decision {
+        size: size_of::<sluice_decision>(),
         allowed: u.arbitrary::<u8>()?,
         status: u.int_in_range(0u8..=6)?,
         limit: u.arbitrary::<u32>()?,
@@ -851,6 +905,12 @@ fn other_fault(run: &mut Run, u: &mut Unstructured, k: usize, c: usize) -> Resul
             ffi::SLUICE_ERR_NULL,
             "headers of NULL",
         );
+        let unsized_d = sluice_decision { size: 0, ..d };
+        run.expect_code(
+            ffi::sluice_headers(run.h, &unsized_d, 0, bp, buf.len()),
+            ffi::SLUICE_ERR_SIZE,
+            "headers of a decision without its size",
+        );
         run.expect_code(
             ffi::sluice_headers(ptr::null(), &d, 0, bp, buf.len()),
             ffi::SLUICE_ERR_NULL,
@@ -861,6 +921,7 @@ fn other_fault(run: &mut Run, u: &mut Unstructured, k: usize, c: usize) -> Resul
         }
         // Rule stats past the last rule, and NULL out-parameters.
         let mut rs = sluice_rule_counts {
+            size: size_of::<sluice_rule_counts>(),
             passed: 7,
             ..Default::default()
         };
@@ -892,6 +953,7 @@ fn other_fault(run: &mut Run, u: &mut Unstructured, k: usize, c: usize) -> Resul
         }
         // Batches with a NULL handle or NULL arrays.
         let req = sluice_request {
+            size: size_of::<sluice_request>(),
             category: c as c_int,
             key: KEYS[k].as_ptr().cast(),
             key_len: KEYS[k].len(),

@@ -4,7 +4,8 @@
 #   - tests/c/test_sluice.c linked against the shared library, and against the static one;
 #   - the shared-linked suite under valgrind memcheck (definite/indirect leaks and invalid
 #     accesses fail; "still reachable" blocks of the Rust runtime are fine);
-#   - examples/c/example.c, built and run (also under valgrind).
+#   - examples/c/example.c, built and run (also under valgrind);
+#   - tests/c/callgrind_check.c (the per-call instruction count's program), built and run.
 # Build outputs go to target/c/. Usage: bash tests/c/run.sh
 
 set -euo pipefail
@@ -106,7 +107,11 @@ run_suite "$OUT/valgrind_run.log" "${VALGRIND[@]}" --log-file="$OUT/valgrind.log
     "$OUT/test_sluice_shared"
 grep -vE 'Warning: set address range perms: large range' "$OUT/valgrind.log" |
     sed -n '/HEAP SUMMARY/,$p'
-grep -q 'ERROR SUMMARY: 0 errors' "$OUT/valgrind.log" || fail "valgrind reported errors"
+# One summary per process (the suite forks children): every one must say 0 errors.
+grep -q 'ERROR SUMMARY: 0 errors' "$OUT/valgrind.log" || fail "valgrind printed no error summary"
+if grep -E 'ERROR SUMMARY: [1-9]' "$OUT/valgrind.log"; then
+    fail "valgrind reported errors (see $OUT/valgrind.log)"
+fi
 
 section "example: build and run"
 cc "${CFLAGS[@]}" "$ROOT/examples/c/example.c" \
@@ -123,6 +128,12 @@ cmp -s "$OUT/example.log" "$OUT/example_static.log" ||
 "${VALGRIND[@]}" --log-file="$OUT/valgrind_example.log" "$OUT/example" >/dev/null ||
     fail "valgrind found errors in the example (see $OUT/valgrind_example.log)"
 echo "example: ok (shared, static, valgrind)"
+
+section "callgrind_check: builds and runs (instruction counts: see its opening comment)"
+cc -O2 "${CFLAGS[@]}" "$HERE/callgrind_check.c" -o "$OUT/callgrind_check" \
+    -L "$LIBDIR" -lsluice -Wl,-rpath,"$LIBDIR"
+"$OUT/callgrind_check" 1000 | tee "$OUT/callgrind_check.log"
+grep -q '^1000 of 1000 admitted$' "$OUT/callgrind_check.log" || fail "callgrind_check did not admit all"
 
 section "summary"
 echo "shared:   $(tail -n 1 "$OUT/shared.log")"

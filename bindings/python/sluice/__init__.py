@@ -15,6 +15,8 @@ from ._ffi import (
     LIBRARY_PATH,
     LIBRARY_VERSION,
     SLUICE_ERR_ARGUMENT,
+    SLUICE_ERR_SIZE,
+    SLUICE_ERR_READ_ONLY,
     SLUICE_ERR_EMPTY_KEY,
     SLUICE_ERR_IO,
     SLUICE_ERR_KEY_TOO_LONG,
@@ -50,6 +52,7 @@ from ._errors import (
     FormatVersionError,
     PolicyMismatchError,
     NoTableError,
+    ReadOnlyError,
 )
 from ._limiter import (
     GLOBAL,
@@ -61,7 +64,7 @@ from ._limiter import (
     library_version,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 #: The decision statuses, as ``Decision.status`` spells them.
 STATUSES = tuple(STATUS_NAMES[code] for code in sorted(STATUS_NAMES))
@@ -90,6 +93,7 @@ __all__ = [
     "FormatVersionError",
     "PolicyMismatchError",
     "NoTableError",
+    "ReadOnlyError",
     "ClosedError",
     "LibraryNotFoundError",
     "SLUICE_OK",
@@ -99,6 +103,8 @@ __all__ = [
     "SLUICE_ERR_KEY_TOO_LONG",
     "SLUICE_ERR_TIME",
     "SLUICE_ERR_ARGUMENT",
+    "SLUICE_ERR_SIZE",
+    "SLUICE_ERR_READ_ONLY",
     "SLUICE_ERR_POLICY",
     "SLUICE_ERR_POLICY_TOO_LARGE",
     "SLUICE_ERR_UNKNOWN_CATEGORY",

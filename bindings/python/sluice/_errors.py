@@ -93,6 +93,11 @@ class NoTableError(TableFileError):
     (SLUICE_ERR_NO_TABLE)."""
 
 
+class ReadOnlyError(SluiceError):
+    """The limiter was opened with ``read_only=True`` (SLUICE_ERR_READ_ONLY): the call would
+    have recorded something, and recorded nothing."""
+
+
 class ClosedError(SluiceError, ValueError):
     """The Limiter was closed. ``code`` is SLUICE_ERR_NULL: the handle is gone."""
 
@@ -103,6 +108,7 @@ _BY_CODE = {
     _ffi.SLUICE_ERR_KEY_TOO_LONG: InvalidKeyError,
     _ffi.SLUICE_ERR_TIME: TimeRangeError,
     _ffi.SLUICE_ERR_ARGUMENT: InvalidArgumentError,
+    _ffi.SLUICE_ERR_SIZE: InvalidArgumentError,
     _ffi.SLUICE_ERR_POLICY: PolicyError,
     _ffi.SLUICE_ERR_POLICY_TOO_LARGE: PolicyError,
     _ffi.SLUICE_ERR_UNKNOWN_CATEGORY: UnknownCategoryError,
@@ -113,6 +119,7 @@ _BY_CODE = {
     _ffi.SLUICE_ERR_FORMAT_VERSION: FormatVersionError,
     _ffi.SLUICE_ERR_POLICY_MISMATCH: PolicyMismatchError,
     _ffi.SLUICE_ERR_NO_TABLE: NoTableError,
+    _ffi.SLUICE_ERR_READ_ONLY: ReadOnlyError,
 }
 
 

@@ -59,9 +59,9 @@ from pathlib import Path
 
 # ---- constants (#define in include/sluice.h) ------------------------------------------------
 
-SLUICE_VERSION = "0.1.0"
+SLUICE_VERSION = "0.2.0"
 SLUICE_VERSION_MAJOR = 0
-SLUICE_VERSION_MINOR = 1
+SLUICE_VERSION_MINOR = 2
 SLUICE_VERSION_PATCH = 0
 
 SLUICE_OK = 0
@@ -71,6 +71,7 @@ SLUICE_ERR_EMPTY_KEY = -3
 SLUICE_ERR_KEY_TOO_LONG = -4
 SLUICE_ERR_TIME = -5
 SLUICE_ERR_ARGUMENT = -6
+SLUICE_ERR_SIZE = -7
 SLUICE_ERR_POLICY = -10
 SLUICE_ERR_POLICY_TOO_LARGE = -11
 SLUICE_ERR_UNKNOWN_CATEGORY = -20
@@ -81,11 +82,13 @@ SLUICE_ERR_NOT_A_TABLE = -32
 SLUICE_ERR_FORMAT_VERSION = -33
 SLUICE_ERR_POLICY_MISMATCH = -34
 SLUICE_ERR_NO_TABLE = -35
+SLUICE_ERR_READ_ONLY = -36
 SLUICE_ERR_PANIC = -99
 
 SLUICE_NOW = -(2**63)  # INT64_MIN
 
 SLUICE_OPEN_HUGE_PAGES = 1
+SLUICE_OPEN_READ_ONLY = 2
 
 SLUICE_STATUS_PASSED = 0
 SLUICE_STATUS_LIMITED = 1
@@ -118,22 +121,28 @@ class sluice(Structure):
     _fields_ = []
 
 
+# Every struct but the opaque one starts with ``size`` (sizeof the struct, set before a call;
+# the library sets it to the bytes it wrote): see "Structs that grow" in sluice.h.
+
+
 class sluice_decision(Structure):
     _fields_ = [
+        ("size", c_size_t),
         ("allowed", c_uint8),
         ("status", c_uint8),
         ("limit", c_uint32),
         ("remaining", c_uint32),
         ("reset_after", c_uint32),
-        ("reset", c_int64),
         ("retry_after", c_uint32),
         ("rule", c_int32),
+        ("reset", c_int64),
         ("window_ms", c_int64),
     ]
 
 
 class sluice_request(Structure):
     _fields_ = [
+        ("size", c_size_t),
         ("category", c_int),
         # const void *: assign a bytes object (ctypes keeps it alive in _objects).
         ("key", c_char_p),
@@ -141,21 +150,42 @@ class sluice_request(Structure):
     ]
 
 
+class sluice_packed_request(Structure):
+    _fields_ = [
+        ("size", c_size_t),
+        ("key_offset", c_uint64),
+        ("key_len", c_uint32),
+        ("category", c_int32),
+    ]
+
+
+class sluice_open_options(Structure):
+    _fields_ = [
+        ("size", c_size_t),
+        ("flags", c_uint32),
+        ("mode", c_uint32),
+    ]
+
+
 class sluice_table_stats(Structure):
     _fields_ = [
+        ("size", c_size_t),
         ("capacity", c_uint64),
         ("live_keys", c_uint64),
         ("locked_keys", c_uint64),
+        ("installing", c_uint64),
         ("evictions", c_uint64),
         ("reclaimed", c_uint64),
         ("full", c_uint64),
         ("bytes_per_key", c_uint64),
         ("rules", c_uint32),
+        ("categories", c_uint32),
     ]
 
 
 class sluice_rule_counts(Structure):
     _fields_ = [
+        ("size", c_size_t),
         ("passed", c_uint64),
         ("limited", c_uint64),
         ("dry_run_limited", c_uint64),
@@ -164,11 +194,20 @@ class sluice_rule_counts(Structure):
     ]
 
 
+def sized(cls):
+    """A new ``cls`` with its ``size`` set, ready to pass to the library."""
+    value = cls()
+    value.size = ctypes.sizeof(cls)
+    return value
+
+
 #: C struct name -> ctypes class (the drift test compares these with the header).
 STRUCTS = {
     "sluice": sluice,
     "sluice_decision": sluice_decision,
     "sluice_request": sluice_request,
+    "sluice_packed_request": sluice_packed_request,
+    "sluice_open_options": sluice_open_options,
     "sluice_table_stats": sluice_table_stats,
     "sluice_rule_counts": sluice_rule_counts,
 }
@@ -184,6 +223,17 @@ FUNCTIONS = {
     "sluice_open_flags": (
         c_int,
         [c_char_p, c_char_p, c_uint32, POINTER(_handle), POINTER(c_char), c_size_t],
+    ),
+    "sluice_open_with": (
+        c_int,
+        [
+            c_char_p,
+            c_char_p,
+            POINTER(sluice_open_options),
+            POINTER(_handle),
+            POINTER(c_char),
+            c_size_t,
+        ],
     ),
     "sluice_close": (None, [_handle]),
     "sluice_category": (c_int, [_handle, c_char_p]),
@@ -201,6 +251,19 @@ FUNCTIONS = {
         [
             _handle,
             POINTER(sluice_request),
+            c_size_t,
+            c_int64,
+            POINTER(sluice_decision),
+            POINTER(c_size_t),
+        ],
+    ),
+    "sluice_check_packed": (
+        c_int,
+        [
+            _handle,
+            _key,
+            c_size_t,
+            POINTER(sluice_packed_request),
             c_size_t,
             c_int64,
             POINTER(sluice_decision),
@@ -352,14 +415,16 @@ def strerror(code):
 # them into exceptions.
 
 DECISION_FIELDS = tuple(name for name, _ in sluice_decision._fields_)
-STATS_FIELDS = tuple(name for name, _ in sluice_table_stats._fields_ if name != "rules")
-RULE_STATS_FIELDS = tuple(name for name, _ in sluice_rule_counts._fields_)
+STATS_FIELDS = tuple(
+    name for name, _ in sluice_table_stats._fields_ if name not in ("size", "rules", "categories")
+)
+RULE_STATS_FIELDS = tuple(name for name, _ in sluice_rule_counts._fields_ if name != "size")
 
 
 def _unpacker(cls):
     """A struct.Struct reading ``cls`` in one call (much faster than field by field). Native
     alignment is C's; the offsets are checked against ctypes' own layout."""
-    codes = {c_uint8: "B", c_uint32: "I", c_int32: "i", c_int64: "q"}
+    codes = {c_uint8: "B", c_uint32: "I", c_int32: "i", c_int64: "q", c_size_t: "N"}
     fmt = "@"
     for name, ctype in cls._fields_:
         fmt += codes[ctype]
@@ -373,15 +438,18 @@ def _unpacker(cls):
 _unpack_decision = _unpacker(sluice_decision).unpack_from
 
 
-def open_limiter(policy, path, flags=0, err_cap=4096):
-    """``sluice_open_flags``: (code, handle or None, error message or None)."""
+def open_limiter(policy, path, flags=0, mode=0, err_cap=4096):
+    """``sluice_open_with``: (code, handle or None, error message or None)."""
     out = POINTER(sluice)()
     err = ctypes.create_string_buffer(err_cap)
-    code = lib.sluice_open_flags(policy, path, flags, ctypes.byref(out), err, err_cap)
+    options = sized(sluice_open_options)
+    options.flags = flags
+    options.mode = mode
+    code = lib.sluice_open_with(policy, path, ctypes.byref(options), ctypes.byref(out), err, err_cap)
     if code != SLUICE_OK:
         return code, None, err.value.decode("utf-8", "replace") or None
     if not out:
-        return SLUICE_ERR_NULL, None, "sluice_open_flags returned SLUICE_OK but no handle"
+        return SLUICE_ERR_NULL, None, "sluice_open_with returned SLUICE_OK but no handle"
     return code, out, None
 
 
@@ -446,7 +514,10 @@ class DecisionBuffer(ctypes.Array):
     """Room for one ``struct sluice_decision``, written by the library. An array, so a
     foreign call without ``argtypes`` passes it as a pointer (no ``byref``); read it with
     ``unpack_decision``. Hashable by identity: the Limiter uses each call's buffer as that
-    call's token in its set of calls in flight."""
+    call's token in its set of calls in flight. Before the call, set its first word to
+    ``DECISION_SIZE_WORD`` (the struct's ``size``; ``new_decision_buffer`` does both):
+    ``buf = DecisionBuffer(); buf[0] = DECISION_SIZE_WORD`` costs ~50 ns,
+    ``DecisionBuffer(DECISION_SIZE_WORD)`` ~350 ns."""
 
     _type_ = c_int64
     _length_ = -(-ctypes.sizeof(sluice_decision) // ctypes.sizeof(c_int64))
@@ -455,6 +526,20 @@ class DecisionBuffer(ctypes.Array):
 
 if ctypes.alignment(sluice_decision) > ctypes.alignment(DecisionBuffer):
     raise LibraryNotFoundError("internal error: DecisionBuffer is less aligned than sluice_decision")
+
+#: The first word of a DecisionBuffer holding a decision whose ``size`` is set and whose other
+#: fields are zero (the size itself wherever size_t is 8 bytes; made from the struct, so right
+#: on any platform).
+DECISION_SIZE_WORD = DecisionBuffer.from_buffer_copy(
+    bytes(sized(sluice_decision)).ljust(ctypes.sizeof(DecisionBuffer), b"\0")
+)[0]
+
+
+def new_decision_buffer():
+    """A DecisionBuffer ready for a call: its ``size`` set."""
+    buf = DecisionBuffer()
+    buf[0] = DECISION_SIZE_WORD
+    return buf
 
 #: ``c_size_t`` of every key length 0..MAX_KEY_LEN, made on first use (``key_size``) and then
 #: shared: a foreign call copies the value, and nothing ever changes these objects, so one
@@ -483,7 +568,7 @@ def _decider(name):
     decision tuple or None)`` (the Limiter inlines the same steps on its fast path)."""
     function = decider_function(name)
     unpack = _unpack_decision
-    new_buffer = DecisionBuffer
+    new_buffer = new_decision_buffer
     size, int64, now = key_size, c_int64, C_NOW
 
     def call(raw, category, key, now_ms):
@@ -529,27 +614,39 @@ SIZE_MAX = (1 << (8 * ctypes.sizeof(c_size_t))) - 1
 
 
 def check_batch(handle, requests, now_ms):
-    """``sluice_check_batch`` of (key bytes, category id) pairs: (code, [decision tuples]) on
-    success, (code, index of the invalid request or None) on an error."""
+    """``sluice_check_packed`` of (key bytes, category id) pairs, the keys joined into one
+    buffer (no ctypes object per key): (code, [decision tuples]) on success, (code, index of
+    the invalid request or None) on an error."""
     n = len(requests)
-    c_requests = (sluice_request * n)()
+    c_requests = (sluice_packed_request * n)()
+    size = ctypes.sizeof(sluice_packed_request)
+    offset = 0
     for r, (key, cat) in zip(c_requests, requests):
-        r.category = cat
-        r.key = key  # the array keeps a reference to the bytes
+        r.size = size
+        r.key_offset = offset
         r.key_len = len(key)
+        r.category = cat
+        offset += len(key)
+    keys = b"".join(key for key, _ in requests)
     decisions = (sluice_decision * n)()
+    if n:
+        decisions[0].size = ctypes.sizeof(sluice_decision)  # the array's element size
     bad = c_size_t(SIZE_MAX)
-    code = lib.sluice_check_batch(handle, c_requests, n, now_ms, decisions, ctypes.byref(bad))
+    code = lib.sluice_check_packed(
+        handle, keys, len(keys), c_requests, n, now_ms, decisions, ctypes.byref(bad)
+    )
     if code != SLUICE_OK:
         return code, (None if bad.value == SIZE_MAX else bad.value)
     return code, [_unpack_decision(d) for d in decisions]
 
 
 def headers(handle, decision, style, cap):
-    """``sluice_headers`` of a decision tuple: (length or negative code, block bytes or None).
+    """``sluice_headers`` of a decision tuple (DECISION_FIELDS order, ``size`` first, which is
+    set here whatever the tuple says): (length or negative code, block bytes or None).
     Tries a buffer of ``cap`` bytes first; if the block does not fit, calls again with one
     sized from the returned length."""
     d = sluice_decision(*decision)
+    d.size = ctypes.sizeof(sluice_decision)
     while True:
         buf = ctypes.create_string_buffer(cap) if cap else None
         n = lib.sluice_headers(handle, ctypes.byref(d), style, buf, cap)
@@ -564,12 +661,12 @@ def stats(handle, now_ms):
     """``sluice_stats`` (locked keys judged at ``now_ms``) and ``sluice_rule_stats`` of every
     rule: (code, {field: count}, [{field: count}, ...]); on an error the code, the index of the
     failing rule or None, None."""
-    st = sluice_table_stats()
+    st = sized(sluice_table_stats)
     code = lib.sluice_stats(handle, now_ms, ctypes.byref(st))
     if code != SLUICE_OK:
         return code, None, None
     rules = []
-    rs = sluice_rule_counts()
+    rs = sized(sluice_rule_counts)
     for i in range(st.rules):
         code = lib.sluice_rule_stats(handle, i, ctypes.byref(rs))
         if code != SLUICE_OK:

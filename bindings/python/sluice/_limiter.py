@@ -146,14 +146,14 @@ def _field(name, doc):
 
 
 assert _ffi.DECISION_FIELDS == (
-    "allowed", "status", "limit", "remaining", "reset_after", "reset", "retry_after", "rule",
-    "window_ms",
+    "size", "allowed", "status", "limit", "remaining", "reset_after", "retry_after", "rule",
+    "reset", "window_ms",
 ), "_from_raw unpacks the C struct's fields in this order"
 
 
 def _from_raw(raw):
     """The _FIELDS-order values of a raw (C-order) decision tuple."""
-    allowed, status, limit, remaining, reset_after, reset, retry_after, rule, window_ms = raw
+    _size, allowed, status, limit, remaining, reset_after, retry_after, rule, reset, window_ms = raw
     return (
         allowed != 0,
         _STATUS_BY_CODE[status],
@@ -239,14 +239,15 @@ class Decision:
                 _ffi.SLUICE_ERR_ARGUMENT, "unknown decision status {!r}".format(self.status)
             )
         return (
+            0,  # size: set by _ffi.headers
             1 if self.allowed else 0,
             status,
             self.limit,
             self.remaining,
             self.reset_after,
-            self.reset,
             self.retry_after,
             -1 if self.rule is None else self.rule,
+            self.reset,
             self.window_ms,
         )
 
@@ -306,16 +307,43 @@ _set_s = Decision.__dict__["_s"].__set__
 class Stats(NamedTuple):
     """Table-wide counts (``Limiter.stats()``). ``rules`` has one dict per rule or lockout,
     in policy order: ``passed``, ``limited``, ``dry_run_limited``, ``locked``, ``lockouts``.
-    ``locked_keys`` is judged at the library's clock (the C ABI has no ``now_ms`` here)."""
+    ``locked_keys`` is judged at ``stats(now_ms)`` (None: the library's clock).
+    ``installing``: slots being claimed for a new key right now; one left by a process killed
+    in the middle of a claim stays counted until it is taken over (2 s later, by an install
+    that needs its place), so a value that stays above zero on an idle table is the harmless
+    trace of a killed process."""
 
     capacity: int
     live_keys: int
     locked_keys: int
+    installing: int
     evictions: int
     reclaimed: int
     full: int
     bytes_per_key: int
     rules: List[Dict[str, int]]
+
+
+def _mode(mode):
+    """``mode`` for sluice_open_options: None is 0 (the library's default, 0600); the library
+    checks the bits and says what is wrong."""
+    if mode is None:
+        return 0
+    if isinstance(mode, bool) or not isinstance(mode, int):
+        raise TypeError("mode is None or an int such as 0o660, not {}".format(type(mode).__name__))
+    if mode == 0:
+        # 0 is the C API's "default"; as a Python mode it would mean "nobody may open it".
+        raise InvalidArgumentError(
+            _ffi.SLUICE_ERR_ARGUMENT,
+            "mode=0 would let nobody open the file: pass None for the default 0o600, or the "
+            "bits wanted (within 0o666)",
+        )
+    if not 0 < mode <= 0o7777:
+        raise InvalidArgumentError(
+            _ffi.SLUICE_ERR_ARGUMENT,
+            "mode {!r} is not a file mode: pass the permission bits (within 0o666)".format(mode),
+        )
+    return mode
 
 
 def _closed():
@@ -359,6 +387,7 @@ def _decider_method(what, doc):
     else:
         function = _ffi.allower_function() if answers else _ffi.decider_function(name)
         new_buffer = _ffi.DecisionBuffer
+        size_word = _ffi.DECISION_SIZE_WORD
         new_token = object
         unpack = _ffi.unpack_decision
         sizes = _ffi.KEY_SIZES
@@ -392,8 +421,13 @@ def _decider_method(what, doc):
                 t = int64(now_ms)
             else:
                 return general(self, key, category, now_ms)
-            # This call's token in _active: its own decision buffer, or (allow) a new object.
-            token = new_token() if answers else new_buffer()
+            # This call's token in _active: its own decision buffer (its size set, as the
+            # library requires), or (allow) a new object.
+            if answers:
+                token = new_token()
+            else:
+                token = new_buffer()
+                token[0] = size_word
             active = self._active
             try:
                 active.add(token)  # W1 (see "the handle's lifetime")
@@ -432,14 +466,30 @@ class Limiter:
     language: created for ``policy`` if missing, else checked against it (a different policy
     raises ``PolicyMismatchError`` naming the rules that differ, and the file is left as it
     is). ``Limiter(path=...)`` attaches with the policy stored in the file. ``.policy`` is the
-    policy text in use. ``huge_pages=True`` backs the table with transparent huge pages
-    (``SLUICE_OPEN_HUGE_PAGES``): fewer TLB misses when many distinct keys are checked over a
-    large table, but resident memory grows 2 MiB at a time instead of 4 KiB.
+    policy text in use.
+
+    Keyword-only options (``sluice_open_with``):
+
+    - ``mode``: the permission bits a new table file is created with (an int within
+      ``0o666``, e.g. ``0o660`` to share it with a group); None (the default) is ``0o600``,
+      the creating user only. The umask does not apply; an existing file keeps its mode.
+      Needs a ``path``.
+    - ``read_only=True``: attach to an existing table file for reading only (a user who may
+      only read the file can still inspect it). ``peek``, ``stats``, ``headers`` and
+      ``policy`` work; ``check``, ``allow``, ``failure``, ``success``, ``reset`` and
+      ``check_batch`` raise ``ReadOnlyError`` and record nothing. A missing file is an
+      error, never created. Needs a ``path``; excludes ``mode``.
+    - ``huge_pages=True`` backs the table with transparent huge pages
+      (``SLUICE_OPEN_HUGE_PAGES``): fewer TLB misses when many distinct keys are checked over
+      a large table, but resident memory grows 2 MiB at a time instead of 4 KiB.
+
+    Bad options raise ``InvalidArgumentError`` (or ``TypeError`` for a wrong type) before
+    anything is opened or created.
     Safe to share between threads (calls run without the GIL). ``close()`` frees it (also on
     ``with`` exit and garbage collection); it waits for calls running in other threads.
     """
 
-    def __init__(self, policy=None, path=None, *, huge_pages=False):
+    def __init__(self, policy=None, path=None, *, mode=None, read_only=False, huge_pages=False):
         self._handle = None  # the struct sluice *; None once freed
         self._raw = None  # the same as a c_void_p for the calls; None from the start of close()
         self._unfreed = []  # [the handle] until it is freed: list.pop() frees exactly once
@@ -475,8 +525,10 @@ class Limiter:
                 "invalid policy: line {}, column {}: a NUL character".format(line, column),
             )
         c_path = None if path is None else os.fsencode(path)
-        flags = _ffi.SLUICE_OPEN_HUGE_PAGES if huge_pages else 0
-        code, handle, message = _ffi.open_limiter(text, c_path, flags)
+        flags = (_ffi.SLUICE_OPEN_HUGE_PAGES if huge_pages else 0) | (
+            _ffi.SLUICE_OPEN_READ_ONLY if read_only else 0
+        )
+        code, handle, message = _ffi.open_limiter(text, c_path, flags, _mode(mode))
         if code != _ffi.SLUICE_OK:
             raise error(code, message, cls=PolicyError if code == _ffi.SLUICE_ERR_UTF8 else None)
         self._handle = handle

@@ -24,9 +24,11 @@ POLICY = "global 5/1m\nauth 3/1m\nauth lockout 2/1m for 1m\ncapacity 131072"
 def reference(limiter, function, key, category_id, now_ms):
     """The call as declared (argtypes), the struct read by name: (code, public-order tuple)."""
     out = _ffi.sluice_decision()
+    out.size = ctypes.sizeof(out)
     code = getattr(_ffi.lib, function)(limiter._handle, category_id, key, len(key), now_ms, ctypes.byref(out))
     if code != _ffi.SLUICE_OK:
         return code, None
+    assert out.size == ctypes.sizeof(out)  # the bytes the library wrote: all of it
     return code, (
         out.allowed != 0,
         sluice.STATUSES[out.status],
@@ -179,6 +181,27 @@ def test_decision_buffer_holds_the_struct():
     assert _ffi.unpack_decision.__self__.size == ctypes.sizeof(_ffi.sluice_decision)
     a, b = _ffi.DecisionBuffer(), _ffi.DecisionBuffer()
     assert a is not b and len({a, b}) == 2  # tokens: hashable, each its own
+    # A buffer whose first word is DECISION_SIZE_WORD is a decision with its size set.
+    ready = _ffi.new_decision_buffer()
+    assert type(ready) is _ffi.DecisionBuffer
+    assert _ffi.sluice_decision.from_buffer(ready).size == ctypes.sizeof(_ffi.sluice_decision)
+    assert list(ready)[1:] == [0] * (len(ready) - 1)
+
+
+def test_a_decision_buffer_without_its_size_is_refused():
+    """The fast path's buffer must carry the size: the library refuses one without it
+    (SLUICE_ERR_SIZE) and records nothing."""
+    with sluice.Limiter(POLICY) as l:
+        check = _ffi.decider_function("sluice_check")
+        key = b"k"
+        bare = _ffi.DecisionBuffer()
+        code = check(l._raw, 0, key, _ffi.key_size(1), ctypes.c_int64(T0), bare)
+        assert code == _ffi.SLUICE_ERR_SIZE
+        assert list(bare) == [0] * len(bare)
+        assert l.peek(key, now_ms=T0).remaining == 4  # nothing recorded
+        ready = _ffi.new_decision_buffer()
+        assert check(l._raw, 0, key, _ffi.key_size(1), ctypes.c_int64(T0), ready) == 0
+        assert _ffi.unpack_decision(ready)[1:5] == (1, 0, 5, 4)  # allowed, passed, 5, 4
 
 
 # ---- Decision ---------------------------------------------------------------------------------
@@ -263,14 +286,14 @@ def test_unusual_values_read_back_as_given_or_as_before():
         hash(d)  # a list inside, as before
     # From the C struct: allowed is "not zero", an unknown status is named by its code, a
     # negative rule is None.
-    raw = (2, 9, 1, 0, 5, 1767225605, 5, -1, 1000)
+    raw = (48, 2, 9, 1, 0, 5, 5, -1, 1767225605, 1000)
     c = sluice.Decision._from_c(raw, None)
     assert fields(c) == (True, "unknown-9", 1, 0, 1767225605, 5, 5, 1000, None)
     assert c == sluice.Decision(True, "unknown-9", 1, 0, 1767225605, 5, 5, 1000, None)
     with pytest.raises(sluice.InvalidArgumentError):
         c._to_c()
-    ok = sluice.Decision._from_c((1, 4, 3, 0, 60, 1767225660, 0, 2, 60_000), None)
-    assert ok._to_c() == (1, 4, 3, 0, 60, 1767225660, 0, 2, 60_000)
+    ok = sluice.Decision._from_c((48, 1, 4, 3, 0, 60, 0, 2, 1767225660, 60_000), None)
+    assert ok._to_c() == (0, 1, 4, 3, 0, 60, 0, 2, 1767225660, 60_000)  # size: set by headers
     assert ok == pickle.loads(pickle.dumps(ok))
 
 

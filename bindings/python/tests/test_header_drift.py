@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pytest
 
+import sluice
 from sluice import _ffi
-from support import HEADER
+from support import HEADER, T0
 
 HEADER_PATH = Path(os.environ.get("SLUICE_HEADER") or HEADER)
 
@@ -341,7 +342,15 @@ def test_header_matches_ffi():
     header = parse_header(text)
     # The parser saw what is there (a parser that finds nothing would find no drift).
     assert len(header["functions"]) >= 14, sorted(header["functions"])
-    assert {"sluice", "sluice_decision", "sluice_request", "sluice_table_stats"} <= set(header["structs"])
+    assert {
+        "sluice",
+        "sluice_decision",
+        "sluice_request",
+        "sluice_packed_request",
+        "sluice_open_options",
+        "sluice_table_stats",
+        "sluice_rule_counts",
+    } <= set(header["structs"])
     assert header["defines"]["SLUICE_NOW"] == -(2**63)
     problems = ffi_drift(text)
     assert not problems, "include/sluice.h and sluice/_ffi.py differ:\n  " + "\n  ".join(problems)
@@ -385,9 +394,34 @@ HEADER_EDITS = {
         "struct sluice_decision: fields differ",
     ),
     "struct fields reordered": (
-        "  uint32_t reset_after;\n  // Unix seconds (rounded up) when `remaining` next grows; the lock's end when locked.\n  int64_t reset;",
-        "  int64_t reset;\n  uint32_t reset_after;",
+        "  int32_t rule;\n  // Unix seconds (rounded up) when `remaining` next grows; the lock's end when locked.\n  int64_t reset;",
+        "  int64_t reset;\n  int32_t rule;",
         "struct sluice_decision: fields differ",
+    ),
+    "a struct's size field dropped": (
+        "typedef struct sluice_table_stats {\n  // Set by the caller to `sizeof(struct sluice_table_stats)`; on return, the bytes written.\n  size_t size;",
+        "typedef struct sluice_table_stats {",
+        "struct sluice_table_stats: fields differ",
+    ),
+    "a field of the packed request": (
+        "  uint32_t key_len;\n  // A category id from `sluice_category`.\n  int32_t category;\n} sluice_packed_request;",
+        "  uint32_t key_len;\n  uint32_t category;\n} sluice_packed_request;",
+        "struct sluice_packed_request: fields differ",
+    ),
+    "an option added": (
+        "  uint32_t mode;\n} sluice_open_options;",
+        "  uint32_t mode;\n  uint64_t lease_ms;\n} sluice_open_options;",
+        "struct sluice_open_options: fields differ",
+    ),
+    "a parameter of the packed batch": (
+        "int sluice_check_packed(const struct sluice *s,\n                        const void *keys,\n                        size_t keys_len,",
+        "int sluice_check_packed(const struct sluice *s,\n                        const void *keys,\n                        uint32_t keys_len,",
+        "sluice_check_packed: argtypes",
+    ),
+    "a flag's value": (
+        "#define SLUICE_OPEN_READ_ONLY 2",
+        "#define SLUICE_OPEN_READ_ONLY 4",
+        "#define SLUICE_OPEN_READ_ONLY 4 != _ffi.SLUICE_OPEN_READ_ONLY = 2",
     ),
     "a struct field more": (
         "  uint64_t lockouts;\n",
@@ -415,9 +449,9 @@ HEADER_EDITS = {
         "#define SLUICE_NOW",
     ),
     "the version": (
-        '#define SLUICE_VERSION "0.1.0"',
         '#define SLUICE_VERSION "0.2.0"',
-        "#define SLUICE_VERSION '0.2.0'",
+        '#define SLUICE_VERSION "0.3.0"',
+        "#define SLUICE_VERSION '0.3.0'",
     ),
     "a new constant": (
         "#define SLUICE_HEADERS_IETF 1",
@@ -520,3 +554,36 @@ def test_an_edited_header_copy_fails_this_file(tmp_path):
     )
     assert r.returncode == 1, r.stdout + r.stderr
     assert "struct sluice_decision: fields differ" in r.stdout
+
+
+def test_struct_sizes_are_the_loaded_librarys():
+    """The ctypes structs have the loaded library's sizes, not just the header's field names:
+    a struct the library writes comes back with ``size`` = the bytes the library wrote, which
+    is all of ours only if the layouts agree; options of our size are accepted (the library's
+    first version is no larger), and a set byte just past ours is refused as an option the
+    library does not know (its struct is no larger)."""
+    with sluice.Limiter("global 1/1m\nauth lockout 1/1m for 1m") as l:
+        for cls, call in [
+            (_ffi.sluice_decision, lambda out: _ffi.lib.sluice_peek(l._handle, 0, b"k", 1, T0, out)),
+            (_ffi.sluice_table_stats, lambda out: _ffi.lib.sluice_stats(l._handle, T0, out)),
+            (_ffi.sluice_rule_counts, lambda out: _ffi.lib.sluice_rule_stats(l._handle, 0, out)),
+        ]:
+            out = cls()
+            out.size = ctypes.sizeof(cls) + 64  # room to spare: the library says what it wrote
+            assert call(ctypes.byref(out)) == _ffi.SLUICE_OK, cls.__name__
+            assert out.size == ctypes.sizeof(cls), cls.__name__
+
+    class Wider(ctypes.Structure):
+        _fields_ = [("options", _ffi.sluice_open_options), ("future", ctypes.c_uint64)]
+
+    handle = ctypes.POINTER(_ffi.sluice)()
+    wider = Wider()
+    wider.options.size = ctypes.sizeof(Wider)
+    wider.future = 1
+    options = ctypes.cast(ctypes.byref(wider), ctypes.POINTER(_ffi.sluice_open_options))
+    code = _ffi.lib.sluice_open_with(b"global 1/1m", None, options, ctypes.byref(handle), None, 0)
+    assert code == _ffi.SLUICE_ERR_UNSUPPORTED
+    wider.future = 0
+    code = _ffi.lib.sluice_open_with(b"global 1/1m", None, options, ctypes.byref(handle), None, 0)
+    assert code == _ffi.SLUICE_OK
+    _ffi.lib.sluice_close(handle)
