@@ -40,6 +40,7 @@ fn error_codes_statuses_and_flags_are_never_renumbered() {
         ("SLUICE_ERR_KEY_TOO_LONG", "-4"),
         ("SLUICE_ERR_TIME", "-5"),
         ("SLUICE_ERR_ARGUMENT", "-6"),
+        ("SLUICE_ERR_SIZE", "-7"),
         ("SLUICE_ERR_POLICY", "-10"),
         ("SLUICE_ERR_POLICY_TOO_LARGE", "-11"),
         ("SLUICE_ERR_UNKNOWN_CATEGORY", "-20"),
@@ -50,6 +51,7 @@ fn error_codes_statuses_and_flags_are_never_renumbered() {
         ("SLUICE_ERR_FORMAT_VERSION", "-33"),
         ("SLUICE_ERR_POLICY_MISMATCH", "-34"),
         ("SLUICE_ERR_NO_TABLE", "-35"),
+        ("SLUICE_ERR_READ_ONLY", "-36"),
         ("SLUICE_ERR_PANIC", "-99"),
         ("SLUICE_STATUS_PASSED", "0"),
         ("SLUICE_STATUS_LIMITED", "1"),
@@ -60,6 +62,7 @@ fn error_codes_statuses_and_flags_are_never_renumbered() {
         ("SLUICE_HEADERS_IETF", "1"),
         ("SLUICE_NOW", "INT64_MIN"),
         ("SLUICE_OPEN_HUGE_PAGES", "1"),
+        ("SLUICE_OPEN_READ_ONLY", "2"),
     ] {
         assert_eq!(define(&h, name), value, "{name}");
     }

@@ -173,7 +173,7 @@ static void check_decision(const char *file, int line, const struct sluice_decis
 
 /* policies/default.policy, verbatim. */
 static const char DEFAULT_POLICY[] =
-    "# sluice default policy: the limits of the API document in SPEC.md section 1.\n"
+    "# sluice default policy: per-client limits for an HTTP API with route categories.\n"
     "# requests per sliding window; `global` applies to every category\n"
     "global     300/1m\n"
     "media       60/1m\n"
