@@ -142,14 +142,14 @@ class Model:
         return KeyState(len(self.policy.rules))
 
     def rules_of(self, c):
-        """Window rules that apply to category ``c``: global ones, then c's own, in policy
-        order."""
+        """Window rules that apply to category ``c``: the global ones and c's own, in policy
+        order (which is what "the first rule" of a tie means)."""
         name = self.policy.categories[c]
         rules = self.policy.rules
         v = [i for i, r in enumerate(rules) if isinstance(r, WindowRule) and r.name == GLOBAL]
         if c != 0:
             v.extend(i for i, r in enumerate(rules) if isinstance(r, WindowRule) and r.name == name)
-        return v
+        return sorted(v)
 
     def lockout_of(self, c):
         name = self.policy.categories[c]
@@ -290,13 +290,18 @@ class Model:
                 n, w, strict, dry = self.window(r)
                 if a:
                     continue
-                if record and strict:
-                    k.logs[r].append(t)
+                logs = k.logs[r]
+                if strict:
+                    # A check logs the refusal; a peek reports as if it had.
+                    if record:
+                        k.logs[r].append(t)
+                    else:
+                        logs = list(logs) + [t]
                 if dry:
                     continue
                 if record:
                     self.limited[r] += 1
-                d = Model.refused(r, n, w, k.logs[r], t)
+                d = Model.refused(r, n, w, logs, t)
                 if best is None or d.retry_after > best.retry_after:
                     best = d
             return best
@@ -306,12 +311,16 @@ class Model:
         for r, a in zip(rules, admits):
             n, w, strict, _ = self.window(r)
             if not a:
-                if record:
-                    if strict:
+                logs = k.logs[r]
+                if strict:
+                    if record:
                         k.logs[r].append(t)
+                    else:
+                        logs = list(logs) + [t]
+                if record:
                     self.dry[r] += 1
                 if dry is None:
-                    d = Model.refused(r, n, w, k.logs[r], t)
+                    d = Model.refused(r, n, w, logs, t)
                     dry = _replace(d, allowed=True, status="dry-run-limited", retry_after=0)
                 continue
             if record:
