@@ -1,7 +1,11 @@
 //! Response headers from a decision (SPEC §3): the common `X-RateLimit-*` trio and the IETF
 //! draft `RateLimit-Policy` / `RateLimit` fields. Both add `Retry-After` when refused.
-
-use std::fmt::Write;
+//!
+//! Hosts format headers on every response, so the block is written without `fmt` and without
+//! allocating: the length of each number is counted first (a multiply and a comparison), so
+//! the whole block's length is known before a byte is written, and then constant text and
+//! numbers (two digits at a time) are written straight in. [`Limiter::format_headers`] writes into the caller's buffer;
+//! [`Limiter::write_headers`] and [`Limiter::headers`] are built on it, so all three agree.
 
 use crate::limiter::{Decision, Limiter, Status};
 use crate::time::ceil_secs;
@@ -19,7 +23,221 @@ pub enum HeaderStyle {
     Ietf = 1,
 }
 
+/// The field names a block can hold, for [`Limiter::headers`] to give back as `&'static str`.
+const FIELD_NAMES: [&str; 6] = [
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "RateLimit-Policy",
+    "RateLimit",
+    "Retry-After",
+];
+
+// The constant text of each style, between the numbers (and the rule's name).
+const X_LIMIT: &[u8; 19] = b"X-RateLimit-Limit: ";
+const X_REMAINING: &[u8; 25] = b"\r\nX-RateLimit-Remaining: ";
+const X_RESET: &[u8; 21] = b"\r\nX-RateLimit-Reset: ";
+const IETF_POLICY: &[u8; 19] = b"RateLimit-Policy: \"";
+const IETF_Q: &[u8; 4] = b"\";q=";
+const IETF_W: &[u8; 3] = b";w=";
+const IETF_LIMIT: &[u8; 14] = b"\r\nRateLimit: \"";
+const IETF_R: &[u8; 4] = b"\";r=";
+const IETF_T: &[u8; 3] = b";t=";
+const RETRY: &[u8; 13] = b"Retry-After: ";
+const CRLF: &[u8; 2] = b"\r\n";
+
+/// "00" to "99", two bytes each.
+const PAIRS: [u8; 200] = {
+    let mut t = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        t[2 * i] = b'0' + (i / 10) as u8;
+        t[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    t
+};
+
+/// 10^i for i in 0..20.
+const POW10: [u64; 20] = {
+    let mut t = [1u64; 20];
+    let mut i = 1;
+    while i < 20 {
+        t[i] = t[i - 1] * 10;
+        i += 1;
+    }
+    t
+};
+
+/// Digits of `m` in decimal (1 for 0): log2 scaled by log10(2) ≈ 1233 / 4096 gives the
+/// count or one less, and a comparison with a power of ten settles which.
+#[inline(always)]
+fn digits(m: u64) -> usize {
+    let m = m | 1; // 0 has one digit, as 1 does
+    let bits = 64 - m.leading_zeros() as usize;
+    let t = (bits * 1233) >> 12;
+    t + usize::from(m >= POW10[t])
+}
+
+/// Bytes of `v` in decimal, with a `-` if negative.
+#[inline(always)]
+fn decimal_len(v: i64) -> usize {
+    digits(v.unsigned_abs()) + usize::from(v < 0)
+}
+
+/// Writes `v` in decimal into `out`, which is exactly [`decimal_len`] bytes long: four
+/// digits per division of the whole number, split in two pairs by 32-bit arithmetic.
+#[inline(always)]
+fn write_decimal(out: &mut [u8], v: i64) {
+    let mut m = v.unsigned_abs();
+    let mut end = out.len();
+    let mut pair = |end: usize, p: u32| {
+        let p = p as usize * 2;
+        out[end - 2..end].copy_from_slice(&PAIRS[p..p + 2]);
+    };
+    while m >= 10_000 {
+        let four = (m % 10_000) as u32;
+        m /= 10_000;
+        pair(end, four % 100);
+        pair(end - 2, four / 100);
+        end -= 4;
+    }
+    let mut m = m as u32;
+    if m >= 100 {
+        pair(end, m % 100);
+        m /= 100;
+        end -= 2;
+    }
+    if m >= 10 {
+        pair(end, m);
+        end -= 2;
+    } else {
+        out[end - 1] = b'0' + m as u8;
+        end -= 1;
+    }
+    if v < 0 {
+        out[end - 1] = b'-';
+    }
+}
+
+/// Writes forward into a buffer known to hold everything written.
+struct Cursor<'a> {
+    out: &'a mut [u8],
+    at: usize,
+}
+
+impl Cursor<'_> {
+    #[inline(always)]
+    fn text(&mut self, t: &[u8]) {
+        self.out[self.at..self.at + t.len()].copy_from_slice(t);
+        self.at += t.len();
+    }
+
+    /// `v`, whose [`decimal_len`] is `n`.
+    #[inline(always)]
+    fn int(&mut self, v: i64, n: usize) {
+        write_decimal(&mut self.out[self.at..self.at + n], v);
+        self.at += n;
+    }
+}
+
 impl Limiter {
+    /// Writes the header fields of `decision` as one block of `Name: value\r\n` lines at the
+    /// start of `out`, if the block fits, and returns its length in bytes either way: when
+    /// the length is more than `out.len()`, nothing at all was written (never a partial
+    /// block; call again with a buffer at least that long). Allocates nothing. The fields are
+    /// those of [`Limiter::headers`], in the same order.
+    ///
+    /// ```
+    /// use sluice::{HeaderStyle, Limiter};
+    /// let limiter = Limiter::open("global 300/1m")?;
+    /// let d = limiter.check_at("client", sluice::Category::GLOBAL, 1_700_000_000_000)?;
+    /// let mut buf = [0u8; 256];
+    /// let n = limiter.format_headers(&d, HeaderStyle::XRateLimit, &mut buf);
+    /// assert_eq!(
+    ///     &buf[..n],
+    ///     b"X-RateLimit-Limit: 300\r\nX-RateLimit-Remaining: 299\r\nX-RateLimit-Reset: 1700000060\r\n"
+    /// );
+    /// assert_eq!(limiter.format_headers(&d, HeaderStyle::XRateLimit, &mut buf[..10]), n);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    #[inline]
+    pub fn format_headers(&self, decision: &Decision, style: HeaderStyle, out: &mut [u8]) -> usize {
+        let d = decision;
+        // A locked key's numbers count failures, not requests: they would read as a quota.
+        let quota = d.rule.filter(|_| d.status != Status::Locked);
+        let rule = quota.and_then(|r| self.policy().rules.get(r));
+        let retry = i64::from(d.retry_after);
+        let retry_len = if d.allowed {
+            0
+        } else {
+            RETRY.len() + decimal_len(retry) + CRLF.len()
+        };
+        let (limit, remaining) = (i64::from(d.limit), i64::from(d.remaining));
+        let mut w = match (rule, style) {
+            (None, _) => {
+                if retry_len > out.len() {
+                    return retry_len;
+                }
+                Cursor { out, at: 0 }
+            }
+            (Some(_), HeaderStyle::XRateLimit) => {
+                let n = [decimal_len(limit), decimal_len(remaining), decimal_len(d.reset)];
+                let len = X_LIMIT.len() + X_REMAINING.len() + X_RESET.len() + CRLF.len();
+                let len = len + n[0] + n[1] + n[2] + retry_len;
+                if len > out.len() {
+                    return len;
+                }
+                let mut w = Cursor { out, at: 0 };
+                w.text(X_LIMIT);
+                w.int(limit, n[0]);
+                w.text(X_REMAINING);
+                w.int(remaining, n[1]);
+                w.text(X_RESET);
+                w.int(d.reset, n[2]);
+                w.text(CRLF);
+                w
+            }
+            (Some(rule), HeaderStyle::Ietf) => {
+                let name = rule.name.as_bytes();
+                let (window, reset_after) = (ceil_secs(d.window_ms), i64::from(d.reset_after));
+                let n = [
+                    decimal_len(limit),
+                    decimal_len(window),
+                    decimal_len(remaining),
+                    decimal_len(reset_after),
+                ];
+                let len = IETF_POLICY.len() + IETF_Q.len() + IETF_W.len() + IETF_LIMIT.len();
+                let len = len + IETF_R.len() + IETF_T.len() + CRLF.len() + 2 * name.len();
+                let len = len + n[0] + n[1] + n[2] + n[3] + retry_len;
+                if len > out.len() {
+                    return len;
+                }
+                let mut w = Cursor { out, at: 0 };
+                w.text(IETF_POLICY);
+                w.text(name);
+                w.text(IETF_Q);
+                w.int(limit, n[0]);
+                w.text(IETF_W);
+                w.int(window, n[1]);
+                w.text(IETF_LIMIT);
+                w.text(name);
+                w.text(IETF_R);
+                w.int(remaining, n[2]);
+                w.text(IETF_T);
+                w.int(reset_after, n[3]);
+                w.text(CRLF);
+                w
+            }
+        };
+        if !d.allowed {
+            w.text(RETRY);
+            w.int(retry, retry_len - RETRY.len() - CRLF.len());
+            w.text(CRLF);
+        }
+        w.at
+    }
+
     /// The header fields for `decision`, as (name, value) pairs in the order they should be
     /// sent. A decision with no rule (a category without window rules, or a full table)
     /// carries only `Retry-After`, when refused; so does a locked key's, since the lockout's
@@ -40,45 +258,210 @@ impl Limiter {
     /// # Ok::<(), sluice::Error>(())
     /// ```
     pub fn headers(&self, decision: &Decision, style: HeaderStyle) -> Vec<(&'static str, String)> {
-        let mut out = Vec::with_capacity(4);
-        let quota = decision.rule.filter(|_| decision.status != Status::Locked);
-        if let Some(rule) = quota.and_then(|r| self.policy().rules.get(r)) {
-            match style {
-                HeaderStyle::XRateLimit => {
-                    out.push(("X-RateLimit-Limit", decision.limit.to_string()));
-                    out.push(("X-RateLimit-Remaining", decision.remaining.to_string()));
-                    out.push(("X-RateLimit-Reset", decision.reset.to_string()));
-                }
-                HeaderStyle::Ietf => {
-                    out.push((
-                        "RateLimit-Policy",
-                        format!(
-                            "\"{}\";q={};w={}",
-                            rule.name,
-                            decision.limit,
-                            ceil_secs(decision.window_ms)
-                        ),
-                    ));
-                    out.push((
-                        "RateLimit",
-                        format!(
-                            "\"{}\";r={};t={}",
-                            rule.name, decision.remaining, decision.reset_after
-                        ),
-                    ));
-                }
-            }
-        }
-        if !decision.allowed {
-            out.push(("Retry-After", decision.retry_after.to_string()));
-        }
-        out
+        let mut block = String::new();
+        self.write_headers(decision, style, &mut block);
+        block
+            .split_terminator("\r\n")
+            .filter_map(|line| {
+                let (name, value) = line.split_once(": ")?;
+                let name = FIELD_NAMES.iter().find(|n| **n == name)?;
+                Some((*name, value.to_string()))
+            })
+            .collect()
     }
 
     /// The same fields as one block of `Name: value\r\n` lines, appended to `out`.
     pub fn write_headers(&self, decision: &Decision, style: HeaderStyle, out: &mut String) {
-        for (name, value) in self.headers(decision, style) {
-            let _ = write!(out, "{name}: {value}\r\n");
+        let mut block = [0u8; 256];
+        let n = self.format_headers(decision, style, &mut block);
+        let mut long = Vec::new();
+        let bytes = match block.get(..n) {
+            Some(b) => b,
+            None => {
+                // Only for category names of a hundred bytes or more.
+                long.resize(n, 0);
+                self.format_headers(decision, style, &mut long);
+                &long
+            }
+        };
+        // The block is ASCII (constant text, decimal digits and a category name of lowercase
+        // letters, digits, `-` and `_`): UTF-8 as it is, and every byte a char if not.
+        match std::str::from_utf8(bytes) {
+            Ok(text) => out.push_str(text),
+            Err(_) => out.extend(bytes.iter().map(|&b| char::from(b))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limiter::Category;
+
+    const T0: i64 = 1_767_225_600_000;
+
+    fn block(l: &Limiter, d: &Decision, style: HeaderStyle) -> String {
+        let mut s = String::from("kept|");
+        l.write_headers(d, style, &mut s);
+        let rest = s.strip_prefix("kept|").expect("write_headers appends").to_string();
+        // format_headers writes the same bytes, and nothing into a buffer one byte short.
+        let mut buf = vec![b'#'; rest.len() + 8];
+        assert_eq!(l.format_headers(d, style, &mut buf), rest.len());
+        assert_eq!(&buf[..rest.len()], rest.as_bytes());
+        assert!(buf[rest.len()..].iter().all(|&b| b == b'#'));
+        let mut short = vec![b'#'; rest.len().saturating_sub(1)];
+        assert_eq!(l.format_headers(d, style, &mut short), rest.len());
+        assert!(short.iter().all(|&b| b == b'#'), "partial block written");
+        // headers() gives the same fields, line by line.
+        let joined: String = l
+            .headers(d, style)
+            .iter()
+            .map(|(n, v)| format!("{n}: {v}\r\n"))
+            .collect();
+        assert_eq!(joined, rest);
+        rest
+    }
+
+    #[test]
+    fn decimals_of_every_width_and_sign() {
+        let mut cases = vec![0i64, 1, -1, i64::MAX, i64::MIN, i64::MIN + 1];
+        let mut p = 1i64;
+        for _ in 0..19 {
+            cases.extend([p - 1, p, p + 1, -p, -p + 1, 7 * p / 3]);
+            p = p.saturating_mul(10);
+        }
+        for v in cases {
+            let n = decimal_len(v);
+            assert_eq!(n, v.to_string().len(), "{v}");
+            let mut out = vec![0u8; n];
+            write_decimal(&mut out, v);
+            assert_eq!(std::str::from_utf8(&out).unwrap(), v.to_string(), "{v}");
+        }
+    }
+
+    #[test]
+    fn x_ratelimit_admitted_and_refused() {
+        let l = Limiter::open("global 2/1m").unwrap();
+        let d = l.check_at("k", Category::GLOBAL, T0).unwrap();
+        assert_eq!(
+            block(&l, &d, HeaderStyle::XRateLimit),
+            "X-RateLimit-Limit: 2\r\nX-RateLimit-Remaining: 1\r\nX-RateLimit-Reset: 1767225660\r\n"
+        );
+        l.check_at("k", Category::GLOBAL, T0 + 1).unwrap();
+        let d = l.check_at("k", Category::GLOBAL, T0 + 20_500).unwrap();
+        assert!(!d.allowed);
+        assert_eq!(
+            block(&l, &d, HeaderStyle::XRateLimit),
+            "X-RateLimit-Limit: 2\r\nX-RateLimit-Remaining: 0\r\nX-RateLimit-Reset: 1767225660\r\n\
+             Retry-After: 40\r\n"
+        );
+    }
+
+    #[test]
+    fn ietf_names_the_rules_category() {
+        let l = Limiter::open("global 300/1m\nmedia-upload_2 3/90s").unwrap();
+        let c = l.category("media-upload_2").unwrap();
+        let d = l.check_at("k", c, T0 + 250).unwrap();
+        assert_eq!(
+            block(&l, &d, HeaderStyle::Ietf),
+            "RateLimit-Policy: \"media-upload_2\";q=3;w=90\r\n\
+             RateLimit: \"media-upload_2\";r=2;t=90\r\n"
+        );
+        l.check_at("k", c, T0 + 300).unwrap();
+        l.check_at("k", c, T0 + 400).unwrap();
+        let d = l.check_at("k", c, T0 + 30_000).unwrap();
+        assert_eq!(
+            block(&l, &d, HeaderStyle::Ietf),
+            "RateLimit-Policy: \"media-upload_2\";q=3;w=90\r\n\
+             RateLimit: \"media-upload_2\";r=0;t=61\r\nRetry-After: 61\r\n"
+        );
+    }
+
+    #[test]
+    fn a_long_category_name_is_written_whole() {
+        let name = format!("c{}", "-x_9".repeat(60));
+        let l = Limiter::open(&format!("{name} 7/2h")).unwrap();
+        let c = l.category(&name).unwrap();
+        let d = l.check_at("k", c, T0).unwrap();
+        let text = block(&l, &d, HeaderStyle::Ietf);
+        assert!(text.len() > 256);
+        assert_eq!(
+            text,
+            format!("RateLimit-Policy: \"{name}\";q=7;w=7200\r\nRateLimit: \"{name}\";r=6;t=7200\r\n")
+        );
+    }
+
+    #[test]
+    fn no_rule_or_locked_gives_only_retry_after() {
+        let l = Limiter::open("global 5/1s\nauth lockout 1/1m for 10m").unwrap();
+        let auth = l.category("auth").unwrap();
+        // No rule, admitted: an empty block.
+        let d = Decision::default();
+        for style in [HeaderStyle::XRateLimit, HeaderStyle::Ietf] {
+            assert_eq!(block(&l, &d, style), "");
+            let refused = Decision {
+                allowed: false,
+                status: Status::Full,
+                retry_after: 1,
+                ..d
+            };
+            assert_eq!(block(&l, &refused, style), "Retry-After: 1\r\n");
+        }
+        l.failure_at("k", auth, T0).unwrap();
+        let d = l.check_at("k", auth, T0 + 1_000).unwrap();
+        assert_eq!(d.status, Status::Locked);
+        assert!(d.rule.is_some());
+        for style in [HeaderStyle::XRateLimit, HeaderStyle::Ietf] {
+            assert_eq!(block(&l, &d, style), "Retry-After: 599\r\n");
+        }
+    }
+
+    #[test]
+    fn extreme_numbers_are_written_whole() {
+        let l = Limiter::open("global 5/1s").unwrap();
+        let d = Decision {
+            allowed: false,
+            status: Status::Limited,
+            limit: u32::MAX,
+            remaining: u32::MAX,
+            reset: i64::MIN,
+            reset_after: u32::MAX,
+            retry_after: u32::MAX,
+            rule: Some(0),
+            window_ms: i64::MAX,
+        };
+        assert_eq!(
+            block(&l, &d, HeaderStyle::XRateLimit),
+            "X-RateLimit-Limit: 4294967295\r\nX-RateLimit-Remaining: 4294967295\r\n\
+             X-RateLimit-Reset: -9223372036854775808\r\nRetry-After: 4294967295\r\n"
+        );
+        assert_eq!(
+            block(&l, &d, HeaderStyle::Ietf),
+            "RateLimit-Policy: \"global\";q=4294967295;w=9223372036854776\r\n\
+             RateLimit: \"global\";r=4294967295;t=4294967295\r\nRetry-After: 4294967295\r\n"
+        );
+        let d = Decision {
+            reset: i64::MAX,
+            window_ms: -5,
+            limit: 0,
+            remaining: 0,
+            ..d
+        };
+        assert_eq!(
+            block(&l, &d, HeaderStyle::XRateLimit),
+            "X-RateLimit-Limit: 0\r\nX-RateLimit-Remaining: 0\r\n\
+             X-RateLimit-Reset: 9223372036854775807\r\nRetry-After: 4294967295\r\n"
+        );
+        assert_eq!(
+            block(&l, &d, HeaderStyle::Ietf),
+            "RateLimit-Policy: \"global\";q=0;w=0\r\n\
+             RateLimit: \"global\";r=0;t=4294967295\r\nRetry-After: 4294967295\r\n"
+        );
+        // A rule index past the policy's rules is no rule.
+        let d = Decision { rule: Some(7), ..d };
+        assert_eq!(
+            block(&l, &d, HeaderStyle::Ietf),
+            "Retry-After: 4294967295\r\n"
+        );
     }
 }
