@@ -8,7 +8,7 @@
 //! Run: `cargo bench --bench check` (about 3 minutes); one group: `cargo bench --bench check -- hot_key`.
 //! After the groups, `paired` times the comparisons with governor keyed, and header formatting
 //! against `check_at`, in alternating rounds (`-- paired` for that alone; any other filter
-//! skips it).
+//! skips it; `-- paired_headers` runs the header pass alone, in seconds).
 
 mod peers;
 
@@ -643,6 +643,8 @@ struct HeaderCase {
     decision: Decision,
     handle: *mut sluice::ffi::sluice,
     calls: i64,
+    /// The host's buffer, reused as a server reuses its response buffer.
+    buf: [u8; 256],
 }
 
 impl HeaderCase {
@@ -666,6 +668,7 @@ impl HeaderCase {
             decision,
             handle,
             calls: 0,
+            buf: [0; 256],
         }
     }
 
@@ -681,9 +684,10 @@ impl HeaderCase {
     #[inline]
     fn rust(&mut self, style: HeaderStyle) -> usize {
         let d = self.next();
-        let mut buf = [0u8; 256];
-        let n = self.limiter.format_headers(black_box(&d), style, &mut buf);
-        black_box(&buf);
+        let n = self
+            .limiter
+            .format_headers(black_box(&d), style, &mut self.buf);
+        black_box(&self.buf);
         n
     }
 
@@ -691,12 +695,10 @@ impl HeaderCase {
     #[inline]
     fn c(&mut self, style: c_int) -> c_int {
         let d = sluice::ffi::sluice_decision::from(self.next());
-        let mut buf = [0 as c_char; 256];
+        let buf = self.buf.as_mut_ptr() as *mut c_char;
         // SAFETY: a live handle, a readable decision, 256 writable bytes.
-        let n = unsafe {
-            sluice::ffi::sluice_headers(self.handle, black_box(&d), style, buf.as_mut_ptr(), 256)
-        };
-        black_box(&buf);
+        let n = unsafe { sluice::ffi::sluice_headers(self.handle, black_box(&d), style, buf, 256) };
+        black_box(&self.buf);
         n
     }
 }
@@ -724,7 +726,9 @@ fn headers(c: &mut Criterion) {
     g.bench_function("format_headers/x_ratelimit", |b| {
         b.iter(|| h.rust(HeaderStyle::XRateLimit))
     });
-    g.bench_function("format_headers/ietf", |b| b.iter(|| h.rust(HeaderStyle::Ietf)));
+    g.bench_function("format_headers/ietf", |b| {
+        b.iter(|| h.rust(HeaderStyle::Ietf))
+    });
     g.bench_function("sluice_headers/x_ratelimit", |b| {
         b.iter(|| h.c(sluice::ffi::SLUICE_HEADERS_X_RATELIMIT))
     });
@@ -812,8 +816,8 @@ fn paired_rounds(title: &str, calls: u64, cases: &mut [PairedCase]) {
         eprintln!(
             "  {:<27} median {:>6.1} ns; {} / this, per round: median {:.2}, range {:.2}–{:.2}",
             c.name,
-            gov.name,
             median(c.ns.clone()),
+            gov.name,
             ratios[ratios.len() / 2],
             ratios[0],
             ratios[ratios.len() - 1]
@@ -823,6 +827,54 @@ fn paired_rounds(title: &str, calls: u64, cases: &mut [PairedCase]) {
         "  {:<27} median {:>6.1} ns",
         gov.name,
         median(gov.ns.clone())
+    );
+}
+
+/// Header formatting against the check that made the decision, in alternating rounds:
+/// `check_at / this` is at least 2 when formatting costs at most half a check (SPEC §8).
+/// Part of `paired`; alone, without the million-key fixtures: `-- paired_headers`.
+fn paired_headers() {
+    let lh = Limiter::open("global 100/1ms").unwrap();
+    let mut th = T0;
+    let h = std::cell::RefCell::new(HeaderCase::new());
+    paired_rounds(
+        "headers",
+        200_000,
+        &mut [
+            paired_case("format_headers/x_ratelimit", |n| {
+                let mut h = h.borrow_mut();
+                for _ in 0..n {
+                    black_box(h.rust(HeaderStyle::XRateLimit));
+                }
+            }),
+            paired_case("format_headers/ietf", |n| {
+                let mut h = h.borrow_mut();
+                for _ in 0..n {
+                    black_box(h.rust(HeaderStyle::Ietf));
+                }
+            }),
+            paired_case("sluice_headers/x_ratelimit", |n| {
+                let mut h = h.borrow_mut();
+                for _ in 0..n {
+                    black_box(h.c(sluice::ffi::SLUICE_HEADERS_X_RATELIMIT));
+                }
+            }),
+            paired_case("sluice_headers/ietf", |n| {
+                let mut h = h.borrow_mut();
+                for _ in 0..n {
+                    black_box(h.c(sluice::ffi::SLUICE_HEADERS_IETF));
+                }
+            }),
+            paired_case("check_at", |n| {
+                for _ in 0..n {
+                    th += 1;
+                    black_box(
+                        lh.check_at(black_box(HOT_KEY), Category::GLOBAL, th)
+                            .unwrap(),
+                    );
+                }
+            }),
+        ],
     );
 }
 
@@ -868,48 +920,6 @@ fn paired(m: &mut Million) {
                 for _ in 0..n {
                     ft.tick();
                     black_box(gk.check_key(black_box(&key)).is_ok());
-                }
-            }),
-        ],
-    );
-
-    // Header formatting against the check that made the decision: `check_at / this` is at
-    // least 2 when formatting costs at most half a check.
-    let lh = Limiter::open("global 100/1ms").unwrap();
-    let mut th = T0;
-    let h = std::cell::RefCell::new(HeaderCase::new());
-    paired_rounds(
-        "headers",
-        200_000,
-        &mut [
-            paired_case("format_headers/x_ratelimit", |n| {
-                let mut h = h.borrow_mut();
-                for _ in 0..n {
-                    black_box(h.rust(HeaderStyle::XRateLimit));
-                }
-            }),
-            paired_case("format_headers/ietf", |n| {
-                let mut h = h.borrow_mut();
-                for _ in 0..n {
-                    black_box(h.rust(HeaderStyle::Ietf));
-                }
-            }),
-            paired_case("sluice_headers/x_ratelimit", |n| {
-                let mut h = h.borrow_mut();
-                for _ in 0..n {
-                    black_box(h.c(sluice::ffi::SLUICE_HEADERS_X_RATELIMIT));
-                }
-            }),
-            paired_case("sluice_headers/ietf", |n| {
-                let mut h = h.borrow_mut();
-                for _ in 0..n {
-                    black_box(h.c(sluice::ffi::SLUICE_HEADERS_IETF));
-                }
-            }),
-            paired_case("check_at", |n| {
-                for _ in 0..n {
-                    th += 1;
-                    black_box(lh.check_at(black_box(HOT_KEY), Category::GLOBAL, th).unwrap());
                 }
             }),
         ],
@@ -986,6 +996,10 @@ fn paired_wanted() -> bool {
 }
 
 fn main() {
+    if std::env::args().any(|a| a == "paired_headers") {
+        paired_headers();
+        return;
+    }
     let mut c = Criterion::default().configure_from_args();
     floor(&mut c);
     hot_key(&mut c);
@@ -998,6 +1012,7 @@ fn main() {
     batch(&mut c, &m);
     c.final_summary();
     if paired_wanted() {
+        paired_headers();
         paired(&mut m);
     }
 }

@@ -152,9 +152,8 @@ fn main() {
                 d.remaining = (t % 300) as u32;
                 d.reset = T0 / 1000 + 60 + t / 1000;
                 // SAFETY: a live handle, a readable decision, 256 writable bytes.
-                let n = unsafe {
-                    sluice_headers(h, black_box(&d), style, buf.as_mut_ptr(), buf.len())
-                };
+                let n =
+                    unsafe { sluice_headers(h, black_box(&d), style, buf.as_mut_ptr(), buf.len()) };
                 acc += n as u64 + buf[black_box(20)] as u64;
             }
             // SAFETY: opened above, closed once.
@@ -190,7 +189,9 @@ fn main() {
             let api: Vec<String> = (0..8u64)
                 .map(|i| format!("sk_live_{:032x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
                 .collect();
-            let (imp, set) = case["hash-".len()..].split_once('-').expect("hash-IMPL-SET");
+            let (imp, set) = case["hash-".len()..]
+                .split_once('-')
+                .expect("hash-IMPL-SET");
             let keys: Vec<&[u8]> = match set {
                 "ip" => IPS.iter().map(|k| k.as_bytes()).collect(),
                 "api" => api.iter().map(|k| k.as_bytes()).collect(),

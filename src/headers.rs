@@ -85,42 +85,47 @@ fn decimal_len(v: i64) -> usize {
     digits(v.unsigned_abs()) + usize::from(v < 0)
 }
 
-/// Writes `v` in decimal into `out`, which is exactly [`decimal_len`] bytes long: four
-/// digits per division of the whole number, split in two pairs by 32-bit arithmetic.
+/// Writes `v` in decimal to end just before `end`, and returns where it starts: four digits
+/// per division of the whole number, split in two pairs by 32-bit arithmetic.
+///
+/// # Safety
+/// The [`decimal_len`] of `v` bytes before `end` are writable.
 #[inline(always)]
-fn write_decimal(out: &mut [u8], v: i64) {
+unsafe fn write_decimal(mut end: *mut u8, v: i64) {
     let mut m = v.unsigned_abs();
-    let mut end = out.len();
-    let mut pair = |end: usize, p: u32| {
-        let p = p as usize * 2;
-        out[end - 2..end].copy_from_slice(&PAIRS[p..p + 2]);
+    let pair = |end: *mut u8, p: u32| {
+        // SAFETY: `p` < 100, so both bytes are in PAIRS; the caller's two bytes are writable.
+        unsafe { std::ptr::copy_nonoverlapping(PAIRS.as_ptr().add(p as usize * 2), end.sub(2), 2) };
     };
-    while m >= 10_000 {
-        let four = (m % 10_000) as u32;
-        m /= 10_000;
-        pair(end, four % 100);
-        pair(end - 2, four / 100);
-        end -= 4;
-    }
-    let mut m = m as u32;
-    if m >= 100 {
-        pair(end, m % 100);
-        m /= 100;
-        end -= 2;
-    }
-    if m >= 10 {
-        pair(end, m);
-        end -= 2;
-    } else {
-        out[end - 1] = b'0' + m as u8;
-        end -= 1;
-    }
-    if v < 0 {
-        out[end - 1] = b'-';
+    // SAFETY (each write): the number has as many digits as bytes are written before `end`.
+    unsafe {
+        while m >= 10_000 {
+            let four = (m % 10_000) as u32;
+            m /= 10_000;
+            pair(end, four % 100);
+            pair(end.sub(2), four / 100);
+            end = end.sub(4);
+        }
+        let mut m = m as u32;
+        if m >= 100 {
+            pair(end, m % 100);
+            m /= 100;
+            end = end.sub(2);
+        }
+        if m >= 10 {
+            pair(end, m);
+            end = end.sub(2);
+        } else {
+            end = end.sub(1);
+            *end = b'0' + m as u8;
+        }
+        if v < 0 {
+            *end.sub(1) = b'-';
+        }
     }
 }
 
-/// Writes forward into a buffer known to hold everything written.
+/// Writes forward into a buffer whose length has been checked to hold everything written.
 struct Cursor<'a> {
     out: &'a mut [u8],
     at: usize,
@@ -129,15 +134,22 @@ struct Cursor<'a> {
 impl Cursor<'_> {
     #[inline(always)]
     fn text(&mut self, t: &[u8]) {
-        self.out[self.at..self.at + t.len()].copy_from_slice(t);
+        debug_assert!(self.at + t.len() <= self.out.len());
+        // SAFETY: the block's length, counted before writing, is at most `out.len()`.
+        unsafe {
+            let dst = self.out.as_mut_ptr().add(self.at);
+            std::ptr::copy_nonoverlapping(t.as_ptr(), dst, t.len());
+        }
         self.at += t.len();
     }
 
     /// `v`, whose [`decimal_len`] is `n`.
     #[inline(always)]
     fn int(&mut self, v: i64, n: usize) {
-        write_decimal(&mut self.out[self.at..self.at + n], v);
+        debug_assert!(self.at + n <= self.out.len() && n == decimal_len(v));
         self.at += n;
+        // SAFETY: as for `text`; the `n` bytes before `at` are the number's.
+        unsafe { write_decimal(self.out.as_mut_ptr().add(self.at), v) };
     }
 }
 
@@ -182,7 +194,11 @@ impl Limiter {
                 Cursor { out, at: 0 }
             }
             (Some(_), HeaderStyle::XRateLimit) => {
-                let n = [decimal_len(limit), decimal_len(remaining), decimal_len(d.reset)];
+                let n = [
+                    decimal_len(limit),
+                    decimal_len(remaining),
+                    decimal_len(d.reset),
+                ];
                 let len = X_LIMIT.len() + X_REMAINING.len() + X_RESET.len() + CRLF.len();
                 let len = len + n[0] + n[1] + n[2] + retry_len;
                 if len > out.len() {
@@ -303,7 +319,10 @@ mod tests {
     fn block(l: &Limiter, d: &Decision, style: HeaderStyle) -> String {
         let mut s = String::from("kept|");
         l.write_headers(d, style, &mut s);
-        let rest = s.strip_prefix("kept|").expect("write_headers appends").to_string();
+        let rest = s
+            .strip_prefix("kept|")
+            .expect("write_headers appends")
+            .to_string();
         // format_headers writes the same bytes, and nothing into a buffer one byte short.
         let mut buf = vec![b'#'; rest.len() + 8];
         assert_eq!(l.format_headers(d, style, &mut buf), rest.len());
@@ -333,8 +352,11 @@ mod tests {
         for v in cases {
             let n = decimal_len(v);
             assert_eq!(n, v.to_string().len(), "{v}");
-            let mut out = vec![0u8; n];
-            write_decimal(&mut out, v);
+            let mut out = vec![b'#'; n + 2];
+            // SAFETY: n + 2 bytes: the number in the middle.
+            unsafe { write_decimal(out.as_mut_ptr().add(n + 1), v) };
+            assert_eq!((out[0], out[n + 1]), (b'#', b'#'), "{v}");
+            let out = &out[1..n + 1];
             assert_eq!(std::str::from_utf8(&out).unwrap(), v.to_string(), "{v}");
         }
     }
@@ -387,7 +409,9 @@ mod tests {
         assert!(text.len() > 256);
         assert_eq!(
             text,
-            format!("RateLimit-Policy: \"{name}\";q=7;w=7200\r\nRateLimit: \"{name}\";r=6;t=7200\r\n")
+            format!(
+                "RateLimit-Policy: \"{name}\";q=7;w=7200\r\nRateLimit: \"{name}\";r=6;t=7200\r\n"
+            )
         );
     }
 
