@@ -236,8 +236,9 @@ fn main() {
             let last = names.last().unwrap().clone();
             let std_map: std::collections::HashMap<String, usize> =
                 names.iter().cloned().zip(0..).collect();
-            let a_map: std::collections::HashMap<String, usize, ahash::RandomState> =
-                names.iter().cloned().zip(0..).collect();
+            let mut a_map =
+                std::collections::HashMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4));
+            a_map.extend(names.iter().cloned().zip(0..));
             for _ in 0..iters {
                 let name = black_box(last.as_str());
                 acc += match case {

@@ -357,7 +357,7 @@ mod tests {
             unsafe { write_decimal(out.as_mut_ptr().add(n + 1), v) };
             assert_eq!((out[0], out[n + 1]), (b'#', b'#'), "{v}");
             let out = &out[1..n + 1];
-            assert_eq!(std::str::from_utf8(&out).unwrap(), v.to_string(), "{v}");
+            assert_eq!(std::str::from_utf8(out).unwrap(), v.to_string(), "{v}");
         }
     }
 
