@@ -641,6 +641,8 @@ fn lockout(c: &mut Criterion) {
 struct HeaderCase {
     limiter: Limiter,
     decision: Decision,
+    /// The same decision as the C ABI returns it, as a C host holds it.
+    c_decision: sluice::ffi::sluice_decision,
     handle: *mut sluice::ffi::sluice,
     calls: i64,
     /// The host's buffer, reused as a server reuses its response buffer.
@@ -666,27 +668,31 @@ impl HeaderCase {
         HeaderCase {
             limiter,
             decision,
+            c_decision: decision.into(),
             handle,
             calls: 0,
             buf: [0; 256],
         }
     }
 
+    /// The next call's `(remaining, reset)`.
     #[inline]
-    fn next(&mut self) -> Decision {
+    fn next(&mut self) -> (u32, i64) {
         self.calls += 1;
-        self.decision.remaining = (self.calls % 300) as u32;
-        self.decision.reset = T0 / 1000 + 60 + self.calls / 1000;
-        self.decision
+        (
+            (self.calls % 300) as u32,
+            T0 / 1000 + 60 + self.calls / 1000,
+        )
     }
 
-    /// `Limiter::format_headers` into a stack buffer: the Rust host's path.
+    /// `Limiter::format_headers` into the host's buffer: the Rust host's path.
     #[inline]
     fn rust(&mut self, style: HeaderStyle) -> usize {
-        let d = self.next();
+        (self.decision.remaining, self.decision.reset) = self.next();
+        let d = &self.decision;
         let n = self
             .limiter
-            .format_headers(black_box(&d), style, &mut self.buf);
+            .format_headers(black_box(d), style, &mut self.buf);
         black_box(&self.buf);
         n
     }
@@ -694,10 +700,10 @@ impl HeaderCase {
     /// `sluice_headers`, the C ABI's call (as nginx and the Python binding make it).
     #[inline]
     fn c(&mut self, style: c_int) -> c_int {
-        let d = sluice::ffi::sluice_decision::from(self.next());
-        let buf = self.buf.as_mut_ptr() as *mut c_char;
+        (self.c_decision.remaining, self.c_decision.reset) = self.next();
+        let (d, buf) = (&self.c_decision, self.buf.as_mut_ptr() as *mut c_char);
         // SAFETY: a live handle, a readable decision, 256 writable bytes.
-        let n = unsafe { sluice::ffi::sluice_headers(self.handle, black_box(&d), style, buf, 256) };
+        let n = unsafe { sluice::ffi::sluice_headers(self.handle, black_box(d), style, buf, 256) };
         black_box(&self.buf);
         n
     }
