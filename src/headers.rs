@@ -546,4 +546,81 @@ mod tests {
             "Retry-After: 4294967295\r\n"
         );
     }
+
+    /// The block as `format!` writes it: the fields SPEC §3 lists, from the decision alone.
+    fn with_fmt(l: &Limiter, d: &Decision, style: HeaderStyle) -> String {
+        let mut out = String::new();
+        let rule = d.rule.filter(|_| d.status != Status::Locked);
+        if let Some(rule) = rule.and_then(|r| l.policy().rules.get(r)) {
+            match style {
+                HeaderStyle::XRateLimit => {
+                    out += &format!("X-RateLimit-Limit: {}\r\n", d.limit);
+                    out += &format!("X-RateLimit-Remaining: {}\r\n", d.remaining);
+                    out += &format!("X-RateLimit-Reset: {}\r\n", d.reset);
+                }
+                HeaderStyle::Ietf => {
+                    let w = ceil_secs(d.window_ms);
+                    out += &format!(
+                        "RateLimit-Policy: \"{}\";q={};w={w}\r\n",
+                        rule.name, d.limit
+                    );
+                    out += &format!(
+                        "RateLimit: \"{}\";r={};t={}\r\n",
+                        rule.name, d.remaining, d.reset_after
+                    );
+                }
+            }
+        }
+        if !d.allowed {
+            out += &format!("Retry-After: {}\r\n", d.retry_after);
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// Any decision, with numbers of any width (a C caller may pass any), formats as
+        /// `format!` would, in both styles.
+        #[test]
+        fn any_decision_formats_as_fmt_would(
+            allowed: bool,
+            status in 0..5u8,
+            limit: u32,
+            remaining: u32,
+            reset: i64,
+            reset_after: u32,
+            retry_after: u32,
+            rule in proptest::option::of(0..4usize),
+            window_ms: i64,
+            small in proptest::bool::ANY,
+        ) {
+            let l = Limiter::open("global 9/1s\nx 3/1m\nmedia-upload_v2 5/1h").unwrap();
+            let status = [
+                Status::Passed,
+                Status::Limited,
+                Status::Locked,
+                Status::Full,
+                Status::DryRunLimited,
+            ][status as usize];
+            // Half the cases with small numbers, where digit counts change most often.
+            let (limit, remaining, reset) = if small {
+                (limit % 1000, remaining % 1000, reset % 100_000)
+            } else {
+                (limit, remaining, reset)
+            };
+            let d = Decision {
+                allowed,
+                status,
+                limit,
+                remaining,
+                reset,
+                reset_after,
+                retry_after,
+                rule,
+                window_ms,
+            };
+            for style in [HeaderStyle::XRateLimit, HeaderStyle::Ietf] {
+                proptest::prop_assert_eq!(block(&l, &d, style), with_fmt(&l, &d, style));
+            }
+        }
+    }
 }
