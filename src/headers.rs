@@ -4,8 +4,9 @@
 //! Hosts format headers on every response, so the block is written without `fmt` and without
 //! allocating: the length of each number is counted first (a multiply and a comparison), so
 //! the whole block's length is known before a byte is written, and then constant text and
-//! numbers (two digits at a time) are written straight in. [`Limiter::format_headers`] writes into the caller's buffer;
-//! [`Limiter::write_headers`] and [`Limiter::headers`] are built on it, so all three agree.
+//! numbers (two digits at a time) are written straight in. [`Limiter::format_headers`] writes
+//! into the caller's buffer; [`Limiter::write_headers`] and [`Limiter::headers`] are built on
+//! it, so all three agree. A property test checks the block against `format!`.
 
 use crate::limiter::{Decision, Limiter, Status};
 use crate::time::ceil_secs;
@@ -181,20 +182,27 @@ struct Cursor<'a> {
 }
 
 impl Cursor<'_> {
+    /// Appends `t`.
+    ///
+    /// # Safety
+    /// `t.len()` bytes from `at` are within `out`.
     #[inline(always)]
-    fn text(&mut self, t: &[u8]) {
+    unsafe fn text(&mut self, t: &[u8]) {
         debug_assert!(self.at + t.len() <= self.out.len());
-        // SAFETY: the block's length, counted before writing, is at most `out.len()`.
+        // SAFETY: by the caller, the bytes written are within `out`.
         unsafe { copy_short(t, self.out.as_mut_ptr().add(self.at)) };
         self.at += t.len();
     }
 
-    /// `v`, whose [`decimal_len`] is `n`.
+    /// Appends `v`, whose [`decimal_len`] is `n`.
+    ///
+    /// # Safety
+    /// `n` bytes from `at` are within `out`.
     #[inline(always)]
-    fn int(&mut self, v: i64, n: usize) {
+    unsafe fn int(&mut self, v: i64, n: usize) {
         debug_assert!(self.at + n <= self.out.len() && n == decimal_len(v));
         self.at += n;
-        // SAFETY: as for `text`; the `n` bytes before `at` are the number's.
+        // SAFETY: by the caller; the `n` bytes before `at` are the number's.
         unsafe { write_decimal(self.out.as_mut_ptr().add(self.at), v) };
     }
 }
@@ -251,13 +259,16 @@ impl Limiter {
                     return len;
                 }
                 let mut w = Cursor { out, at: 0 };
-                w.text(X_LIMIT);
-                w.int(limit, n[0]);
-                w.text(X_REMAINING);
-                w.int(remaining, n[1]);
-                w.text(X_RESET);
-                w.int(d.reset, n[2]);
-                w.text(CRLF);
+                // SAFETY: `len`, the sum of what is written here and below, is in `out`.
+                unsafe {
+                    w.text(X_LIMIT);
+                    w.int(limit, n[0]);
+                    w.text(X_REMAINING);
+                    w.int(remaining, n[1]);
+                    w.text(X_RESET);
+                    w.int(d.reset, n[2]);
+                    w.text(CRLF);
+                }
                 w
             }
             (Some(rule), HeaderStyle::Ietf) => {
@@ -276,26 +287,32 @@ impl Limiter {
                     return len;
                 }
                 let mut w = Cursor { out, at: 0 };
-                w.text(IETF_POLICY);
-                w.text(name);
-                w.text(IETF_Q);
-                w.int(limit, n[0]);
-                w.text(IETF_W);
-                w.int(window, n[1]);
-                w.text(IETF_LIMIT);
-                w.text(name);
-                w.text(IETF_R);
-                w.int(remaining, n[2]);
-                w.text(IETF_T);
-                w.int(reset_after, n[3]);
-                w.text(CRLF);
+                // SAFETY: `len`, the sum of what is written here and below, is in `out`.
+                unsafe {
+                    w.text(IETF_POLICY);
+                    w.text(name);
+                    w.text(IETF_Q);
+                    w.int(limit, n[0]);
+                    w.text(IETF_W);
+                    w.int(window, n[1]);
+                    w.text(IETF_LIMIT);
+                    w.text(name);
+                    w.text(IETF_R);
+                    w.int(remaining, n[2]);
+                    w.text(IETF_T);
+                    w.int(reset_after, n[3]);
+                    w.text(CRLF);
+                }
                 w
             }
         };
         if !d.allowed {
-            w.text(RETRY);
-            w.int(retry, retry_len - RETRY.len() - CRLF.len());
-            w.text(CRLF);
+            // SAFETY: the last `retry_len` bytes of the length checked above.
+            unsafe {
+                w.text(RETRY);
+                w.int(retry, retry_len - RETRY.len() - CRLF.len());
+                w.text(CRLF);
+            }
         }
         w.at
     }
