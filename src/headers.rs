@@ -176,21 +176,23 @@ unsafe fn copy_short(src: &[u8], dst: *mut u8) {
 }
 
 /// Writes forward into a buffer whose length has been checked to hold everything written.
-struct Cursor<'a> {
-    out: &'a mut [u8],
+struct Cursor {
+    out: *mut u8,
+    /// Bytes writable at `out` (for debug checks).
+    cap: usize,
     at: usize,
 }
 
-impl Cursor<'_> {
+impl Cursor {
     /// Appends `t`.
     ///
     /// # Safety
     /// `t.len()` bytes from `at` are within `out`.
     #[inline(always)]
     unsafe fn text(&mut self, t: &[u8]) {
-        debug_assert!(self.at + t.len() <= self.out.len());
+        debug_assert!(self.at + t.len() <= self.cap);
         // SAFETY: by the caller, the bytes written are within `out`.
-        unsafe { copy_short(t, self.out.as_mut_ptr().add(self.at)) };
+        unsafe { copy_short(t, self.out.add(self.at)) };
         self.at += t.len();
     }
 
@@ -200,10 +202,10 @@ impl Cursor<'_> {
     /// `n` bytes from `at` are within `out`.
     #[inline(always)]
     unsafe fn int(&mut self, v: i64, n: usize) {
-        debug_assert!(self.at + n <= self.out.len() && n == decimal_len(v));
+        debug_assert!(self.at + n <= self.cap && n == decimal_len(v));
         self.at += n;
         // SAFETY: by the caller; the `n` bytes before `at` are the number's.
-        unsafe { write_decimal(self.out.as_mut_ptr().add(self.at), v) };
+        unsafe { write_decimal(self.out.add(self.at), v) };
     }
 }
 
@@ -229,6 +231,25 @@ impl Limiter {
     /// ```
     #[inline(always)]
     pub fn format_headers(&self, decision: &Decision, style: HeaderStyle, out: &mut [u8]) -> usize {
+        // SAFETY: `out.len()` bytes at `out` are writable, and nothing else refers to them.
+        unsafe { self.format_headers_raw(decision, style, out.as_mut_ptr(), out.len()) }
+    }
+
+    /// [`Limiter::format_headers`] into `cap` bytes at `out`, which need not be initialised
+    /// (a C caller's buffer): the block is written only if its length, returned either way,
+    /// is at most `cap`; nothing at `out` is read.
+    ///
+    /// # Safety
+    /// `out` is valid for writes of `cap` bytes (any pointer when `cap` is 0), and no
+    /// reference to those bytes is used during the call.
+    #[inline(always)]
+    pub(crate) unsafe fn format_headers_raw(
+        &self,
+        decision: &Decision,
+        style: HeaderStyle,
+        out: *mut u8,
+        cap: usize,
+    ) -> usize {
         let d = decision;
         // A locked key's numbers count failures, not requests: they would read as a quota.
         let quota = d.rule.filter(|_| d.status != Status::Locked);
@@ -242,10 +263,10 @@ impl Limiter {
         let (limit, remaining) = (i64::from(d.limit), i64::from(d.remaining));
         let mut w = match (rule, style) {
             (None, _) => {
-                if retry_len > out.len() {
+                if retry_len > cap {
                     return retry_len;
                 }
-                Cursor { out, at: 0 }
+                Cursor { out, cap, at: 0 }
             }
             (Some(_), HeaderStyle::XRateLimit) => {
                 let n = [
@@ -255,11 +276,11 @@ impl Limiter {
                 ];
                 let len = X_LIMIT.len() + X_REMAINING.len() + X_RESET.len() + CRLF.len();
                 let len = len + n[0] + n[1] + n[2] + retry_len;
-                if len > out.len() {
+                if len > cap {
                     return len;
                 }
-                let mut w = Cursor { out, at: 0 };
-                // SAFETY: `len`, the sum of what is written here and below, is in `out`.
+                let mut w = Cursor { out, cap, at: 0 };
+                // SAFETY: `len`, the sum of what is written here and below, is at most `cap`.
                 unsafe {
                     w.text(X_LIMIT);
                     w.int(limit, n[0]);
@@ -283,11 +304,11 @@ impl Limiter {
                 let len = IETF_POLICY.len() + IETF_Q.len() + IETF_W.len() + IETF_LIMIT.len();
                 let len = len + IETF_R.len() + IETF_T.len() + CRLF.len() + 2 * name.len();
                 let len = len + n[0] + n[1] + n[2] + n[3] + retry_len;
-                if len > out.len() {
+                if len > cap {
                     return len;
                 }
-                let mut w = Cursor { out, at: 0 };
-                // SAFETY: `len`, the sum of what is written here and below, is in `out`.
+                let mut w = Cursor { out, cap, at: 0 };
+                // SAFETY: `len`, the sum of what is written here and below, is at most `cap`.
                 unsafe {
                     w.text(IETF_POLICY);
                     w.text(name);
