@@ -745,8 +745,8 @@ fn headers(c: &mut Criterion) {
 }
 
 /// What any keyed check costs at least on this machine, whatever its algorithm: the key's
-/// SipHash-1-3 (sluice's and governor's DashMap's hash; the SPEC asks for a keyed hash), and
-/// the three atomic read-modify-writes a check does (sluice: claim, advance, count; governor
+/// SipHash-1-3 (sluice's and governor's DashMap's hash; the SPEC asks for a keyed hash) or
+/// ahash (what a private table may use instead, see `src/hash.rs`), and the three atomic read-modify-writes a check does (sluice: claim, advance, count; governor
 /// keyed: shard lock, state CAS, unlock), here on one cache line with nothing else. Against
 /// SPEC §8's 15 ns for a hot-key check.
 fn floor(c: &mut Criterion) {
@@ -757,6 +757,16 @@ fn floor(c: &mut Criterion) {
                 [1, 2],
                 black_box(HOT_KEY.as_bytes()),
             ))
+        })
+    });
+    // ahash, keyed as `KeyHasher::for_table` keys it for a private table.
+    let ahash = ahash::RandomState::with_seeds(1, 2, 3, 4);
+    g.bench_function("ahash_key", |b| {
+        b.iter(|| {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = black_box(&ahash).build_hasher();
+            h.write(black_box(HOT_KEY.as_bytes()));
+            black_box(h.finish())
         })
     });
     #[repr(align(64))]
