@@ -6,11 +6,13 @@
 //! governor's `FakeRelativeClock`) and with each library's own clock.
 //!
 //! Run: `cargo bench --bench check` (about 3 minutes); one group: `cargo bench --bench check -- hot_key`.
-//! After the groups, `paired` times the comparisons with governor keyed in alternating rounds
-//! (`-- paired` for that alone; any other filter skips it).
+//! After the groups, `paired` times the comparisons with governor keyed, and header formatting
+//! against `check_at`, in alternating rounds (`-- paired` for that alone; any other filter
+//! skips it; `-- paired_headers` runs the header pass alone, in seconds).
 
 mod peers;
 
+use std::ffi::{c_char, c_int};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -18,7 +20,7 @@ use std::time::{Duration, Instant};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput};
 use peers::*;
-use sluice::{Category, Decision, Limiter};
+use sluice::{Category, Decision, HeaderStyle, Limiter};
 
 const HOT_KEY: &str = "198.51.100.7";
 
@@ -634,9 +636,117 @@ fn lockout(c: &mut Criterion) {
     g.finish();
 }
 
+/// A decision to format, from one check of `global 300/1m`, its numbers moved every call
+/// (`remaining` by one, `reset` by a second every thousand calls) so nothing is cached.
+struct HeaderCase {
+    limiter: Limiter,
+    decision: Decision,
+    /// The same decision as the C ABI returns it, as a C host holds it.
+    c_decision: sluice::ffi::sluice_decision,
+    handle: *mut sluice::ffi::sluice,
+    calls: i64,
+    /// The host's buffer, reused as a server reuses its response buffer.
+    buf: [u8; 256],
+}
+
+impl HeaderCase {
+    fn new() -> HeaderCase {
+        let limiter = Limiter::open("global 300/1m").unwrap();
+        let decision = limiter.check_at(HOT_KEY, Category::GLOBAL, T0).unwrap();
+        let mut handle = std::ptr::null_mut();
+        // SAFETY: a NUL-terminated policy, no path, a writable handle pointer.
+        let rc = unsafe {
+            sluice::ffi::sluice_open(
+                c"global 300/1m".as_ptr(),
+                std::ptr::null(),
+                &mut handle,
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        assert_eq!(rc, sluice::ffi::SLUICE_OK);
+        HeaderCase {
+            limiter,
+            decision,
+            c_decision: decision.into(),
+            handle,
+            calls: 0,
+            buf: [0; 256],
+        }
+    }
+
+    /// The next call's `(remaining, reset)`.
+    #[inline]
+    fn next(&mut self) -> (u32, i64) {
+        self.calls += 1;
+        (
+            (self.calls % 300) as u32,
+            T0 / 1000 + 60 + self.calls / 1000,
+        )
+    }
+
+    /// `Limiter::format_headers` into the host's buffer: the Rust host's path.
+    #[inline]
+    fn rust(&mut self, style: HeaderStyle) -> usize {
+        (self.decision.remaining, self.decision.reset) = self.next();
+        let d = &self.decision;
+        let n = self
+            .limiter
+            .format_headers(black_box(d), style, &mut self.buf);
+        black_box(&self.buf);
+        n
+    }
+
+    /// `sluice_headers`, the C ABI's call (as nginx and the Python binding make it).
+    #[inline]
+    fn c(&mut self, style: c_int) -> c_int {
+        (self.c_decision.remaining, self.c_decision.reset) = self.next();
+        let (d, buf) = (&self.c_decision, self.buf.as_mut_ptr() as *mut c_char);
+        // SAFETY: a live handle, a readable decision, 256 writable bytes.
+        let n = unsafe { sluice::ffi::sluice_headers(self.handle, black_box(d), style, buf, 256) };
+        black_box(&self.buf);
+        n
+    }
+}
+
+impl Drop for HeaderCase {
+    fn drop(&mut self) {
+        // SAFETY: opened in `new`, closed once.
+        unsafe { sluice::ffi::sluice_close(self.handle) };
+    }
+}
+
+/// Formatting the response headers of a decision, in both styles, from Rust and through the
+/// C ABI, beside the hot-key `check_at` that made the decision (SPEC §8: at most half of it).
+fn headers(c: &mut Criterion) {
+    let mut g = group(c, "headers");
+    let l = Limiter::open("global 100/1ms").unwrap();
+    let mut t = T0;
+    g.bench_function("check_at", |b| {
+        b.iter(|| {
+            t += 1;
+            black_box(l.check_at(black_box(HOT_KEY), Category::GLOBAL, t).unwrap())
+        })
+    });
+    let mut h = HeaderCase::new();
+    g.bench_function("format_headers/x_ratelimit", |b| {
+        b.iter(|| h.rust(HeaderStyle::XRateLimit))
+    });
+    g.bench_function("format_headers/ietf", |b| {
+        b.iter(|| h.rust(HeaderStyle::Ietf))
+    });
+    g.bench_function("sluice_headers/x_ratelimit", |b| {
+        b.iter(|| h.c(sluice::ffi::SLUICE_HEADERS_X_RATELIMIT))
+    });
+    g.bench_function("sluice_headers/ietf", |b| {
+        b.iter(|| h.c(sluice::ffi::SLUICE_HEADERS_IETF))
+    });
+    g.finish();
+}
+
 /// What any keyed check costs at least on this machine, whatever its algorithm: the key's
-/// SipHash-1-3 (sluice's and governor's DashMap's hash; the SPEC asks for a keyed hash), and
-/// the three atomic read-modify-writes a check does (sluice: claim, advance, count; governor
+/// SipHash-1-3 (sluice's and governor's DashMap's hash; the SPEC asks for a keyed hash) or
+/// ahash (what a private table may use instead, see `src/hash.rs`), and the three atomic read-modify-writes a check does (sluice: claim, advance, count; governor
 /// keyed: shard lock, state CAS, unlock), here on one cache line with nothing else. Against
 /// SPEC §8's 15 ns for a hot-key check.
 fn floor(c: &mut Criterion) {
@@ -647,6 +757,16 @@ fn floor(c: &mut Criterion) {
                 [1, 2],
                 black_box(HOT_KEY.as_bytes()),
             ))
+        })
+    });
+    // ahash, keyed as `KeyHasher::for_table` keys it for a private table.
+    let ahash = ahash::RandomState::with_seeds(1, 2, 3, 4);
+    g.bench_function("ahash_key", |b| {
+        b.iter(|| {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = black_box(&ahash).build_hasher();
+            h.write(black_box(HOT_KEY.as_bytes()));
+            black_box(h.finish())
         })
     });
     #[repr(align(64))]
@@ -690,8 +810,9 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Time `cases` (governor keyed last) in alternating rounds of `calls` calls each, the order
-/// rotated every round, and print each case's median and its per-round ratios to governor.
+/// Time `cases` (the reference, governor keyed or `check_at`, last) in alternating rounds of
+/// `calls` calls each, the order rotated every round, and print each case's median and its
+/// per-round ratios to the reference.
 fn paired_rounds(title: &str, calls: u64, cases: &mut [PairedCase]) {
     for r in 0..=PAIRED_ROUNDS {
         for k in 0..cases.len() {
@@ -703,24 +824,73 @@ fn paired_rounds(title: &str, calls: u64, cases: &mut [PairedCase]) {
             }
         }
     }
-    let (gov, rest) = cases.split_last().expect("governor comes last");
+    let (gov, rest) = cases.split_last().expect("the reference comes last");
     eprintln!("paired/{title}: {PAIRED_ROUNDS} alternating rounds of {calls} calls per case");
     for c in rest {
         let mut ratios: Vec<f64> = gov.ns.iter().zip(&c.ns).map(|(g, s)| g / s).collect();
         ratios.sort_by(f64::total_cmp);
         eprintln!(
-            "  {:<22} median {:>6.1} ns; governor keyed / this, per round: median {:.2}, range {:.2}–{:.2}",
+            "  {:<27} median {:>6.1} ns; {} / this, per round: median {:.2}, range {:.2}–{:.2}",
             c.name,
             median(c.ns.clone()),
+            gov.name,
             ratios[ratios.len() / 2],
             ratios[0],
             ratios[ratios.len() - 1]
         );
     }
     eprintln!(
-        "  {:<22} median {:>6.1} ns",
+        "  {:<27} median {:>6.1} ns",
         gov.name,
         median(gov.ns.clone())
+    );
+}
+
+/// Header formatting against the check that made the decision, in alternating rounds:
+/// `check_at / this` is at least 2 when formatting costs at most half a check (SPEC §8).
+/// Part of `paired`; alone, without the million-key fixtures: `-- paired_headers`.
+fn paired_headers() {
+    let lh = Limiter::open("global 100/1ms").unwrap();
+    let mut th = T0;
+    let h = std::cell::RefCell::new(HeaderCase::new());
+    paired_rounds(
+        "headers",
+        200_000,
+        &mut [
+            paired_case("format_headers/x_ratelimit", |n| {
+                let mut h = h.borrow_mut();
+                for _ in 0..n {
+                    black_box(h.rust(HeaderStyle::XRateLimit));
+                }
+            }),
+            paired_case("format_headers/ietf", |n| {
+                let mut h = h.borrow_mut();
+                for _ in 0..n {
+                    black_box(h.rust(HeaderStyle::Ietf));
+                }
+            }),
+            paired_case("sluice_headers/x_ratelimit", |n| {
+                let mut h = h.borrow_mut();
+                for _ in 0..n {
+                    black_box(h.c(sluice::ffi::SLUICE_HEADERS_X_RATELIMIT));
+                }
+            }),
+            paired_case("sluice_headers/ietf", |n| {
+                let mut h = h.borrow_mut();
+                for _ in 0..n {
+                    black_box(h.c(sluice::ffi::SLUICE_HEADERS_IETF));
+                }
+            }),
+            paired_case("check_at", |n| {
+                for _ in 0..n {
+                    th += 1;
+                    black_box(
+                        lh.check_at(black_box(HOT_KEY), Category::GLOBAL, th)
+                            .unwrap(),
+                    );
+                }
+            }),
+        ],
     );
 }
 
@@ -842,17 +1012,23 @@ fn paired_wanted() -> bool {
 }
 
 fn main() {
+    if std::env::args().any(|a| a == "paired_headers") {
+        paired_headers();
+        return;
+    }
     let mut c = Criterion::default().configure_from_args();
     floor(&mut c);
     hot_key(&mut c);
     multi_rule(&mut c);
     lockout(&mut c);
+    headers(&mut c);
     threads(&mut c);
     let mut m = Million::new();
     random_keys(&mut c, &mut m);
     batch(&mut c, &m);
     c.final_summary();
     if paired_wanted() {
+        paired_headers();
         paired(&mut m);
     }
 }
