@@ -95,7 +95,6 @@ pub(crate) fn hash_key(secret: [u64; 2], key: &[u8]) -> u64 {
 /// per-process seeds on first use, so a child that hashed first after `fork` would get other
 /// hashes than its parent for the same keys in the same table.
 #[derive(Clone, Debug)]
-#[allow(dead_code)] // until `Table` holds one
 pub(crate) enum KeyHasher {
     /// SipHash-1-3 keyed with the table secret: for tables in files.
     Stable([u64; 2]),
@@ -103,7 +102,6 @@ pub(crate) enum KeyHasher {
     Private(ahash::RandomState),
 }
 
-#[allow(dead_code)] // until `Table` holds one
 impl KeyHasher {
     /// The hasher of a table with `secret`: [`KeyHasher::Private`] if the table lives in
     /// private memory, else [`KeyHasher::Stable`].

@@ -397,7 +397,7 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limiter::Category;
+    use crate::engine::Category;
 
     const T0: i64 = 1_767_225_600_000;
 

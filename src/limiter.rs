@@ -1,7 +1,7 @@
 //! The engine's Rust API: [`Limiter`], [`Category`], [`Decision`], [`Status`].
 
 use crate::error::{Error, MAX_KEY_LEN};
-use crate::hash::{hash_key, random_secret};
+use crate::hash::random_secret;
 use std::path::{Path, PathBuf};
 
 use crate::engine::report::Op;
@@ -276,7 +276,7 @@ impl Limiter {
     pub(crate) fn holds_slot(&self, key: &str) -> bool {
         let kh = self
             .table
-            .split_hash(hash_key(self.table.secret, key.as_bytes()));
+            .split_hash(self.table.hasher.hash(key.as_bytes()));
         matches!(self.table.find(&kh), Found::Slot(_))
     }
 
@@ -284,7 +284,7 @@ impl Limiter {
     #[cfg(loom)]
     pub(crate) fn home_of(&self, key: &str) -> usize {
         self.table
-            .split_hash(hash_key(self.table.secret, key.as_bytes()))
+            .split_hash(self.table.hasher.hash(key.as_bytes()))
             .home
     }
 
@@ -363,7 +363,7 @@ impl Limiter {
             return Err(Error::InvalidCategory(category.0));
         }
         check_time(now)?;
-        Ok(self.table.split_hash(hash_key(self.table.secret, key)))
+        Ok(self.table.split_hash(self.table.hasher.hash(key)))
     }
 
     /// `Err(ReadOnly)` on a table attached read-only: called by every operation that records.
@@ -475,9 +475,7 @@ impl Limiter {
             let hashes = &mut hashes[..reqs.len()];
             let positions = &mut positions[..reqs.len()];
             for ((key, _), kh) in reqs.iter().zip(hashes.iter_mut()) {
-                *kh = self
-                    .table
-                    .split_hash(hash_key(self.table.secret, key.as_ref()));
+                *kh = self.table.split_hash(self.table.hasher.hash(key.as_ref()));
                 self.table.prefetch_index(kh);
             }
             for (kh, pos) in hashes.iter().zip(positions.iter_mut()) {
@@ -845,7 +843,7 @@ mod batch_tests {
             .secret([1, 1])
             .open()
             .unwrap();
-        let kh = l.table.split_hash(hash_key(l.table.secret, b"k"));
+        let kh = l.table.split_hash(l.table.hasher.hash(b"k"));
         l.table.reserve_now(&kh);
         let write = l.category("write").unwrap();
         let d = l.check_at("k", write, T).unwrap();

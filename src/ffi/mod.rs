@@ -1330,27 +1330,24 @@ pub unsafe extern "C" fn sluice_headers(
             rule: usize::try_from(d.rule).ok(),
             window_ms: d.window_ms,
         };
-        let mut text = String::new();
-        s.limiter.write_headers(&decision, style, &mut text);
-        let Ok(len) = c_int::try_from(text.len()) else {
-            return SLUICE_ERR_ARGUMENT;
-        };
         if cap == 0 {
-            return len;
+            // SAFETY: with a capacity of 0 nothing is written.
+            let len = unsafe {
+                let nowhere = std::ptr::NonNull::<u8>::dangling().as_ptr();
+                s.limiter.format_headers_raw(&decision, style, nowhere, 0)
+            };
+            return c_int::try_from(len).unwrap_or(SLUICE_ERR_ARGUMENT);
         }
         if buf.is_null() {
             return SLUICE_ERR_NULL;
         }
-        // SAFETY: `cap` > 0 writable bytes at `buf` by contract; we write at most `cap`.
-        unsafe {
-            if text.len() < cap {
-                std::ptr::copy_nonoverlapping(text.as_ptr(), buf as *mut u8, text.len());
-                *buf.add(text.len()) = 0;
-            } else {
-                *buf = 0;
-            }
-        }
-        len
+        let buf = buf as *mut u8;
+        // SAFETY: `cap` > 0 writable bytes at `buf` by contract. The block goes in the first
+        // `cap - 1`, leaving room for its NUL, and only if it fits there (`len < cap`).
+        let len = unsafe { s.limiter.format_headers_raw(&decision, style, buf, cap - 1) };
+        // SAFETY: `buf[len]` when the block was written (`len < cap`), else `buf[0]`.
+        unsafe { *buf.add(if len < cap { len } else { 0 }) = 0 };
+        c_int::try_from(len).unwrap_or(SLUICE_ERR_ARGUMENT)
     })
 }
 

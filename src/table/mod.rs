@@ -46,6 +46,7 @@ pub(crate) mod region;
 
 use crate::engine::layout::MAX_RULES_PER_CATEGORY;
 use crate::engine::{Engine, Fence, Lost, Tally};
+use crate::hash::KeyHasher;
 use crate::sync::{prefetch, AtomicU64, Ordering};
 use layout::{header, stat, Layout, STRIPES};
 use region::Region;
@@ -281,6 +282,10 @@ pub(crate) struct Table {
     /// The per-key engine that decides over each slot's words.
     pub engine: Engine,
     pub secret: [u64; 2],
+    /// The key hash: SipHash-1-3 under the secret for a table in a file (stable across builds,
+    /// since other processes and later versions read it), ahash under the secret for a
+    /// private one (read only by this binary and the processes it forks).
+    pub hasher: KeyHasher,
     pub claims: Claims,
 }
 
@@ -298,6 +303,7 @@ impl Table {
             engine: Engine::new(layout.key.clone()),
             layout,
             secret,
+            hasher: KeyHasher::for_table(secret, true),
             claims: Claims::default(),
         };
         t.init_header(policy_text, fingerprint, now_ms);
@@ -312,6 +318,7 @@ impl Table {
             engine: Engine::new(layout.key.clone()),
             layout,
             secret,
+            hasher: KeyHasher::for_table(secret, false),
             claims: Claims::default(),
         }
     }
@@ -770,7 +777,6 @@ impl Table {
 mod tests {
     use super::*;
     use crate::engine::lockout;
-    use crate::hash::hash_key;
     use crate::policy::Policy;
 
     const T: i64 = 1_767_225_600_000;
@@ -781,7 +787,7 @@ mod tests {
     }
 
     fn kh(t: &Table, key: &str) -> KeyHash {
-        t.split_hash(hash_key(t.secret, key.as_bytes()))
+        t.split_hash(t.hasher.hash(key.as_bytes()))
     }
 
     /// The reserved word a process killed `age_s` seconds ago left for `fp`.
