@@ -1,5 +1,5 @@
 //! Criterion benches of sluice's check path against its peers, every case in one run
-//! (SPEC §8, issue 5): `governor`'s keyed limiter (DashMap store) and direct limiter, given
+//! (BENCHMARKS.md): `governor`'s keyed limiter (DashMap store) and direct limiter, given
 //! the same quota as GCRA (approximate), and an exact sliding log under a mutex.
 //!
 //! Each case is measured with an explicit `now` (sluice's `*_at`, the mutex log's argument,
@@ -140,7 +140,7 @@ struct Million {
 ///   keyed hash sluice uses, and governor's DashMap by default). Nothing else differs, yet on
 ///   this machine each request then waits out its own miss (the hash's instructions fill the
 ///   out-of-order window before the next request's loads are reached): what this table's
-///   shape costs a keyed check before it decides anything, against SPEC §8's 150 ns.
+///   shape costs a keyed check before it decides anything, against the 150 ns once targeted.
 /// * `read_only`: `rmw` without the CASes and the count.
 /// * `dependent_miss`: one read whose address is the previous read's value, over the slots'
 ///   256 MB (a pointer chase through every slot in random order): the latency of one miss.
@@ -717,7 +717,7 @@ impl Drop for HeaderCase {
 }
 
 /// Formatting the response headers of a decision, in both styles, from Rust and through the
-/// C ABI, beside the hot-key `check_at` that made the decision (SPEC §8: at most half of it).
+/// C ABI, beside the hot-key `check_at` that made the decision (the target: at most half of it).
 fn headers(c: &mut Criterion) {
     let mut g = group(c, "headers");
     let l = Limiter::open("global 100/1ms").unwrap();
@@ -745,10 +745,10 @@ fn headers(c: &mut Criterion) {
 }
 
 /// What any keyed check costs at least on this machine, whatever its algorithm: the key's
-/// SipHash-1-3 (sluice's and governor's DashMap's hash; the SPEC asks for a keyed hash) or
+/// SipHash-1-3 (sluice's and governor's DashMap's hash; a keyed hash is required) or
 /// ahash (what a private table may use instead, see `src/hash.rs`), and the three atomic read-modify-writes a check does (sluice: claim, advance, count; governor
 /// keyed: shard lock, state CAS, unlock), here on one cache line with nothing else. Against
-/// SPEC §8's 15 ns for a hot-key check.
+/// the 15 ns once targeted for a hot-key check.
 fn floor(c: &mut Criterion) {
     let mut g = group(c, "floor");
     g.bench_function("siphash13_key", |b| {
@@ -847,7 +847,7 @@ fn paired_rounds(title: &str, calls: u64, cases: &mut [PairedCase]) {
 }
 
 /// Header formatting against the check that made the decision, in alternating rounds:
-/// `check_at / this` is at least 2 when formatting costs at most half a check (SPEC §8).
+/// `check_at / this` is at least 2 when formatting costs at most half a check (the target).
 /// Part of `paired`; alone, without the million-key fixtures: `-- paired_headers`.
 fn paired_headers() {
     let lh = Limiter::open("global 100/1ms").unwrap();
@@ -896,7 +896,7 @@ fn paired_headers() {
 
 /// The machine's speed moves by ±20–30 % over seconds on this shared guest, and criterion
 /// measures each case in turn, seconds apart: two medians of one run can differ by that much
-/// for no reason of their own. This pass times the comparisons SPEC §8 makes against governor
+/// for no reason of their own. This pass times the comparisons BENCHMARKS.md's targets make against governor
 /// keyed in alternating rounds of a few milliseconds each (the order rotated every round), so
 /// each round's ratio compares two measurements taken moments apart, and prints the median
 /// time per case and the median and range of the per-round ratios (governor / case: above 1,

@@ -1,4 +1,4 @@
-//! Response headers from a decision (SPEC §3): the common `X-RateLimit-*` trio and the IETF
+//! Response headers from a decision (docs/semantics.md): the common `X-RateLimit-*` trio and the IETF
 //! draft `RateLimit-Policy` / `RateLimit` fields. Both add `Retry-After` when refused.
 //!
 //! Hosts format headers on every response, so the block is written without `fmt` and without
@@ -586,7 +586,7 @@ mod tests {
         );
     }
 
-    /// The block as `format!` writes it: the fields SPEC §3 lists, from the decision alone.
+    /// The block as `format!` writes it: the fields docs/semantics.md lists, from the decision alone.
     fn with_fmt(l: &Limiter, d: &Decision, style: HeaderStyle) -> String {
         let mut out = String::new();
         let rule = d.rule.filter(|_| d.status != Status::Locked);

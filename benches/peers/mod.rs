@@ -1,4 +1,4 @@
-//! The peers sluice is measured against (SPEC §8, issue 5), shared by the benches.
+//! The peers sluice is measured against (BENCHMARKS.md), shared by the benches.
 //!
 //! * [`MutexLog`]: the straightforward exact sliding log, `Mutex<HashMap<Vec<u8>, VecDeque>>`,
 //!   one deque of admitted timestamps per key and rule, all-or-nothing across rules.

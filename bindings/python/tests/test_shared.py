@@ -1,4 +1,4 @@
-"""Tables shared through a file: between Limiter objects, processes and languages (issue 4)."""
+"""Tables shared through a file: between Limiter objects, processes and languages."""
 
 import hashlib
 import json
