@@ -326,15 +326,7 @@ impl Limiter {
 
     /// Resolve a category name (do it once, not per request).
     pub fn category(&self, name: &str) -> Result<Category, Error> {
-        self.policy
-            .categories
-            .iter()
-            .position(|c| c == name)
-            .map(Category)
-            .ok_or_else(|| Error::UnknownCategory {
-                name: name.to_owned(),
-                known: self.policy.categories.clone(),
-            })
+        Category::named(&self.policy, name)
     }
 
     /// Name of a category.

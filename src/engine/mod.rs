@@ -37,6 +37,19 @@ impl Category {
     /// `global`: requests with no category of their own. Always id 0.
     pub const GLOBAL: Category = Category(0);
 
+    /// The category called `name` in `policy`, or an error listing the ones it has.
+    pub(crate) fn named(policy: &Policy, name: &str) -> Result<Category, Error> {
+        policy
+            .categories
+            .iter()
+            .position(|c| c == name)
+            .map(Category)
+            .ok_or_else(|| Error::UnknownCategory {
+                name: name.to_owned(),
+                known: policy.categories.clone(),
+            })
+    }
+
     /// The category's id (its index in [`Policy::categories`]).
     pub fn id(self) -> usize {
         self.0
@@ -787,15 +800,7 @@ impl KeyEngine {
 
     /// Resolve a category name.
     pub fn category(&self, name: &str) -> Result<Category, Error> {
-        self.policy
-            .categories
-            .iter()
-            .position(|c| c == name)
-            .map(Category)
-            .ok_or_else(|| Error::UnknownCategory {
-                name: name.to_owned(),
-                known: self.policy.categories.clone(),
-            })
+        Category::named(&self.policy, name)
     }
 
     /// Words in one key's state.
@@ -841,6 +846,11 @@ impl KeyEngine {
             })
     }
 
+    fn decide(&self, state: &KeyState, c: Category, now: i64, op: Op) -> Result<Decision, Error> {
+        let cat = self.args(state, c, now)?;
+        Ok(self.engine.decide::<Decision>(&state.words, cat, now, op).0)
+    }
+
     /// May this request go ahead at `now_ms`? Records it if so.
     pub fn check(
         &self,
@@ -848,11 +858,7 @@ impl KeyEngine {
         category: Category,
         now_ms: i64,
     ) -> Result<Decision, Error> {
-        let cat = self.args(state, category, now_ms)?;
-        Ok(self
-            .engine
-            .decide::<Decision>(&state.words, cat, now_ms, Op::Check)
-            .0)
+        self.decide(state, category, now_ms, Op::Check)
     }
 
     /// The decision a check would give, recording nothing.
@@ -862,11 +868,7 @@ impl KeyEngine {
         category: Category,
         now_ms: i64,
     ) -> Result<Decision, Error> {
-        let cat = self.args(state, category, now_ms)?;
-        Ok(self
-            .engine
-            .decide::<Decision>(&state.words, cat, now_ms, Op::Peek)
-            .0)
+        self.decide(state, category, now_ms, Op::Peek)
     }
 
     /// Record a failed attempt; the key's state afterwards.
