@@ -3,7 +3,7 @@
 //! Conventions, as in rustls-ffi: opaque handles with `_open`/`_close` pairs (NULL is fine
 //! for close); 0 is success and errors are negative codes, grouped by tens and never
 //! renumbered; out-parameters come last and are written only on success; a NULL argument is an
-//! error code, not a crash; every function runs inside a panic boundary ([`guard`]) so no
+//! error code, not a crash; every function runs inside a panic boundary (`guard`) so no
 //! panic crosses into C; error detail goes into a caller's buffer, never a thread-local. Every
 //! doc comment here is copied into `include/sluice.h` by cbindgen (`build.rs`), after the
 //! header's opening comment (`intro.h`: the conventions and how structs grow).
