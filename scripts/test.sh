@@ -27,6 +27,9 @@ cargo fmt --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
+step "cargo doc: the API docs build without a broken link"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --lib --quiet
+
 step "header drift: build.rs regenerates include/sluice.h; it must match the checked-in one"
 cargo build --release --quiet
 if ! git diff --quiet -- include/sluice.h || [ -n "$(git status --porcelain -- include/sluice.h)" ]; then
