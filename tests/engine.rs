@@ -15,6 +15,7 @@ use sluice::{Category, Error, KeyEngine, KeySnapshot, KeyState, Limiter, Lockout
 #[derive(Debug, Clone)]
 enum Action {
     Check(u8, usize),
+    Allow(u8, usize),
     Peek(u8, usize),
     Failure(u8),
     Success(u8),
@@ -32,6 +33,7 @@ fn action() -> impl Strategy<Value = (Action, i64)> {
     (
         prop_oneof![
             8 => (key.clone(), cat.clone()).prop_map(|(k, c)| Action::Check(k, c)),
+            2 => (key.clone(), cat.clone()).prop_map(|(k, c)| Action::Allow(k, c)),
             2 => (key.clone(), cat.clone()).prop_map(|(k, c)| Action::Peek(k, c)),
             4 => key.clone().prop_map(Action::Failure),
             1 => key.clone().prop_map(Action::Success),
@@ -71,6 +73,11 @@ proptest! {
                     let s = states.entry(*k).or_insert_with(|| engine.new_state());
                     let got = engine.check(s, cats[c % ncat], t).unwrap();
                     prop_assert_eq!(got, limiter.check_at(key(k), cats[c % ncat], t).unwrap(), "step {} check\n{}", i, text);
+                }
+                Action::Allow(k, c) => {
+                    let s = states.entry(*k).or_insert_with(|| engine.new_state());
+                    let got = engine.allow(s, cats[c % ncat], t).unwrap();
+                    prop_assert_eq!(got, limiter.allow_at(key(k), cats[c % ncat], t).unwrap(), "step {} allow\n{}", i, text);
                 }
                 Action::Peek(k, c) => {
                     let fresh = engine.new_state();

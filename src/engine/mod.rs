@@ -861,6 +861,16 @@ impl KeyEngine {
         self.decide(state, category, now_ms, Op::Check)
     }
 
+    /// [`KeyEngine::check`] answering only whether the request may go ahead (recorded the
+    /// same way, without the report).
+    pub fn allow(&self, state: &KeyState, category: Category, now_ms: i64) -> Result<bool, Error> {
+        let cat = self.args(state, category, now_ms)?;
+        Ok(self
+            .engine
+            .decide::<bool>(&state.words, cat, now_ms, Op::Check)
+            .0)
+    }
+
     /// The decision a check would give, recording nothing.
     pub fn peek(
         &self,
