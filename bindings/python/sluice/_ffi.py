@@ -29,8 +29,10 @@ so threads sharing one limiter run their checks in parallel.
 
 Where the library is looked for, in order (the first that exists wins):
 
-1. ``$SLUICE_LIBRARY``: a path to the shared library. If it is set, it must exist.
-2. ``libsluice.so`` (``.dylib`` / ``sluice.dll``) inside this package's directory.
+1. ``libsluice.so`` (``.dylib`` / ``sluice.dll``) inside this package's directory: the copy a
+   wheel built by ``build_wheel.sh`` carries, made for exactly this version of the bindings.
+2. ``$SLUICE_LIBRARY``: a path to the shared library. If it is set (and no library is bundled),
+   it must exist.
 3. ``target/release/libsluice.so`` in the package's directory or any directory above it
    (a source checkout, an editable install).
 4. The same, walking up from the source directory recorded when the package was built
@@ -319,7 +321,8 @@ def _walk_up(start):
 def candidates():
     """Where the library is looked for, in order, as (where-it-came-from, path) pairs.
 
-    ``$SLUICE_LIBRARY`` is not among them: when it is set it is the only place looked at.
+    ``$SLUICE_LIBRARY`` is not among them: it is looked at after the first (the package
+    directory), and when it is set nothing after it is.
     """
     seen = set()
     starts = [("package directory", _PACKAGE_DIR)]
@@ -341,6 +344,9 @@ def candidates():
 
 def find_library():
     """The path of the library to load (see the module docs), or LibraryNotFoundError."""
+    bundled = _PACKAGE_DIR / LIBRARY_NAME
+    if bundled.is_file():
+        return bundled
     explicit = os.environ.get("SLUICE_LIBRARY")
     if explicit:
         path = Path(explicit).expanduser()
