@@ -58,6 +58,7 @@ from ctypes import (
     c_uint64,
 )
 from pathlib import Path
+from typing import Any, Tuple
 
 # ---- constants (#define in include/sluice.h) ------------------------------------------------
 
@@ -342,7 +343,7 @@ def candidates():
     return out
 
 
-def find_library():
+def find_library() -> Path:
     """The path of the library to load (see the module docs), or LibraryNotFoundError."""
     bundled = _PACKAGE_DIR / LIBRARY_NAME
     if bundled.is_file():
@@ -369,7 +370,7 @@ def find_library():
     )
 
 
-def _load():
+def _load() -> "Tuple[ctypes.CDLL, Path, str]":
     path = find_library()
     try:
         # CDLL: the GIL is released during every call (PyDLL would hold it).
@@ -404,13 +405,16 @@ def _load():
     return lib, path, version
 
 
+lib: Any
+LIBRARY_PATH: Path
+LIBRARY_VERSION: str
 lib, LIBRARY_PATH, LIBRARY_VERSION = _load()
 
 #: The default policy that ships with sluice (``sluice_default_policy()``).
-DEFAULT_POLICY = lib.sluice_default_policy().decode("utf-8")
+DEFAULT_POLICY: str = lib.sluice_default_policy().decode("utf-8")
 
 
-def strerror(code):
+def strerror(code: int) -> str:
     """The library's description of a return code (``sluice_strerror``)."""
     return lib.sluice_strerror(code).decode("utf-8", "replace")
 
