@@ -3,9 +3,17 @@ write: ``mypy --strict`` must find no error in it (tests/test_typing.py)."""
 
 import os
 import tempfile
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Awaitable, Callable, Dict, Iterable, List, MutableMapping, Optional, Tuple
 
 import sluice
+from sluice.middleware import (
+    ENVIRON_CLIENT,
+    ENVIRON_DECISION,
+    ASGIMiddleware,
+    ClientAddress,
+    LoginGuard,
+    WSGIMiddleware,
+)
 
 POLICY = "global 5/1m\nauth 3/1m\nauth lockout 2/15m for 15m..1h\n"
 
@@ -104,5 +112,59 @@ def use_everything() -> List[str]:
     return seen
 
 
+def wsgi_app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(environ.get(ENVIRON_CLIENT)).encode()]
+
+
+async def asgi_app(
+    scope: MutableMapping[str, Any],
+    receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+    send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": repr(scope.get(ENVIRON_DECISION)).encode()})
+
+
+def category_of(request: MutableMapping[str, Any]) -> Optional[str]:
+    return "auth" if str(request.get("PATH_INFO", "")).startswith("/login") else None
+
+
+def use_middleware() -> List[str]:
+    seen: List[str] = []
+    limiter = sluice.Limiter(POLICY)
+    wsgi = WSGIMiddleware(
+        wsgi_app,
+        limiter,
+        {"/login": "auth", "/static/": None},
+        default=sluice.GLOBAL,
+        trusted_proxies=["10.0.0.0/8", "unix"],
+        ipv6_prefix=64,
+        header_style="ietf",
+        send_headers=True,
+    )
+    wsgi_by_function = WSGIMiddleware(wsgi_app, limiter, category_of, key=lambda environ: "k")
+    asgi = ASGIMiddleware(asgi_app, limiter, {"/login": "auth"}, trusted_proxies=["127.0.0.1"])
+
+    def start_response(status: str, headers: List[Tuple[str, str]], exc_info: Any = None) -> None:
+        seen.append(status)
+
+    environ: Dict[str, Any] = {"PATH_INFO": "/login", "REMOTE_ADDR": "10.0.0.5"}
+    seen.extend(b.decode() for b in wsgi(environ, start_response))
+    seen.extend(b.decode() for b in wsgi_by_function(dict(environ), start_response))
+    client = ClientAddress(["10.0.0.0/8"], ipv6_prefix=128)
+    seen.append(client.resolve("10.0.0.5", ["203.0.113.9"]))
+    seen.append(client.from_environ(environ))
+    seen.append(client.from_scope({"client": ("10.0.0.5", 1), "headers": []}))
+    guard = LoginGuard(limiter, "auth", by="both")
+    locked: Optional[sluice.Decision] = guard.locked(ip="10.0.0.5", account="alice")
+    after: sluice.Decision = guard.failure(ip="10.0.0.5", account="alice")
+    guard.success(ip="10.0.0.5", account="alice")
+    key: str = guard.key(ip="10.0.0.5", account="alice")
+    seen.append(repr((locked, after, key, asgi)))
+    limiter.close()
+    return seen
+
+
 if __name__ == "__main__":
-    print(len(use_everything()))
+    print(len(use_everything()) + len(use_middleware()))

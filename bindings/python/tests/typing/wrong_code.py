@@ -14,3 +14,8 @@ s: int = limiter.stats().rules  # error: rules are a list of dicts
 limiter.success("k", 3)  # error: a category is a name
 x: None = d.rule  # error: rule is an int or None
 sluice.Limiter(policy=3)  # error: a policy is text
+from sluice.middleware import ClientAddress, LoginGuard, WSGIMiddleware  # noqa: E402
+
+WSGIMiddleware(42, limiter)  # error: an application is a WSGI callable
+w: str = LoginGuard(limiter).failure(ip="1.2.3.4")  # error: failure returns a Decision
+ClientAddress().resolve("10.0.0.5", 7)  # error: the header values are strings
