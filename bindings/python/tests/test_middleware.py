@@ -272,6 +272,22 @@ def test_asgi_trusted_proxy_header_lines_and_other_scopes():
         assert limiter.peek("198.51.100.7").remaining == 1  # its one http request only
 
 
+def test_asgi_category_function_key_function_and_no_headers():
+    def category(scope):
+        return "api" if scope["path"].startswith("/v1/") else None
+
+    with sluice.Limiter(POLICY) as limiter:
+        app = ASGIMiddleware(asgi_hello, limiter, category, key=lambda scope: "tenant-1", send_headers=False)
+        for i in range(3):
+            sent, _ = asgi_get(app, "/v1/items", client=("198.51.100.{}".format(i), 1))
+            assert sent[0]["status"] == 200 and dict(sent[0]["headers"]) == {b"content-type": b"text/plain"}
+        sent, _ = asgi_get(app, "/v1/items", client=("198.51.100.99", 1))
+        assert sent[0]["status"] == 429 and b"x-ratelimit-remaining" in dict(sent[0]["headers"])
+        for _ in range(5):  # not under /v1/: unchecked
+            assert asgi_get(app, "/health")[0][0]["status"] == 200
+        assert limiter.peek("tenant-1", "api").remaining == 0
+
+
 # ---- the login helper ---------------------------------------------------------------------------
 
 
