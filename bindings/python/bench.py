@@ -11,7 +11,7 @@ faster than `limits`).
 Usage (from the repository root)::
 
     cargo build --release
-    pip install ./bindings/python
+    pip install ./bindings/python     # or the wheel of bindings/python/build_wheel.sh
     python3 bindings/python/bench.py [--calls N] [--repeats R] [--keys K]
 
 or, without installing: ``PYTHONPATH=bindings/python SLUICE_LIBRARY=target/release/libsluice.so

@@ -1,7 +1,9 @@
 """sluice: an exact, lock-free rate limiter with brute-force lockouts (Python bindings).
 
-Loads the sluice C library (``libsluice.so``) through ctypes; see ``sluice._ffi`` for where it
-is looked for (``$SLUICE_LIBRARY`` first).
+Loads the sluice C library (``libsluice.so``) through ctypes: the copy inside the package (a
+wheel's), else ``$SLUICE_LIBRARY``, else a checkout's ``target/release`` (see ``sluice._ffi``).
+``sluice.middleware`` has WSGI and ASGI middleware and a login helper;
+``sluice.limits_storage`` a ``sluice://`` storage for the ``limits`` package.
 
 >>> import sluice
 >>> with sluice.Limiter("global 3/10s") as limiter:

@@ -1,5 +1,7 @@
 """Exceptions. Every error of the library is a ``SluiceError`` with the C return code."""
 
+from typing import Any, Dict, Optional, Tuple, Type
+
 from . import _ffi
 
 
@@ -10,19 +12,19 @@ class SluiceError(Exception):
     name (e.g. ``"SLUICE_ERR_POLICY"``), ``message`` the text (also ``str(error)``).
     """
 
-    def __init__(self, code, message):
+    def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
-        self.code = code
-        self.message = message
+        self.code: int = code
+        self.message: str = message
 
     @property
-    def name(self):
+    def name(self) -> str:
         return _ffi.ERROR_NAMES.get(self.code, "unknown error code {}".format(self.code))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "{}(code={}, message={!r})".format(type(self).__name__, self.code, self.message)
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Any, Tuple[Any, ...]]:
         return (type(self), (self.code, self.message))
 
 
@@ -38,11 +40,11 @@ class UnknownCategoryError(SluiceError, LookupError):
     prints its message with quotes around it. ``category`` is the name asked for.
     """
 
-    def __init__(self, code, message, category=None):
+    def __init__(self, code: int, message: str, category: Optional[str] = None) -> None:
         super().__init__(code, message)
-        self.category = category
+        self.category: Optional[str] = category
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Any, Tuple[Any, ...]]:
         return (type(self), (self.code, self.message, self.category))
 
 
@@ -102,7 +104,7 @@ class ClosedError(SluiceError, ValueError):
     """The Limiter was closed. ``code`` is SLUICE_ERR_NULL: the handle is gone."""
 
 
-_BY_CODE = {
+_BY_CODE: Dict[int, Type[SluiceError]] = {
     _ffi.SLUICE_ERR_UTF8: InvalidArgumentError,
     _ffi.SLUICE_ERR_EMPTY_KEY: InvalidKeyError,
     _ffi.SLUICE_ERR_KEY_TOO_LONG: InvalidKeyError,
@@ -123,7 +125,12 @@ _BY_CODE = {
 }
 
 
-def error(code, message=None, context=None, cls=None):
+def error(
+    code: int,
+    message: Optional[str] = None,
+    context: Optional[str] = None,
+    cls: Optional[Type[SluiceError]] = None,
+) -> SluiceError:
     """The exception for return code ``code``: ``message`` if given (sluice_open's err_buf),
     else ``sluice_strerror(code)``, followed by ``context`` (what the call was about)."""
     if message is None:

@@ -29,8 +29,10 @@ so threads sharing one limiter run their checks in parallel.
 
 Where the library is looked for, in order (the first that exists wins):
 
-1. ``$SLUICE_LIBRARY``: a path to the shared library. If it is set, it must exist.
-2. ``libsluice.so`` (``.dylib`` / ``sluice.dll``) inside this package's directory.
+1. ``libsluice.so`` (``.dylib`` / ``sluice.dll``) inside this package's directory: the copy a
+   wheel built by ``build_wheel.sh`` carries, made for exactly this version of the bindings.
+2. ``$SLUICE_LIBRARY``: a path to the shared library. If it is set (and no library is bundled),
+   it must exist.
 3. ``target/release/libsluice.so`` in the package's directory or any directory above it
    (a source checkout, an editable install).
 4. The same, walking up from the source directory recorded when the package was built
@@ -56,6 +58,7 @@ from ctypes import (
     c_uint64,
 )
 from pathlib import Path
+from typing import Any, Tuple
 
 # ---- constants (#define in include/sluice.h) ------------------------------------------------
 
@@ -319,7 +322,8 @@ def _walk_up(start):
 def candidates():
     """Where the library is looked for, in order, as (where-it-came-from, path) pairs.
 
-    ``$SLUICE_LIBRARY`` is not among them: when it is set it is the only place looked at.
+    ``$SLUICE_LIBRARY`` is not among them: it is looked at after the first (the package
+    directory), and when it is set nothing after it is.
     """
     seen = set()
     starts = [("package directory", _PACKAGE_DIR)]
@@ -339,8 +343,11 @@ def candidates():
     return out
 
 
-def find_library():
+def find_library() -> Path:
     """The path of the library to load (see the module docs), or LibraryNotFoundError."""
+    bundled = _PACKAGE_DIR / LIBRARY_NAME
+    if bundled.is_file():
+        return bundled
     explicit = os.environ.get("SLUICE_LIBRARY")
     if explicit:
         path = Path(explicit).expanduser()
@@ -363,7 +370,7 @@ def find_library():
     )
 
 
-def _load():
+def _load() -> "Tuple[ctypes.CDLL, Path, str]":
     path = find_library()
     try:
         # CDLL: the GIL is released during every call (PyDLL would hold it).
@@ -398,13 +405,16 @@ def _load():
     return lib, path, version
 
 
+lib: Any
+LIBRARY_PATH: Path
+LIBRARY_VERSION: str
 lib, LIBRARY_PATH, LIBRARY_VERSION = _load()
 
 #: The default policy that ships with sluice (``sluice_default_policy()``).
-DEFAULT_POLICY = lib.sluice_default_policy().decode("utf-8")
+DEFAULT_POLICY: str = lib.sluice_default_policy().decode("utf-8")
 
 
-def strerror(code):
+def strerror(code: int) -> str:
     """The library's description of a return code (``sluice_strerror``)."""
     return lib.sluice_strerror(code).decode("utf-8", "replace")
 

@@ -10,7 +10,17 @@ import os
 import sysconfig
 import threading
 import time
-from typing import Dict, List, NamedTuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Dict,
+    Iterable,
+    List,
+    NamedTuple,
+    Optional,
+    Tuple,
+    Union,
+)
 
 from . import _ffi
 from ._errors import (
@@ -24,6 +34,15 @@ from ._errors import (
 )
 
 GLOBAL = "global"
+
+#: What a key may be: ``str`` (sent as UTF-8) or bytes-like.
+Key = Union[str, bytes, bytearray, memoryview]
+#: One request of ``Limiter.check_batch``: a ``(key, category)`` pair, or a bare key (global).
+BatchRequest = Union[Key, Tuple[Key, str]]
+#: A table file's path.
+TablePath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+#: The values of ``Decision.as_dict()``.
+FieldValue = Union[bool, str, int, None]
 
 #: ``Decision.status`` strings, by the C status code.
 STATUS_NAMES = {
@@ -178,29 +197,51 @@ class Decision:
 
     __slots__ = ("_s",)
 
-    allowed = _field("allowed", "True if the request may go ahead, False if it must be refused (429).")
-    status = _field("status", '"passed", "limited", "locked", "full" or "dry-run-limited".')
-    limit = _field("limit", "N of the deciding rule (F for a lockout); 0 when no rule applies.")
-    remaining = _field("remaining", "Requests the deciding rule would still admit now, after this one.")
-    reset = _field("reset", "Unix seconds (rounded up) when `remaining` next grows.")
-    reset_after = _field("reset_after", "Seconds until `reset`, rounded up.")
-    retry_after = _field("retry_after", "Whole seconds until this request would be admitted; 0 if allowed.")
-    window_ms = _field("window_ms", "The deciding rule's window in milliseconds.")
-    rule = _field("rule", "Index of the deciding rule in policy order, or None.")
+    if TYPE_CHECKING:  # what the properties made by _field() return
+
+        @property
+        def allowed(self) -> bool: ...
+        @property
+        def status(self) -> str: ...
+        @property
+        def limit(self) -> int: ...
+        @property
+        def remaining(self) -> int: ...
+        @property
+        def reset(self) -> int: ...
+        @property
+        def reset_after(self) -> int: ...
+        @property
+        def retry_after(self) -> int: ...
+        @property
+        def window_ms(self) -> int: ...
+        @property
+        def rule(self) -> Optional[int]: ...
+
+    else:
+        allowed = _field("allowed", "True if the request may go ahead, False if it must be refused (429).")
+        status = _field("status", '"passed", "limited", "locked", "full" or "dry-run-limited".')
+        limit = _field("limit", "N of the deciding rule (F for a lockout); 0 when no rule applies.")
+        remaining = _field("remaining", "Requests the deciding rule would still admit now, after this one.")
+        reset = _field("reset", "Unix seconds (rounded up) when `remaining` next grows.")
+        reset_after = _field("reset_after", "Seconds until `reset`, rounded up.")
+        retry_after = _field("retry_after", "Whole seconds until this request would be admitted; 0 if allowed.")
+        window_ms = _field("window_ms", "The deciding rule's window in milliseconds.")
+        rule = _field("rule", "Index of the deciding rule in policy order, or None.")
 
     def __init__(
         self,
-        allowed,
-        status,
-        limit,
-        remaining,
-        reset,
-        reset_after,
-        retry_after,
-        window_ms,
-        rule,
-        limiter=None,
-    ):
+        allowed: bool,
+        status: str,
+        limit: int,
+        remaining: int,
+        reset: int,
+        reset_after: int,
+        retry_after: int,
+        window_ms: int,
+        rule: Optional[int],
+        limiter: Optional["Limiter"] = None,
+    ) -> None:
         values = (
             bool(allowed),
             status,
@@ -251,11 +292,11 @@ class Decision:
             self.window_ms,
         )
 
-    def as_dict(self):
+    def as_dict(self) -> Dict[str, FieldValue]:
         """The fields as a dict (without the limiter)."""
         return dict(zip(_FIELDS, self._values()))
 
-    def headers(self, style="x-ratelimit"):
+    def headers(self, style: str = "x-ratelimit") -> Dict[str, str]:
         """The response headers of this decision, ``{name: value}`` in the order to send them.
 
         ``style``: ``"x-ratelimit"`` (``X-RateLimit-Limit``, ``-Remaining``, ``-Reset``) or
@@ -270,31 +311,31 @@ class Decision:
             )
         return limiter._headers(self, style)
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Decision is immutable")
 
-    def __delattr__(self, name):
+    def __delattr__(self, name: str) -> None:
         raise AttributeError("Decision is immutable")
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if not isinstance(other, Decision):
             return NotImplemented
         return self._values() == other._values()
 
-    def __ne__(self, other):
+    def __ne__(self, other: object) -> bool:
         if not isinstance(other, Decision):
             return NotImplemented
         return self._values() != other._values()
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(self._values())
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Decision({})".format(
             ", ".join("{}={!r}".format(f, v) for f, v in zip(_FIELDS, self._values()))
         )
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Any, Tuple[FieldValue, ...]]:
         return (Decision, self._values())
 
 
@@ -489,7 +530,15 @@ class Limiter:
     ``with`` exit and garbage collection); it waits for calls running in other threads.
     """
 
-    def __init__(self, policy=None, path=None, *, mode=None, read_only=False, huge_pages=False):
+    def __init__(
+        self,
+        policy: Union[str, bytes, None] = None,
+        path: Optional[TablePath] = None,
+        *,
+        mode: Optional[int] = None,
+        read_only: bool = False,
+        huge_pages: bool = False,
+    ) -> None:
         self._handle = None  # the struct sluice *; None once freed
         self._raw = None  # the same as a c_void_p for the calls; None from the start of close()
         self._unfreed = []  # [the handle] until it is freed: list.pop() frees exactly once
@@ -535,9 +584,9 @@ class Limiter:
         self._unfreed.append(handle)
         self._raw = _ffi.raw_handle(handle)  # for the per-request fast callers
         #: The policy text in use (for a table attached by path: the one stored in the file).
-        self.policy = _ffi.policy(handle)
+        self.policy: str = _ffi.policy(handle)
         #: The table file, or None for a table in private memory.
-        self.path = None if path is None else os.fsdecode(c_path)
+        self.path: Optional[str] = None if c_path is None else os.fsdecode(c_path)
 
     # ---- the handle's lifetime ---------------------------------------------------------------
     # ctypes releases the GIL during each foreign call, so close() in another thread could free
@@ -595,7 +644,7 @@ class Limiter:
                 return len(self._active)
         return len(self._active)
 
-    def close(self):
+    def close(self) -> None:
         """Free the table. Idempotent; any later call raises ``ClosedError``. Waits for calls
         already running in other threads to return first, for at most a quarter of a second
         (``CLOSE_WAIT_S``). A call still running then keeps the table, which is freed by a
@@ -638,19 +687,19 @@ class Limiter:
         _ffi.close(handle)
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         """True once ``close()`` has returned (calls are refused from its start)."""
         return self._close_returned or not self._unfreed
 
-    def __enter__(self):
+    def __enter__(self) -> "Limiter":
         if self._raw is None:
             raise _closed()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __del__(self):
+    def __del__(self) -> None:
         # Only reached when nothing refers to the limiter, so no call is in flight.
         try:
             if getattr(self, "_unfreed", None):
@@ -659,7 +708,7 @@ class Limiter:
         except Exception:  # interpreter shutdown: modules may be gone
             pass
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         lines = [l for l in getattr(self, "policy", "").splitlines() if l.strip()]
         return "<sluice.Limiter {} policy={!r}{}>".format(
             "closed" if self.closed else "open",
@@ -669,7 +718,7 @@ class Limiter:
 
     # ---- categories ----------------------------------------------------------------------------
 
-    def category_id(self, category):
+    def category_id(self, category: str) -> int:
         """The library's id of a category name (``"global"`` is 0), resolved once and cached."""
         if self._raw is None:
             raise _closed()
@@ -757,38 +806,48 @@ class Limiter:
             context = "{} of key {!r} in category {!r}".format(what, key[:64], category)
         return error(code, context=context)
 
-    check = _decider_method(
-        "check",
-        """May this request of ``key`` (str or bytes) in ``category`` go ahead? Records it if
-        admitted. ``now_ms``: Unix milliseconds, or None for the library's clock.""",
-    )
-    allow = _decider_method(
-        "allow",
-        """May this request of ``key`` in ``category`` go ahead? ``check``'s answer as a bool,
-        recorded and counted the same way, without the decision's report (``remaining``,
-        ``reset``, ``retry_after``): for callers that send no rate-limit headers, and what
-        ``limits``' ``hit`` answers. Raises as ``check`` does.""",
-    )
-    peek = _decider_method("peek", """The decision ``check`` would give, recording nothing.""")
-    failure = _decider_method(
-        "failure",
-        """Record a failed attempt (a wrong password) in ``category``, which must have a
-        lockout (else ``NoLockoutError``). Returns the key's state: status ``"locked"`` with
-        ``retry_after`` = the rest of the lock, or ``"passed"`` with ``remaining`` = failures
-        left before a lockout.""",
-    )
+    if TYPE_CHECKING:  # the methods made by _decider_method()
 
-    def success(self, key, category=GLOBAL, now_ms=None):
+        def check(self, key: Key, category: str = GLOBAL, now_ms: Optional[int] = None) -> Decision: ...
+        def allow(self, key: Key, category: str = GLOBAL, now_ms: Optional[int] = None) -> bool: ...
+        def peek(self, key: Key, category: str = GLOBAL, now_ms: Optional[int] = None) -> Decision: ...
+        def failure(self, key: Key, category: str = GLOBAL, now_ms: Optional[int] = None) -> Decision: ...
+
+    else:
+        check = _decider_method(
+            "check",
+            """May this request of ``key`` (str or bytes) in ``category`` go ahead? Records it if
+            admitted. ``now_ms``: Unix milliseconds, or None for the library's clock.""",
+        )
+        allow = _decider_method(
+            "allow",
+            """May this request of ``key`` in ``category`` go ahead? ``check``'s answer as a bool,
+            recorded and counted the same way, without the decision's report (``remaining``,
+            ``reset``, ``retry_after``): for callers that send no rate-limit headers, and what
+            ``limits``' ``hit`` answers. Raises as ``check`` does.""",
+        )
+        peek = _decider_method("peek", """The decision ``check`` would give, recording nothing.""")
+        failure = _decider_method(
+            "failure",
+            """Record a failed attempt (a wrong password) in ``category``, which must have a
+            lockout (else ``NoLockoutError``). Returns the key's state: status ``"locked"`` with
+            ``retry_after`` = the rest of the lock, or ``"passed"`` with ``remaining`` = failures
+            left before a lockout.""",
+        )
+
+    def success(self, key: Key, category: str = GLOBAL, now_ms: Optional[int] = None) -> None:
         """A successful attempt: clears the key's failure log in ``category`` (which must
         have a lockout); the lockout level is kept. Returns None."""
         self._key_code(_ffi.success, "success", key, category, now_ms)
 
-    def reset(self, key, category=GLOBAL, now_ms=None):
+    def reset(self, key: Key, category: str = GLOBAL, now_ms: Optional[int] = None) -> None:
         """Clear everything ``check(key, category)`` consults: the category's and the global
         rules' logs and the category's lockout, level included. Returns None."""
         self._key_code(_ffi.reset, "reset", key, category, now_ms)
 
-    def check_batch(self, requests, now_ms=None):
+    def check_batch(
+        self, requests: Iterable[BatchRequest], now_ms: Optional[int] = None
+    ) -> List[Decision]:
         """Check many requests at one instant: ``requests`` is a sequence of ``(key,
         category)`` pairs (a bare str/bytes key means the global category). Returns a list of
         decisions. If any request is invalid nothing is recorded and the error is raised."""
@@ -855,7 +914,7 @@ class Limiter:
                 out[name] = value
         return out
 
-    def stats(self, now_ms=None):
+    def stats(self, now_ms: Optional[int] = None) -> Stats:
         """Table-wide and per-rule counts (a ``Stats`` named tuple); ``locked_keys`` is judged
         at ``now_ms`` (None: the library's clock)."""
         now = _time(now_ms)
@@ -871,6 +930,6 @@ class Limiter:
         return Stats(rules=rules, **table)
 
 
-def library_version():
+def library_version() -> str:
     """The loaded library's version (``sluice_version()``)."""
     return _ffi.LIBRARY_VERSION

@@ -615,24 +615,42 @@ def test_library_not_found_says_where_it_looked_and_how_to_fix(monkeypatch, tmp_
     (tmp_path / "a" / "b").mkdir(parents=True)
     monkeypatch.chdir(tmp_path / "a" / "b")
     assert _ffi.find_library() == lib
-    # A library inside the package directory comes first.
-    (tmp_path / "pkg").mkdir()
-    shutil.copy(sluice.LIBRARY_PATH, tmp_path / "pkg" / _ffi.LIBRARY_NAME)
-    assert _ffi.find_library() == tmp_path / "pkg" / _ffi.LIBRARY_NAME
-    # SLUICE_LIBRARY comes before everything, and must exist when set.
-    monkeypatch.setenv("SLUICE_LIBRARY", str(lib))
-    assert _ffi.find_library() == lib
+    # SLUICE_LIBRARY comes before the walks up, and must exist when set.
+    other = tmp_path / "elsewhere" / _ffi.LIBRARY_NAME
+    other.parent.mkdir()
+    shutil.copy(sluice.LIBRARY_PATH, other)
+    monkeypatch.setenv("SLUICE_LIBRARY", str(other))
+    assert _ffi.find_library() == other
     monkeypatch.setenv("SLUICE_LIBRARY", str(tmp_path / "missing.so"))
     with pytest.raises(sluice.LibraryNotFoundError) as e:
         _ffi.find_library()
     assert "missing.so" in str(e.value)
+    # A library inside the package directory (a wheel's) comes first, even before
+    # SLUICE_LIBRARY: it is the copy made for these bindings.
+    (tmp_path / "pkg").mkdir()
+    shutil.copy(sluice.LIBRARY_PATH, tmp_path / "pkg" / _ffi.LIBRARY_NAME)
+    assert _ffi.find_library() == tmp_path / "pkg" / _ffi.LIBRARY_NAME
+    monkeypatch.setenv("SLUICE_LIBRARY", str(other))
+    assert _ffi.find_library() == tmp_path / "pkg" / _ffi.LIBRARY_NAME
 
 
-def _import_in_subprocess(env_changes, cwd):
+def _package_copy(tmp_path):
+    """A copy of the imported package's modules without a bundled library or a recorded
+    source directory (so that only SLUICE_LIBRARY, the working directory or nothing can
+    supply the library); returns the directory to put on PYTHONPATH."""
+    root = tmp_path / "site"
+    (root / "sluice").mkdir(parents=True)
+    for f in Path(sluice.__file__).resolve().parent.iterdir():
+        if f.suffix == ".py" and f.name != "_build_info.py":
+            shutil.copy(f, root / "sluice" / f.name)
+    return root
+
+
+def _import_in_subprocess(env_changes, cwd, pythonpath=None):
     env = dict(os.environ)
     env.pop("SLUICE_LIBRARY", None)
     # The same sluice as this process imported (installed, or the source folder).
-    env["PYTHONPATH"] = str(Path(sluice.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = str(pythonpath or Path(sluice.__file__).resolve().parent.parent)
     env.update(env_changes)
     return subprocess.run(
         [sys.executable, "-c", "import sluice; print(sluice.LIBRARY_PATH); print(sluice.__file__)"],
@@ -644,12 +662,19 @@ def _import_in_subprocess(env_changes, cwd):
 
 
 def test_import_fails_cleanly_with_a_bad_sluice_library(tmp_path):
-    r = _import_in_subprocess({"SLUICE_LIBRARY": str(tmp_path / "nope.so")}, tmp_path)
+    site = _package_copy(tmp_path)
+    r = _import_in_subprocess({"SLUICE_LIBRARY": str(tmp_path / "nope.so")}, tmp_path, site)
     assert r.returncode != 0
     assert "LibraryNotFoundError" in r.stderr and "SLUICE_LIBRARY" in r.stderr
     (tmp_path / "junk.so").write_bytes(b"not a library")
-    r = _import_in_subprocess({"SLUICE_LIBRARY": str(tmp_path / "junk.so")}, tmp_path)
+    r = _import_in_subprocess({"SLUICE_LIBRARY": str(tmp_path / "junk.so")}, tmp_path, site)
     assert r.returncode != 0 and "cannot load" in r.stderr
+    # The same copy with a library bundled beside its modules loads that one, whatever
+    # SLUICE_LIBRARY says.
+    shutil.copy(sluice.LIBRARY_PATH, site / "sluice" / _ffi.LIBRARY_NAME)
+    r = _import_in_subprocess({"SLUICE_LIBRARY": str(tmp_path / "junk.so")}, tmp_path, site)
+    assert r.returncode == 0, r.stderr
+    assert Path(r.stdout.splitlines()[0]) == site / "sluice" / _ffi.LIBRARY_NAME
 
 
 @pytest.mark.skipif(
@@ -671,6 +696,36 @@ def test_the_installed_package_is_under_test():
     lib_path, module = r.stdout.splitlines()
     assert Path(lib_path) == REPO / "target" / "release" / _ffi.LIBRARY_NAME
     assert Path(module).resolve().parent == imported
+
+
+@pytest.mark.skipif(
+    not os.environ.get("SLUICE_TEST_EXPECT_WHEEL"),
+    reason="run by run_tests.sh, which installs the wheel into a fresh venv and sets "
+    "SLUICE_TEST_EXPECT_WHEEL",
+)
+def test_the_wheel_is_under_test():
+    """run_tests.sh installs the wheel of build_wheel.sh into a fresh venv outside the
+    checkout: the package imported is that venv's, it loaded the library the wheel carries
+    (not SLUICE_LIBRARY, not a checkout's target/), it recorded no build directory, and the
+    installed metadata says a platform wheel of the distribution name."""
+    from importlib import metadata
+
+    assert "SLUICE_LIBRARY" not in os.environ
+    package = Path(sluice.__file__).resolve().parent
+    assert Path(sys.prefix).resolve() in package.parents, (package, sys.prefix)
+    assert Path(sluice.LIBRARY_PATH) == package / _ffi.LIBRARY_NAME
+    assert Path(_ffi.find_library()) == package / _ffi.LIBRARY_NAME
+    assert not (package / "_build_info.py").exists()
+    dist = metadata.distribution("sluice-ratelimit")
+    wheel = dist.read_text("WHEEL") or ""
+    assert "Root-Is-Purelib: false" in wheel
+    tag = os.environ["SLUICE_TEST_EXPECT_WHEEL"]
+    assert "Tag: py3-none-{}".format(tag) in wheel.splitlines(), wheel
+    files = {str(f) for f in dist.files or []}
+    assert "sluice/" + _ffi.LIBRARY_NAME in files and "sluice/py.typed" in files
+    # Stripped: no static symbol table left in the shipped copy (the .so has a .symtab
+    # section name only if it kept one).
+    assert b".symtab" not in (package / _ffi.LIBRARY_NAME).read_bytes()
 
 
 def test_default_policy_comes_from_the_library():

@@ -1,0 +1,157 @@
+"""A storage for the `limits` package: ``sluice://`` for its moving-window strategy.
+
+Importing this module registers the scheme with `limits` (which must be installed)::
+
+    import limits
+    import sluice.limits_storage  # registers sluice://
+
+    storage = limits.storage.storage_from_string("sluice://")           # this process's memory
+    storage = limits.storage.storage_from_string("sluice:///dev/shm/rl")  # files shared by workers
+    limiter = limits.strategies.MovingWindowRateLimiter(storage)
+    limiter.hit(limits.parse("300/minute"), "198.51.100.7")
+
+Every distinct limit (an amount per a window, as `limits` passes them) gets its own sluice
+table with the one rule ``global AMOUNT/WINDOWs``, made on first use: in memory, or with a
+directory path, in the file ``AMOUNT-per-WINDOWs.sluice`` there (created with ``mode``,
+shared by every process that opens the same directory). Decisions are sluice's exact sliding
+window. Options (``storage_from_string("sluice://", capacity=100000, mode=0o660)``):
+``capacity`` (keys per table, default sluice's), ``mode`` (file permission bits).
+
+Only the moving window is supported: the fixed-window and sliding-window-counter strategies
+need counters that sluice does not keep, and their calls (``incr``, ``get``, ``get_expiry``)
+raise ``NotImplementedError``. A hit of ``cost`` > 1 is checked first and then recorded one
+entry at a time, so two processes racing on one key may together pass the limit by less than
+``cost``; a hit of cost 1 is exact.
+"""
+
+import os
+import threading
+import time
+from typing import Dict, Optional, Tuple, Type, Union
+
+try:
+    from limits.storage import MovingWindowSupport, Storage
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "sluice.limits_storage needs the `limits` package: pip install limits"
+    ) from e
+
+from ._errors import SluiceError
+from ._limiter import Limiter
+
+__all__ = ["SluiceStorage"]
+
+
+class SluiceStorage(Storage, MovingWindowSupport):
+    """``sluice://`` (memory) or ``sluice:///a/directory`` (shared table files)."""
+
+    STORAGE_SCHEME = ["sluice"]
+
+    def __init__(
+        self,
+        uri: str = "sluice://",
+        wrap_exceptions: bool = False,
+        **options: Union[float, str, bool],
+    ) -> None:
+        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+        scheme, sep, rest = uri.partition("://")
+        if scheme != "sluice" or not sep:
+            raise ValueError("a sluice storage URI is sluice:// or sluice:///directory, not {!r}".format(uri))
+        path = rest.split("?", 1)[0]
+        self.directory: Optional[str] = path or None
+        if self.directory is not None and not os.path.isdir(self.directory):
+            raise ValueError(
+                "sluice storage: {!r} is not a directory (the tables are files in it)".format(self.directory)
+            )
+        capacity = options.pop("capacity", None)
+        mode = options.pop("mode", None)
+        if options:
+            raise ValueError("sluice storage: unknown options {}".format(", ".join(sorted(options))))
+        self.capacity: Optional[int] = None if capacity is None else int(capacity)
+        self.mode: Optional[int] = None if mode is None else int(mode)
+        self._limiters: Dict[Tuple[int, int], Limiter] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def base_exceptions(self) -> Union[Type[Exception], Tuple[Type[Exception], ...]]:
+        return SluiceError
+
+    def _limiter(self, limit: int, expiry: int) -> Limiter:
+        limiter = self._limiters.get((limit, expiry))
+        if limiter is not None:
+            return limiter
+        if limit < 1 or expiry < 1:
+            raise ValueError("sluice storage: a limit of {} per {} s cannot be a rule".format(limit, expiry))
+        with self._lock:
+            limiter = self._limiters.get((limit, expiry))
+            if limiter is None:
+                policy = "global {}/{}s\n".format(limit, expiry)
+                if self.capacity is not None:
+                    policy += "capacity {}\n".format(self.capacity)
+                path = None
+                if self.directory is not None:
+                    path = os.path.join(self.directory, "{}-per-{}s.sluice".format(limit, expiry))
+                limiter = Limiter(policy, path=path, mode=self.mode if path else None)
+                self._limiters[(limit, expiry)] = limiter
+        return limiter
+
+    # ---- the moving window -----------------------------------------------------------------
+
+    def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        if amount > limit:
+            return False
+        limiter = self._limiter(limit, expiry)
+        if amount == 1:
+            return limiter.allow(key)
+        if amount < 1:
+            return True
+        peek = limiter.peek(key)
+        if not peek.allowed or peek.remaining + 1 < amount:
+            return False
+        for _ in range(amount):
+            if not limiter.allow(key):
+                return False
+        return True
+
+    def get_moving_window(self, key: str, limit: int, expiry: int) -> Tuple[float, int]:
+        """(the oldest entry's time in the window, entries in the window), as `limits`' own
+        storages answer: from a peek, which records nothing."""
+        now = time.time()
+        peek = self._limiter(limit, expiry).peek(key)
+        if not peek.allowed:
+            # Full: the window frees up at peek.reset (the oldest entry + the window).
+            return float(peek.reset - expiry), limit
+        count = limit - 1 - peek.remaining
+        if count <= 0:
+            return now, 0
+        return float(peek.reset - expiry), count
+
+    # ---- the rest of Storage -----------------------------------------------------------------
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        raise NotImplementedError("the sluice storage supports the moving window strategy only")
+
+    def get(self, key: str) -> int:
+        raise NotImplementedError("the sluice storage supports the moving window strategy only")
+
+    def get_expiry(self, key: str) -> float:
+        raise NotImplementedError("the sluice storage supports the moving window strategy only")
+
+    def check(self) -> bool:
+        return True
+
+    def reset(self) -> Optional[int]:
+        """Forget every table of this storage (memory tables are freed; files stay, and are
+        cleared key by key with ``clear``)."""
+        with self._lock:
+            limiters, self._limiters = self._limiters, {}
+        for limiter in limiters.values():
+            limiter.close()
+        return len(limiters)
+
+    def clear(self, key: str) -> None:
+        for limiter in list(self._limiters.values()):
+            limiter.reset(key)
+
+    def __repr__(self) -> str:
+        return "<SluiceStorage {}>".format(self.directory or "memory")
