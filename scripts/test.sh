@@ -47,7 +47,7 @@ cargo test --release
 step "C: the header compiles alone; the suite against the shared and the static library; valgrind"
 bash tests/c/run.sh
 
-step "Python: pip install ./bindings/python, then its pytest suite"
+step "Python: the wheel in a fresh venv (and the source install), then its pytest suite"
 bash bindings/python/run_tests.sh
 
 # Loom builds the crate with its own atomics; a separate target dir keeps the two builds
