@@ -912,8 +912,8 @@ ngx_http_sluice_open(ngx_conf_t *cf, ngx_http_sluice_table_t *t)
 
         } else {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "sluice_table \"%V\": %s (%s)",
-                               &t->name, err, sluice_strerror(rc));
+                               "sluice_table \"%V\": %s", &t->name,
+                               err[0] ? err : sluice_strerror(rc));
         }
 
         return NGX_CONF_ERROR;

@@ -1,0 +1,192 @@
+"""The sluice nginx module against a real nginx (see conftest.py)."""
+
+import concurrent.futures
+import os
+import pwd
+import time
+
+from conftest import IS_ROOT
+
+
+def test_exact_across_four_workers(nginx):
+    nginx.configure("global 20/1m\n", server="location / { sluice api; }")
+    nginx.start()
+    workers = nginx.workers()
+    assert len(workers) == 4
+    if IS_ROOT:
+        # workers never open the 0600 root-owned file: they use the master's mapping
+        nobody = pwd.getpwnam("nobody").pw_uid
+        assert {nginx.uid_of(pid) for pid in workers} == {nobody}
+        assert os.stat(nginx.table).st_mode & 0o777 == 0o600
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
+        responses = list(pool.map(lambda _: nginx.get("/a.html"), range(200)))
+
+    statuses = [r.status for r in responses]
+    assert statuses.count(200) == 20, statuses
+    assert statuses.count(429) == 180, statuses
+    for r in responses:
+        if r.status == 429:
+            assert 1 <= int(r.header("Retry-After")) <= 60, r
+            assert r.header("X-Sluice-Status") == "LIMITED"
+            assert r.header("X-RateLimit-Remaining") == "0"
+        else:
+            assert r.header("Retry-After") is None, r
+            assert r.header("X-Sluice-Status") == "PASSED"
+    # the requests were spread over the workers, which shared one table
+    assert len({r.header("X-Worker") for r in responses}) >= 2
+    assert sorted(int(r.header("X-RateLimit-Remaining")) for r in responses if r.status == 200) == list(
+        range(20)
+    )
+
+
+def test_headers_on_admitted_responses(nginx):
+    nginx.configure(
+        "global 100/1m\nmedia 5/1m\n",
+        server="location /media/ { sluice api category=media; }",
+    )
+    nginx.start()
+    before = time.time()
+    got = [nginx.get("/media/m.html") for _ in range(5)]
+    after = time.time()
+    for i, r in enumerate(got):
+        assert r.status == 200 and r.body == b"media\n"
+        assert r.header("X-RateLimit-Limit") == "5"
+        assert r.header("X-RateLimit-Remaining") == str(4 - i)
+        reset = int(r.header("X-RateLimit-Reset"))
+        assert int(before) + 60 <= reset <= int(after) + 61
+        assert r.header("Retry-After") is None
+        assert r.header("X-Sluice-Status") == "PASSED"
+        assert r.header("X-Sluice-Remaining") == str(4 - i)
+        assert r.header("X-Sluice-Retry-After") == "0"
+    refused = nginx.get("/media/m.html")
+    assert refused.status == 429
+    assert refused.header("X-RateLimit-Limit") == "5"
+    assert refused.header("X-RateLimit-Remaining") == "0"
+    assert 58 <= int(refused.header("Retry-After")) <= 60
+    assert refused.header("X-Sluice-Retry-After") == refused.header("Retry-After")
+
+
+def test_ietf_headers(nginx):
+    nginx.configure(
+        "global 100/1m\nmedia 2/1m\n",
+        http="sluice_headers ietf;",
+        server="location /media/ { sluice api category=media; }",
+    )
+    nginx.start()
+    first = nginx.get("/media/m.html")
+    assert first.status == 200
+    assert first.header("RateLimit-Policy") == '"media";q=2;w=60'
+    assert first.header("RateLimit") in ('"media";r=1;t=60', '"media";r=1;t=59')
+    assert first.header("X-RateLimit-Limit") is None
+    assert nginx.get("/media/m.html").header("RateLimit").startswith('"media";r=0;')
+    refused = nginx.get("/media/m.html")
+    assert refused.status == 429
+    assert refused.header("RateLimit").startswith('"media";r=0;t=')
+    assert 1 <= int(refused.header("Retry-After")) <= 60
+
+
+def test_headers_off_status_and_dry_run(nginx):
+    nginx.configure(
+        "global 2/1m\n",
+        server="""
+        location /free/ { sluice off; }
+        location = /a.html { sluice api; sluice_headers off; sluice_status 503; }
+        location = /index.html { sluice api; sluice_dry_run on; }
+        location /media/ { sluice api key=$http_x_api_key; }
+        """,
+        http="sluice api;",
+    )
+    nginx.start()
+    # sluice off: never limited, no headers, no variables
+    for _ in range(5):
+        r = nginx.get("/free/f.html")
+        assert r.status == 200 and r.header("X-RateLimit-Limit") is None
+        assert r.header("X-Sluice-Status") is None
+    # headers off, another status
+    assert [nginx.get("/a.html").status for _ in range(3)] == [200, 200, 503]
+    r = nginx.get("/a.html")
+    assert r.status == 503 and r.header("Retry-After") is None
+    assert r.header("X-RateLimit-Limit") is None and r.header("X-Sluice-Status") == "LIMITED"
+    # dry run: the key is over its limit, yet admitted and marked
+    r = nginx.get("/index.html")
+    assert r.status == 200 and r.header("X-Sluice-Status") == "DRY_RUN_LIMITED"
+    assert r.header("Retry-After") is None
+    nginx.wait_log("sluice: LIMITED request (dry run)")
+    # an empty key is not limited; a key of its own has its own allowance
+    for _ in range(4):
+        r = nginx.get("/media/m.html")
+        assert r.status == 200 and r.header("X-Sluice-Status") is None
+    assert [nginx.get("/media/m.html", {"X-Api-Key": "k1"}).status for _ in range(3)] == [200, 200, 429]
+
+
+def test_internal_redirects_charge_once(nginx):
+    nginx.configure(
+        "global 4/1m\n",
+        server="""
+        location / { sluice api; index index.html; try_files $uri $uri/ /index.html; }
+        error_page 404 /404.html;
+        """,
+    )
+    nginx.start()
+    # "/" (index), "/nowhere" (try_files) are internal redirects: one charge each
+    got = [nginx.get(p) for p in ["/", "/nowhere", "/", "/a.html"]]
+    assert [r.status for r in got] == [200] * 4
+    assert [r.header("X-RateLimit-Remaining") for r in got] == ["3", "2", "1", "0"]
+    r = nginx.get("/")
+    assert r.status == 429 and r.header("Retry-After") is not None
+    assert r.header("X-RateLimit-Remaining") == "0"
+
+
+def test_bad_policy_fails_nginx_t_naming_file_and_line(nginx):
+    nginx.configure("global 20/1m\nmedia 10/1 minute\n", server="location / { sluice api; }")
+    rc, err = nginx.test_config()
+    assert rc != 0
+    line = nginx.conf_line("sluice_table api")
+    assert nginx.policy in err and "line 2" in err, err
+    assert "%s:%d" % (nginx.conf, line) in err, err
+    assert not os.path.exists(nginx.table)
+    with_start = nginx.run()
+    assert with_start.returncode != 0 and "line 2" in with_start.stderr
+
+
+def test_unknown_category_fails_nginx_t(nginx):
+    nginx.configure("global 20/1m\n", server="location / {\n sluice api category=nope;\n }")
+    rc, err = nginx.test_config()
+    assert rc != 0
+    line = nginx.conf_line("category=nope")
+    assert 'no category "nope"' in err and nginx.policy in err, err
+    assert "%s:%d" % (nginx.conf, line) in err, err
+
+
+def test_other_bad_directives_fail_nginx_t(nginx):
+    cases = [
+        (dict(table_args="policy=%s" % nginx.policy), "missing path="),
+        (dict(table_args="path=%s" % nginx.table), "missing policy="),
+        (dict(table_args="path=%s policy=%s mode=0777" % (nginx.table, nginx.policy)), "mode=0777"),
+        (dict(table_args="path=%s policy=%s color=red" % (nginx.table, nginx.policy)), 'invalid parameter "color=red"'),
+        (dict(table_args="path=%s policy=%s/missing.policy" % (nginx.table, nginx.prefix)), "cannot open the policy file"),
+        (dict(server="location / { sluice other; }"), 'no table "other"'),
+        (dict(server="location / { sluice api key=; }"), "empty key="),
+        (dict(server="location / { sluice api; sluice_failure_status 401; }"), "has no lockout"),
+        (dict(server="location / { sluice_failure_status 401; }"), 'location without "sluice"'),
+        (dict(server="location / { sluice api; sluice_status 200; }"), "between 400 and 599"),
+        (dict(server="location / { sluice api; sluice_headers both; }"), "invalid value \"both\""),
+    ]
+    for kwargs, needle in cases:
+        nginx.configure("global 20/1m\nauth 5/1m\n", **kwargs)
+        rc, err = nginx.test_config()
+        assert rc != 0, (kwargs, err)
+        assert needle in err and nginx.conf + ":" in err, (needle, err)
+
+
+def test_table_of_another_policy_fails_nginx_t(nginx):
+    nginx.configure("global 20/1m\n", server="location / { sluice api; }")
+    nginx.start()
+    assert nginx.get("/a.html").status == 200
+    nginx.stop()
+    nginx.configure("global 30/1m\n", server="location / { sluice api; }")
+    rc, err = nginx.test_config()
+    assert rc != 0
+    assert "made for another policy" in err and nginx.table in err, err
+    assert "%s:%d" % (nginx.conf, nginx.conf_line("sluice_table api")) in err, err
