@@ -190,3 +190,148 @@ def test_table_of_another_policy_fails_nginx_t(nginx):
     assert rc != 0
     assert "made for another policy" in err and nginx.table in err, err
     assert "%s:%d" % (nginx.conf, nginx.conf_line("sluice_table api")) in err, err
+
+
+class Backend:
+    """A tiny upstream on 127.0.0.1: /login answers 401, /login?ok answers 200; counts hits."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        backend = self
+        self.hits = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                backend.hits += 1
+                status = 200 if "ok" in self.path else 401
+                body = b"welcome\n" if status == 200 else b"wrong password\n"
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def login_conf(nginx, backend, extra=""):
+    nginx.configure(
+        "global 100/1m\nauth 50/1m\nauth lockout 3/1m for 30s\n",
+        server="""
+        location /login {
+            sluice api category=auth;
+            sluice_failure_status 401 403;
+            %s
+            proxy_pass http://127.0.0.1:%d;
+        }
+        location / { sluice api; }
+        """
+        % (extra, backend.port),
+    )
+
+
+def test_lockout_after_failures_and_unlock(nginx):
+    import subprocess
+
+    from conftest import SLUICE_BIN
+
+    backend = Backend()
+    try:
+        login_conf(nginx, backend)
+        nginx.start()
+        got = [nginx.get("/login") for _ in range(3)]
+        assert [r.status for r in got] == [401, 401, 401]
+        assert backend.hits == 3
+        locked = nginx.get("/login")
+        assert locked.status == 429 and backend.hits == 3
+        assert 28 <= int(locked.header("Retry-After")) <= 30, locked
+        assert locked.header("X-Sluice-Status") == "LOCKED"
+        assert locked.header("X-RateLimit-Limit") is None  # a lockout counts failures, not requests
+        nginx.wait_log('sluice: key "127.0.0.1" locked out of category "auth" of table "api" for 30 s')
+        # the lock covers its category only
+        assert nginx.get("/a.html").status == 200
+        # an operator lifts it
+        r = subprocess.run([SLUICE_BIN, "unlock", nginx.table, "127.0.0.1", "auth"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+        again = nginx.get("/login")
+        assert again.status == 401 and backend.hits == 4
+        assert again.header("X-Sluice-Status") == "PASSED"
+    finally:
+        backend.close()
+
+
+def test_success_status_clears_failures(nginx):
+    backend = Backend()
+    try:
+        login_conf(nginx, backend, "sluice_success_status 200;")
+        nginx.start()
+        assert [nginx.get("/login").status for _ in range(2)] == [401, 401]
+        assert nginx.get("/login?ok").status == 200
+        # the log was cleared: two more failures do not lock, the third does
+        assert [nginx.get("/login").status for _ in range(3)] == [401, 401, 401]
+        assert nginx.get("/login").status == 429
+        assert backend.hits == 6
+    finally:
+        backend.close()
+
+
+def test_state_survives_reload(nginx):
+    nginx.configure("global 5/1m\n", server="location / { sluice api; }")
+    nginx.start()
+    assert [nginx.get("/a.html").header("X-RateLimit-Remaining") for _ in range(3)] == ["4", "3", "2"]
+    old = set(nginx.workers())
+    nginx.reload()
+    deadline = time.monotonic() + 15
+    while set(nginx.workers()) & old or len(nginx.workers()) != 4:
+        assert time.monotonic() < deadline, "the old workers did not go"
+        time.sleep(0.05)
+    got = [nginx.get("/a.html") for _ in range(3)]
+    assert [r.status for r in got] == [200, 200, 429]
+    assert [r.header("X-RateLimit-Remaining") for r in got] == ["1", "0", "0"]
+    assert not {int(r.header("X-Worker")) for r in got} & old
+
+
+def test_policy_change_on_reload_is_refused(nginx):
+    nginx.configure("global 5/1m\n", server="location / { sluice api; }")
+    nginx.start()
+    assert nginx.get("/a.html").header("X-RateLimit-Remaining") == "4"
+    workers = nginx.workers()
+    nginx.write("api.policy", "global 50/1m\n")
+    rc, err = nginx.test_config()
+    assert rc != 0 and "made for another policy" in err
+    nginx.reload()
+    nginx.wait_log("made for another policy")
+    time.sleep(0.3)
+    assert nginx.workers() == workers  # the old workers keep serving, with the old policy
+    r = nginx.get("/a.html")
+    assert r.status == 200 and r.header("X-RateLimit-Limit") == "5"
+    assert r.header("X-RateLimit-Remaining") == "3"
+    assert int(r.header("X-Worker")) in workers
+
+
+def test_python_and_nginx_share_one_table(nginx):
+    import sluice
+
+    nginx.configure("global 6/1m\n", server="location / { sluice api; }")
+    nginx.start()
+    assert nginx.get("/a.html").header("X-RateLimit-Remaining") == "5"
+    with sluice.Limiter(path=nginx.table) as limiter:  # the file's own policy
+        assert limiter.peek("127.0.0.1").remaining == 4  # what a check would leave
+        assert [limiter.check("127.0.0.1").remaining for _ in range(3)] == [4, 3, 2]
+        got = [nginx.get("/a.html") for _ in range(3)]
+        assert [r.status for r in got] == [200, 200, 429]
+        assert [r.header("X-RateLimit-Remaining") for r in got] == ["1", "0", "0"]
+        assert limiter.check("127.0.0.1").allowed is False
+        # another key is untouched
+        assert limiter.peek("198.51.100.7").remaining == 5
