@@ -496,8 +496,8 @@ ngx_http_sluice_status_in(ngx_array_t *statuses, ngx_uint_t status)
 static ngx_int_t
 ngx_http_sluice_header_filter(ngx_http_request_t *r)
 {
-    int                          n;
-    char                         buf[512];
+    int                          n, style;
+    char                         buf[256], *block;
     ngx_uint_t                   status;
     ngx_http_sluice_ctx_t       *ctx;
     ngx_http_sluice_loc_conf_t  *slcf;
@@ -538,19 +538,33 @@ ngx_http_sluice_header_filter(ngx_http_request_t *r)
 
     ctx->headers_done = 1;
 
-    n = sluice_headers(ctx->table->sluice, &ctx->decision,
-                       ctx->headers == NGX_HTTP_SLUICE_HEADERS_IETF
-                       ? SLUICE_HEADERS_IETF : SLUICE_HEADERS_X_RATELIMIT,
-                       buf, sizeof(buf));
+    style = (ctx->headers == NGX_HTTP_SLUICE_HEADERS_IETF)
+            ? SLUICE_HEADERS_IETF : SLUICE_HEADERS_X_RATELIMIT;
 
-    if (n < 0 || (size_t) n >= sizeof(buf)) {
+    n = sluice_headers(ctx->table->sluice, &ctx->decision, style, buf,
+                       sizeof(buf));
+
+    block = buf;
+
+    if (n >= 0 && (size_t) n >= sizeof(buf)) {
+        /* a long category name: the library said how much room it needs */
+        block = ngx_pnalloc(r->pool, (size_t) n + 1);
+        if (block == NULL) {
+            return NGX_ERROR;
+        }
+
+        n = sluice_headers(ctx->table->sluice, &ctx->decision, style, block,
+                           (size_t) n + 1);
+    }
+
+    if (n < 0) {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
                       "sluice: cannot format the headers: %s",
-                      n < 0 ? sluice_strerror(n) : "too long");
+                      sluice_strerror(n));
         return ngx_http_next_header_filter(r);
     }
 
-    if (ngx_http_sluice_add_headers(r, buf, (size_t) n) != NGX_OK) {
+    if (ngx_http_sluice_add_headers(r, block, (size_t) n) != NGX_OK) {
         return NGX_ERROR;
     }
 

@@ -335,3 +335,21 @@ def test_python_and_nginx_share_one_table(nginx):
         assert limiter.check("127.0.0.1").allowed is False
         # another key is untouched
         assert limiter.peek("198.51.100.7").remaining == 5
+
+
+def test_mode_log_level_and_a_long_category_name(nginx):
+    name = "c" + "x" * 299
+    nginx.configure(
+        "global 100/1m\n%s 1/1m\n" % name,
+        table_args="path=%s policy=%s mode=0640" % (nginx.table, nginx.policy),
+        server="location / { sluice api category=%s; sluice_headers ietf; sluice_log_level warn; }" % name,
+    )
+    nginx.start()
+    assert os.stat(nginx.table).st_mode & 0o777 == 0o640
+    first = nginx.get("/a.html")
+    assert first.status == 200
+    assert first.header("RateLimit-Policy") == '"%s";q=1;w=60' % name  # longer than the stack buffer
+    refused = nginx.get("/a.html")
+    assert refused.status == 429 and refused.header("RateLimit").startswith('"%s";r=0;' % name)
+    nginx.wait_log("[warn]")
+    assert "sluice: LIMITED request, key \"127.0.0.1\"" in nginx.error_log()
