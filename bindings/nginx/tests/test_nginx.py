@@ -353,3 +353,15 @@ def test_mode_log_level_and_a_long_category_name(nginx):
     assert refused.status == 429 and refused.header("RateLimit").startswith('"%s";r=0;' % name)
     nginx.wait_log("[warn]")
     assert "sluice: LIMITED request, key \"127.0.0.1\"" in nginx.error_log()
+
+
+def test_return_runs_before_the_module(nginx):
+    # the documented caveat: `return` answers in the rewrite phase, before PREACCESS
+    nginx.configure(
+        "global 1/1m\n",
+        server="location = /ret { sluice api; return 200 'x'; }\nlocation / { sluice api; }",
+    )
+    nginx.start()
+    assert [nginx.get("/ret").status for _ in range(3)] == [200, 200, 200]
+    assert nginx.get("/ret").header("X-Sluice-Status") is None
+    assert [nginx.get("/a.html").status for _ in range(2)] == [200, 429]
