@@ -49,7 +49,9 @@ class Nginx:
     """One nginx instance in its own prefix directory."""
 
     def __init__(self):
-        self.prefix = tempfile.mkdtemp(prefix="sluice-nginx-test.")
+        # run_tests.sh gives each run a parent directory, to stop whatever a killed run left
+        parent = os.environ.get("SLUICE_NGINX_TEST_DIR") or None
+        self.prefix = tempfile.mkdtemp(prefix="sluice-nginx-test.", dir=parent)
         os.chmod(self.prefix, 0o755)  # workers run as nobody: they read html/ in here
         self.port = free_port()
         self.proc = None
