@@ -79,22 +79,42 @@ run() {  # $1 = setup; prints requests/s
     curl -s -o /dev/null "http://127.0.0.1:$port/" && break
     sleep 0.05
   done
-  local out
+  local out before after requests
+  before="$(worker_ticks "$pid")"
   out="$(wrk -t2 -c"$connections" -d"${seconds}s" "http://127.0.0.1:$port/")"
+  after="$(worker_ticks "$pid")"
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
   if grep -q "Non-2xx" <<<"$out"; then
     echo "bench.sh: $1 answered non-2xx responses:" >&2; echo "$out" >&2; exit 1
   fi
-  awk '/Requests\/sec/ {print $2}' <<<"$out"
+  requests="$(awk '/requests in/ {print $1}' <<<"$out")"
+  # requests/s, and the workers' CPU time (user + system) per request in microseconds
+  printf '%s %s\n' "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" \
+    "$(echo "($after - $before) * 1000000 / $(getconf CLK_TCK) / $requests" | bc -l)"
 }
 
-declare -A all
-for setup in bare limit_req sluice; do all[$setup]=""; done
+# user + system clock ticks of the children (workers) of nginx master $1
+worker_ticks() {
+  local f total=0 fields
+  for f in /proc/[0-9]*/stat; do
+    fields="$(sed 's/.*) //' "$f" 2>/dev/null)" || continue
+    set -- $fields "$1"
+    # fields after the command: 1 state, 2 ppid, ... 12 utime, 13 stime
+    if [ "$2" = "${!#}" ]; then total=$((total + ${12} + ${13})); fi
+    set -- "${!#}"
+  done
+  echo "$total"
+}
+
+declare -A all cpu
+for setup in bare limit_req sluice; do all[$setup]=""; cpu[$setup]=""; done
 for round in $(seq "$rounds"); do
   for setup in bare limit_req sluice; do
-    rps="$(run "$setup")"
+    read -r rps us < <(run "$setup")
     all[$setup]="${all[$setup]} $rps"
-    printf 'round %d  %-10s %10s requests/s\n' "$round" "$setup" "$rps"
+    cpu[$setup]="${cpu[$setup]} $us"
+    printf 'round %d  %-10s %10s requests/s  %6.2f us of worker CPU per request\n' \
+      "$round" "$setup" "$rps" "$us"
   done
 done
 
@@ -107,3 +127,9 @@ printf '  bare       %10s requests/s\n' "$bare"
 printf '  limit_req  %10s requests/s  (%.3f x bare)\n' "$lr" "$(echo "$lr / $bare" | bc -l)"
 printf '  sluice     %10s requests/s  (%.3f x bare, %.3f x limit_req)\n' "$sl" \
   "$(echo "$sl / $bare" | bc -l)" "$(echo "$sl / $lr" | bc -l)"
+cb="$(median <<<"${cpu[bare]}")"
+cl="$(median <<<"${cpu[limit_req]}")"
+cs="$(median <<<"${cpu[sluice]}")"
+printf 'worker CPU per request (user + system, median; steadier than requests/s on a busy machine):\n'
+printf '  bare       %6.2f us\n  limit_req  %6.2f us  (+%.2f us)\n  sluice     %6.2f us  (+%.2f us)\n' \
+  "$cb" "$cl" "$(echo "$cl - $cb" | bc -l)" "$cs" "$(echo "$cs - $cb" | bc -l)"
