@@ -48,6 +48,7 @@ typedef struct {
     ngx_int_t                    category;
     ngx_flag_t                   has_lockout;
     ngx_http_complex_value_t    *key;
+    ngx_flag_t                   key_is_addr;  /* key is the default $remote_addr */
     ngx_str_t                    sluice_file;  /* where the `sluice` directive is */
     ngx_uint_t                   sluice_line;
 
@@ -270,6 +271,23 @@ ngx_http_sluice_status_name(uint8_t status)
 }
 
 
+/*
+ * The key's value. The default key, $remote_addr, is the connection's address text (which
+ * the realip module rewrites too): read directly, without evaluating a complex value.
+ */
+static ngx_int_t
+ngx_http_sluice_key(ngx_http_request_t *r, ngx_http_sluice_loc_conf_t *slcf,
+    ngx_str_t *key)
+{
+    if (slcf->key_is_addr) {
+        *key = r->connection->addr_text;
+        return NGX_OK;
+    }
+
+    return ngx_http_complex_value(r, slcf->key, key);
+}
+
+
 static ngx_int_t
 ngx_http_sluice_handler(ngx_http_request_t *r)
 {
@@ -308,7 +326,7 @@ ngx_http_sluice_handler(ngx_http_request_t *r)
     ctx->category = slcf->category;
     ctx->headers = slcf->headers;
 
-    if (ngx_http_complex_value(r, slcf->key, &key) != NGX_OK) {
+    if (ngx_http_sluice_key(r, slcf, &key) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -430,7 +448,7 @@ ngx_http_sluice_outcome(ngx_http_request_t *r, ngx_http_sluice_ctx_t *ctx,
     {
         key = ctx->key;
 
-    } else if (ngx_http_complex_value(r, slcf->key, &key) != NGX_OK) {
+    } else if (ngx_http_sluice_key(r, slcf, &key) != NGX_OK) {
         return;
     }
 
@@ -727,6 +745,7 @@ ngx_http_sluice_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->category = prev->category;
         conf->has_lockout = prev->has_lockout;
         conf->key = prev->key;
+        conf->key_is_addr = prev->key_is_addr;
         conf->sluice_file = prev->sluice_file;
         conf->sluice_line = prev->sluice_line;
     }
@@ -1181,6 +1200,7 @@ ngx_http_sluice(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_str_set(&category, "global");
     ngx_str_set(&key, "$remote_addr");
+    slcf->key_is_addr = 1;
 
     for (i = 2; i < cf->args->nelts; i++) {
 
@@ -1197,6 +1217,9 @@ ngx_http_sluice(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             if (key.len == 0) {
                 return "has an empty key=";
             }
+
+            slcf->key_is_addr = (key.len == 12
+                                 && ngx_strncmp(key.data, "$remote_addr", 12) == 0);
 
             continue;
         }
