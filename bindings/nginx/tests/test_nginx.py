@@ -365,3 +365,23 @@ def test_return_runs_before_the_module(nginx):
     assert [nginx.get("/ret").status for _ in range(3)] == [200, 200, 200]
     assert nginx.get("/ret").header("X-Sluice-Status") is None
     assert [nginx.get("/a.html").status for _ in range(2)] == [200, 429]
+
+
+def test_bad_policy_on_reload_keeps_the_workers(nginx):
+    nginx.configure("global 5/1m\n", server="location / { sluice api; }")
+    nginx.start()
+    workers = nginx.workers()
+    assert nginx.get("/a.html").header("X-RateLimit-Remaining") == "4"
+    nginx.write("api.policy", "global 5/1m\nglobal 10 per minute\n")
+    # the signaller parses the configuration first, and sends nothing when it fails
+    r = nginx.run("-s", "reload")
+    assert r.returncode != 0
+    assert nginx.policy in r.stderr and "line 2" in r.stderr, r.stderr
+    assert "%s:%d" % (nginx.conf, nginx.conf_line("sluice_table api")) in r.stderr
+    # the same through the master (SIGHUP, as a service manager sends it)
+    os.kill(nginx.proc.pid, 1)
+    nginx.wait_log("line 2")
+    time.sleep(0.3)
+    assert nginx.workers() == workers
+    r = nginx.get("/a.html")
+    assert r.status == 200 and r.header("X-RateLimit-Remaining") == "3"
