@@ -32,6 +32,11 @@ if [ ! -f "$repo/target/release/libsluice.a" ]; then
   cargo build --release --quiet >&2
 fi
 
+if [ ! -f "$src/conf_flags" ] || [ ! -x "$src/configure" ]; then
+  log "error: $src has no conf_flags or configure (Debian's nginx-dev provides them)"
+  exit 1
+fi
+
 # conf_flags defines NGX_CONF_FLAGS, the distribution's configure flags, as a bash array.
 # shellcheck disable=SC1091
 . "$src/conf_flags"
