@@ -2,7 +2,8 @@
 # Instructions nginx executes per request (callgrind, which repeats exactly, unlike requests/s
 # on a shared machine): one nginx process (master_process off) serving a 612-byte static file
 # over one keep-alive connection, bare, with limit_req, and with this module (global
-# 10000/10ms on $remote_addr, never reached), with its X-RateLimit headers and without them. Each setup runs twice,
+# 10000/10ms on $remote_addr, never reached), with its X-RateLimit headers and without them
+# (headers off and no $sluice_* variable: the check that counts nothing). Each setup runs twice,
 # with N1 and N2 requests; (Ir(N2) - Ir(N1)) / (N2 - N1) is the cost of one request, start-up
 # and shutdown cancelled out.
 # Usage: bash bindings/nginx/bench_callgrind.sh [N1, default 500] [N2, default 2500]

@@ -38,6 +38,8 @@ typedef struct {
 
 typedef struct {
     ngx_array_t                  tables;       /* of ngx_http_sluice_table_t */
+    /* some $sluice_* variable appears in the configuration */
+    ngx_flag_t                   variables_used;
 } ngx_http_sluice_main_conf_t;
 
 
@@ -291,11 +293,13 @@ ngx_http_sluice_key(ngx_http_request_t *r, ngx_http_sluice_loc_conf_t *slcf,
 static ngx_int_t
 ngx_http_sluice_handler(ngx_http_request_t *r)
 {
-    int                          rc;
-    ngx_str_t                    key;
-    ngx_http_sluice_ctx_t       *ctx;
-    ngx_pool_cleanup_t          *cln;
-    ngx_http_sluice_loc_conf_t  *slcf;
+    int                           rc;
+    int64_t                       now;
+    ngx_str_t                     key;
+    ngx_http_sluice_ctx_t        *ctx;
+    ngx_pool_cleanup_t           *cln;
+    ngx_http_sluice_loc_conf_t   *slcf;
+    ngx_http_sluice_main_conf_t  *smcf;
 
     if (r != r->main) {
         return NGX_DECLINED;
@@ -345,8 +349,52 @@ ngx_http_sluice_handler(ngx_http_request_t *r)
     ctx->key = key;
     ctx->decision.size = sizeof(struct sluice_decision);
 
-    rc = sluice_check(slcf->table->sluice, (int) slcf->category, key.data,
-                      key.len, ngx_http_sluice_now(), &ctx->decision);
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sluice_module);
+
+    if (slcf->headers == NGX_HTTP_SLUICE_HEADERS_OFF && !smcf->variables_used) {
+        /*
+         * Nothing reads the numbers of an admitted request's decision: the check without
+         * them (no counting of the window). A refusal is rare; its numbers, for the log
+         * line, come from a peek, which records nothing.
+         */
+        now = ngx_http_sluice_now();
+        rc = sluice_allow(slcf->table->sluice, (int) slcf->category, key.data,
+                          key.len, now);
+
+        if (rc == 1) {
+            ctx->decision.allowed = 1;
+            ctx->decision.status = SLUICE_STATUS_PASSED;
+            ctx->checked = 1;
+            return NGX_DECLINED;
+        }
+
+        if (rc == 0
+            && sluice_peek(slcf->table->sluice, (int) slcf->category,
+                           key.data, key.len, now, &ctx->decision)
+               == SLUICE_OK)
+        {
+            /* the peek may admit what allow refused (a slot freed since): not here */
+            ctx->decision.allowed = 0;
+            if (ctx->decision.status == SLUICE_STATUS_PASSED
+                || ctx->decision.status == SLUICE_STATUS_DRY_RUN_LIMITED)
+            {
+                ctx->decision.status = SLUICE_STATUS_LIMITED;
+            }
+
+        } else if (rc == 0) {
+            ctx->decision.allowed = 0;
+            ctx->decision.status = SLUICE_STATUS_LIMITED;
+            ctx->decision.retry_after = 0;
+        }
+
+        if (rc >= 0) {
+            rc = SLUICE_OK;
+        }
+
+    } else {
+        rc = sluice_check(slcf->table->sluice, (int) slcf->category, key.data,
+                          key.len, ngx_http_sluice_now(), &ctx->decision);
+    }
 
     if (rc != SLUICE_OK) {
         /* cannot happen with a checked configuration; fail open, loudly */
@@ -1346,8 +1394,11 @@ ngx_http_sluice_add_variables(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_sluice_init(ngx_conf_t *cf)
 {
-    ngx_http_handler_pt        *h;
-    ngx_http_core_main_conf_t  *cmcf;
+    ngx_uint_t                    i;
+    ngx_http_handler_pt          *h;
+    ngx_http_variable_t          *var, *v;
+    ngx_http_core_main_conf_t    *cmcf;
+    ngx_http_sluice_main_conf_t  *smcf;
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 
@@ -1360,6 +1411,21 @@ ngx_http_sluice_init(ngx_conf_t *cf)
 
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_http_sluice_header_filter;
+
+    /* variables that the configuration uses have been indexed while it was parsed */
+    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_sluice_module);
+    var = cmcf->variables.elts;
+
+    for (i = 0; i < cmcf->variables.nelts; i++) {
+        for (v = ngx_http_sluice_vars; v->name.len; v++) {
+            if (var[i].name.len == v->name.len
+                && ngx_strncasecmp(var[i].name.data, v->name.data, v->name.len)
+                   == 0)
+            {
+                smcf->variables_used = 1;
+            }
+        }
+    }
 
     return NGX_OK;
 }

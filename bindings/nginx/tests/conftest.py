@@ -80,7 +80,7 @@ class Nginx:
         os.chmod(p, 0o644)
         return p
 
-    def configure(self, policy, http="", server="", table_args=None, top=""):
+    def configure(self, policy, http="", server="", table_args=None, top="", variables=True):
         """Writes api.policy and nginx.conf; returns the line number of each line of the
         configuration (for messages naming it)."""
         if policy is not None:
@@ -88,6 +88,14 @@ class Nginx:
         if table_args is None:
             table_args = "path=%s policy=%s" % (self.table, self.policy)
         p = self.prefix
+        variables = (
+            """
+        add_header X-Sluice-Status $sluice_status always;
+        add_header X-Sluice-Remaining $sluice_remaining always;
+        add_header X-Sluice-Retry-After $sluice_retry_after always;"""
+            if variables
+            else ""
+        )
         user = "user nobody nogroup;" if IS_ROOT else ""
         text = f"""load_module {MODULE};
 {user}
@@ -111,9 +119,7 @@ http {{
         listen 127.0.0.1:{self.port} reuseport;
         root {p}/html;
         add_header X-Worker $pid always;
-        add_header X-Sluice-Status $sluice_status always;
-        add_header X-Sluice-Remaining $sluice_remaining always;
-        add_header X-Sluice-Retry-After $sluice_retry_after always;
+{variables}
 {server}
     }}
 }}

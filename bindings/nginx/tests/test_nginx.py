@@ -385,3 +385,47 @@ def test_bad_policy_on_reload_keeps_the_workers(nginx):
     assert nginx.workers() == workers
     r = nginx.get("/a.html")
     assert r.status == 200 and r.header("X-RateLimit-Remaining") == "3"
+
+
+def test_headers_off_without_variables(nginx):
+    # nothing reads the decision's numbers: the module checks without counting the window
+    backend = Backend()
+    try:
+        nginx.configure(
+            "global 3/1m\nauth 50/1m\nauth lockout 2/1m for 30s\n",
+            http="sluice_headers off;",
+            server="""
+            location / { sluice api; }
+            location /login { sluice api category=auth; sluice_failure_status 401;
+                              proxy_pass http://127.0.0.1:%d; }
+            """
+            % backend.port,
+            variables=False,
+        )
+        nginx.start()
+        got = [nginx.get("/a.html") for _ in range(4)]
+        assert [r.status for r in got] == [200, 200, 200, 429]
+        assert all(r.header("X-RateLimit-Limit") is None and r.header("Retry-After") is None for r in got)
+        nginx.wait_log('sluice: LIMITED request, key "127.0.0.1", table "api", category "global", retry after 60 s')
+        # auth has its own rules, but global's 3 are spent: refused before the backend
+        assert nginx.get("/login").status == 429 and backend.hits == 0
+    finally:
+        backend.close()
+
+
+def test_headers_off_lockout_without_variables(nginx):
+    backend = Backend()
+    try:
+        nginx.configure(
+            "global 100/1m\nauth 50/1m\nauth lockout 2/1m for 30s\n",
+            http="sluice_headers off;",
+            server="location /login { sluice api category=auth; sluice_failure_status 401; proxy_pass http://127.0.0.1:%d; }"
+            % backend.port,
+            variables=False,
+        )
+        nginx.start()
+        assert [nginx.get("/login").status for _ in range(3)] == [401, 401, 429]
+        assert backend.hits == 2
+        nginx.wait_log('sluice: LOCKED request, key "127.0.0.1", table "api", category "auth", retry after 3')
+    finally:
+        backend.close()
