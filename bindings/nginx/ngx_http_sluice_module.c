@@ -25,6 +25,9 @@
 
 #define NGX_HTTP_SLUICE_MAX_KEY              65535
 
+/* room for the headers of a decision, but for long category names (IETF style) */
+#define NGX_HTTP_SLUICE_HEADERS_LEN          192
+
 
 typedef struct {
     ngx_str_t                    name;
@@ -430,33 +433,26 @@ ngx_http_sluice_handler(ngx_http_request_t *r)
 
 
 /*
- * Adds `Name: value\r\n` lines of `block` (NUL-terminated, `len` bytes) to the response.
+ * Adds the `Name: value\r\n` lines of `block` (`len` bytes, in the request's pool, where the
+ * headers keep pointing) to the response.
  */
 static ngx_int_t
-ngx_http_sluice_add_headers(ngx_http_request_t *r, const char *block,
-    size_t len)
+ngx_http_sluice_add_headers(ngx_http_request_t *r, u_char *block, size_t len)
 {
-    u_char            *copy, *p, *end, *colon, *eol;
-    ngx_table_elt_t   *h;
+    u_char           *p, *end, *colon, *eol;
+    ngx_table_elt_t  *h;
 
-    copy = ngx_pnalloc(r->pool, len);
-    if (copy == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(copy, block, len);
-
-    p = copy;
-    end = copy + len;
+    p = block;
+    end = block + len;
 
     while (p < end) {
-        eol = ngx_strlchr(p, end, '\r');
-        if (eol == NULL || eol + 1 >= end || eol[1] != '\n') {
+        colon = memchr(p, ':', end - p);
+        if (colon == NULL || end - colon < 4 || colon[1] != ' ') {
             return NGX_ERROR;
         }
 
-        colon = ngx_strlchr(p, eol, ':');
-        if (colon == NULL || colon + 1 >= eol || colon[1] != ' ') {
+        eol = memchr(colon, '\r', end - colon);
+        if (eol == NULL || eol + 1 >= end || eol[1] != '\n') {
             return NGX_ERROR;
         }
 
@@ -563,7 +559,7 @@ static ngx_int_t
 ngx_http_sluice_header_filter(ngx_http_request_t *r)
 {
     int                          n, style;
-    char                         buf[256], *block;
+    u_char                      *block;
     ngx_uint_t                   status;
     ngx_http_sluice_ctx_t       *ctx;
     ngx_http_sluice_loc_conf_t  *slcf;
@@ -607,20 +603,24 @@ ngx_http_sluice_header_filter(ngx_http_request_t *r)
     style = (ctx->headers == NGX_HTTP_SLUICE_HEADERS_IETF)
             ? SLUICE_HEADERS_IETF : SLUICE_HEADERS_X_RATELIMIT;
 
-    n = sluice_headers(ctx->table->sluice, &ctx->decision, style, buf,
-                       sizeof(buf));
+    /* formatted straight into the pool memory the headers will point to */
+    block = ngx_pnalloc(r->pool, NGX_HTTP_SLUICE_HEADERS_LEN);
+    if (block == NULL) {
+        return NGX_ERROR;
+    }
 
-    block = buf;
+    n = sluice_headers(ctx->table->sluice, &ctx->decision, style,
+                       (char *) block, NGX_HTTP_SLUICE_HEADERS_LEN);
 
-    if (n >= 0 && (size_t) n >= sizeof(buf)) {
+    if (n >= NGX_HTTP_SLUICE_HEADERS_LEN) {
         /* a long category name: the library said how much room it needs */
         block = ngx_pnalloc(r->pool, (size_t) n + 1);
         if (block == NULL) {
             return NGX_ERROR;
         }
 
-        n = sluice_headers(ctx->table->sluice, &ctx->decision, style, block,
-                           (size_t) n + 1);
+        n = sluice_headers(ctx->table->sluice, &ctx->decision, style,
+                           (char *) block, (size_t) n + 1);
     }
 
     if (n < 0) {
