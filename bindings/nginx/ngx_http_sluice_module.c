@@ -761,6 +761,7 @@ ngx_http_sluice_create_loc_conf(ngx_conf_t *cf)
      *
      *     conf->category_name = { 0, NULL };
      *     conf->key = NULL;
+     *     conf->key_is_addr = 0;
      *     conf->sluice_file = { 0, NULL };
      *     conf->outcome_file = { 0, NULL };
      */

@@ -182,7 +182,14 @@ def test_other_bad_directives_fail_nginx_t(nginx):
 
 def test_table_of_another_policy_fails_nginx_t(nginx):
     nginx.configure("global 20/1m\n", server="location / { sluice api; }")
+    # neither nginx -t nor the signaller creates the table; the master does
+    rc, err = nginx.test_config()
+    assert rc == 0, err
+    assert not os.path.exists(nginx.table)
+    r = nginx.run("-s", "reload")  # no master runs: the signal fails, after parsing
+    assert "nginx.pid" in r.stderr and not os.path.exists(nginx.table), r.stderr
     nginx.start()
+    assert os.path.exists(nginx.table)
     assert nginx.get("/a.html").status == 200
     nginx.stop()
     nginx.configure("global 30/1m\n", server="location / { sluice api; }")
