@@ -50,6 +50,9 @@ bash tests/c/run.sh
 step "Python: the wheel in a fresh venv (and the source install), then its pytest suite"
 bash bindings/python/run_tests.sh
 
+step "nginx: the dynamic module against the distribution's nginx, and its pytest suite"
+bash bindings/nginx/run_tests.sh
+
 # Loom builds the crate with its own atomics; a separate target dir keeps the two builds
 # from invalidating each other.
 step "loom models: RUSTFLAGS=--cfg loom LOOM_MAX_PREEMPTIONS=2"

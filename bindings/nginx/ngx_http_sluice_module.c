@@ -1,0 +1,1432 @@
+/*
+ * ngx_http_sluice_module: exact sliding-window rate limits and lockouts for nginx, decided by
+ * the sluice library (include/sluice.h) on a table file that every worker shares.
+ *
+ * - `sluice_table` (http) reads a policy file and opens the table when the configuration is
+ *   loaded, in the master process: workers inherit the mapping through fork, so they need no
+ *   permission on the file. `nginx -t` attaches read-only (or only parses the policy when the
+ *   file does not exist yet) and the `-s` signaller only parses: neither creates anything.
+ * - A PREACCESS handler checks each client request once (the decision is kept in a pool
+ *   cleanup record, which internal redirects do not reset) and refuses with `sluice_status`.
+ * - A header filter adds the rate-limit headers and records failures or successes of a
+ *   lockout by the response status.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "sluice.h"
+
+
+#define NGX_HTTP_SLUICE_HEADERS_X_RATELIMIT  0
+#define NGX_HTTP_SLUICE_HEADERS_IETF         1
+#define NGX_HTTP_SLUICE_HEADERS_OFF          2
+
+#define NGX_HTTP_SLUICE_MAX_KEY              65535
+
+/* room for the headers of a decision, but for long category names (IETF style) */
+#define NGX_HTTP_SLUICE_HEADERS_LEN          192
+
+
+typedef struct {
+    ngx_str_t                    name;
+    ngx_str_t                    path;         /* the table file, NUL-terminated */
+    ngx_str_t                    policy_path;  /* NUL-terminated */
+    ngx_str_t                    policy;       /* the policy text, NUL-terminated */
+    struct sluice               *sluice;
+    ngx_uint_t                   mode;
+} ngx_http_sluice_table_t;
+
+
+typedef struct {
+    ngx_array_t                  tables;       /* of ngx_http_sluice_table_t */
+    /* some $sluice_* variable appears in the configuration */
+    ngx_flag_t                   variables_used;
+} ngx_http_sluice_main_conf_t;
+
+
+typedef struct {
+    /* NULL: `sluice off`; NGX_CONF_UNSET_PTR: not set at this level */
+    ngx_http_sluice_table_t     *table;
+    ngx_str_t                    category_name;
+    ngx_int_t                    category;
+    ngx_flag_t                   has_lockout;
+    ngx_http_complex_value_t    *key;
+    ngx_flag_t                   key_is_addr;  /* key is the default $remote_addr */
+    ngx_str_t                    sluice_file;  /* where the `sluice` directive is */
+    ngx_uint_t                   sluice_line;
+
+    ngx_uint_t                   status_code;
+    ngx_uint_t                   headers;
+    ngx_flag_t                   dry_run;
+    ngx_uint_t                   log_level;
+
+    ngx_array_t                 *failure_statuses;  /* of ngx_uint_t */
+    ngx_array_t                 *success_statuses;
+    ngx_str_t                    outcome_file; /* where the first of them is */
+    ngx_uint_t                   outcome_line;
+} ngx_http_sluice_loc_conf_t;
+
+
+/* One per client request, kept across internal redirects (see ngx_http_sluice_get_ctx). */
+typedef struct {
+    ngx_http_sluice_table_t     *table;
+    ngx_int_t                    category;
+    ngx_str_t                    key;
+    ngx_uint_t                   headers;
+    struct sluice_decision       decision;
+    unsigned                     checked:1;     /* decision holds a check's answer */
+    unsigned                     refused:1;     /* refused with sluice_status */
+    unsigned                     dry_refused:1; /* would have been refused (dry run) */
+    unsigned                     headers_done:1;
+    unsigned                     outcome_done:1;
+} ngx_http_sluice_ctx_t;
+
+
+static ngx_int_t ngx_http_sluice_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_sluice_header_filter(ngx_http_request_t *r);
+static ngx_http_sluice_ctx_t *ngx_http_sluice_get_ctx(ngx_http_request_t *r);
+static void ngx_http_sluice_ctx_cleanup(void *data);
+static void ngx_http_sluice_table_cleanup(void *data);
+static ngx_int_t ngx_http_sluice_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static void *ngx_http_sluice_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_sluice_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_sluice_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_sluice_table(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_sluice(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_sluice_statuses(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_sluice_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_sluice_init(ngx_conf_t *cf);
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+
+
+static ngx_conf_enum_t  ngx_http_sluice_log_levels[] = {
+    { ngx_string("info"), NGX_LOG_INFO },
+    { ngx_string("notice"), NGX_LOG_NOTICE },
+    { ngx_string("warn"), NGX_LOG_WARN },
+    { ngx_string("error"), NGX_LOG_ERR },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_sluice_header_styles[] = {
+    { ngx_string("x-ratelimit"), NGX_HTTP_SLUICE_HEADERS_X_RATELIMIT },
+    { ngx_string("ietf"), NGX_HTTP_SLUICE_HEADERS_IETF },
+    { ngx_string("off"), NGX_HTTP_SLUICE_HEADERS_OFF },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_num_bounds_t  ngx_http_sluice_status_bounds = {
+    ngx_conf_check_num_bounds, 400, 599
+};
+
+
+static ngx_command_t  ngx_http_sluice_commands[] = {
+
+    { ngx_string("sluice_table"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_sluice_table,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("sluice"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
+      ngx_http_sluice,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("sluice_status"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sluice_loc_conf_t, status_code),
+      &ngx_http_sluice_status_bounds },
+
+    { ngx_string("sluice_headers"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sluice_loc_conf_t, headers),
+      &ngx_http_sluice_header_styles },
+
+    { ngx_string("sluice_dry_run"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sluice_loc_conf_t, dry_run),
+      NULL },
+
+    { ngx_string("sluice_log_level"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sluice_loc_conf_t, log_level),
+      &ngx_http_sluice_log_levels },
+
+    { ngx_string("sluice_failure_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_sluice_statuses,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sluice_loc_conf_t, failure_statuses),
+      NULL },
+
+    { ngx_string("sluice_success_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_sluice_statuses,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sluice_loc_conf_t, success_statuses),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_sluice_module_ctx = {
+    ngx_http_sluice_add_variables,         /* preconfiguration */
+    ngx_http_sluice_init,                  /* postconfiguration */
+
+    ngx_http_sluice_create_main_conf,      /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_sluice_create_loc_conf,       /* create location configuration */
+    ngx_http_sluice_merge_loc_conf         /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_sluice_module = {
+    NGX_MODULE_V1,
+    &ngx_http_sluice_module_ctx,           /* module context */
+    ngx_http_sluice_commands,              /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+#define NGX_HTTP_SLUICE_VAR_STATUS       0
+#define NGX_HTTP_SLUICE_VAR_REMAINING    1
+#define NGX_HTTP_SLUICE_VAR_RETRY_AFTER  2
+
+static ngx_http_variable_t  ngx_http_sluice_vars[] = {
+
+    { ngx_string("sluice_status"), NULL, ngx_http_sluice_variable,
+      NGX_HTTP_SLUICE_VAR_STATUS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("sluice_remaining"), NULL, ngx_http_sluice_variable,
+      NGX_HTTP_SLUICE_VAR_REMAINING, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("sluice_retry_after"), NULL, ngx_http_sluice_variable,
+      NGX_HTTP_SLUICE_VAR_RETRY_AFTER, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+/* Indexed by SLUICE_STATUS_*. */
+static ngx_str_t  ngx_http_sluice_status_names[] = {
+    ngx_string("PASSED"),
+    ngx_string("LIMITED"),
+    ngx_string("LOCKED"),
+    ngx_string("FULL"),
+    ngx_string("DRY_RUN_LIMITED")
+};
+
+#define NGX_HTTP_SLUICE_N_STATUSES \
+    (sizeof(ngx_http_sluice_status_names) / sizeof(ngx_str_t))
+
+
+static int64_t
+ngx_http_sluice_now(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (int64_t) tp->sec * 1000 + (int64_t) tp->msec;
+}
+
+
+static const char *
+ngx_http_sluice_status_name(uint8_t status)
+{
+    if (status < NGX_HTTP_SLUICE_N_STATUSES) {
+        return (const char *) ngx_http_sluice_status_names[status].data;
+    }
+
+    return "UNKNOWN";
+}
+
+
+/*
+ * The key's value. The default key, $remote_addr, is the connection's address text (which
+ * the realip module rewrites too): read directly, without evaluating a complex value.
+ */
+static ngx_int_t
+ngx_http_sluice_key(ngx_http_request_t *r, ngx_http_sluice_loc_conf_t *slcf,
+    ngx_str_t *key)
+{
+    if (slcf->key_is_addr) {
+        *key = r->connection->addr_text;
+        return NGX_OK;
+    }
+
+    return ngx_http_complex_value(r, slcf->key, key);
+}
+
+
+static ngx_int_t
+ngx_http_sluice_handler(ngx_http_request_t *r)
+{
+    int                           rc;
+    int64_t                       now;
+    ngx_str_t                     key;
+    ngx_http_sluice_ctx_t        *ctx;
+    ngx_pool_cleanup_t           *cln;
+    ngx_http_sluice_loc_conf_t   *slcf;
+    ngx_http_sluice_main_conf_t  *smcf;
+
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sluice_module);
+
+    if (slcf->table == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_sluice_get_ctx(r) != NULL) {
+        /* checked before an internal redirect: a request is charged once */
+        return NGX_DECLINED;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_sluice_ctx_t));
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx = cln->data;
+    ngx_memzero(ctx, sizeof(ngx_http_sluice_ctx_t));
+    cln->handler = ngx_http_sluice_ctx_cleanup;
+    ngx_http_set_ctx(r, ctx, ngx_http_sluice_module);
+
+    ctx->table = slcf->table;
+    ctx->category = slcf->category;
+    ctx->headers = slcf->headers;
+
+    if (ngx_http_sluice_key(r, slcf, &key) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (key.len == 0) {
+        /* no key, no limit (as limit_req does) */
+        return NGX_DECLINED;
+    }
+
+    if (key.len > NGX_HTTP_SLUICE_MAX_KEY) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "sluice: the value of the key \"%V\" is longer than "
+                      "65535 bytes, not limited", &slcf->key->value);
+        return NGX_DECLINED;
+    }
+
+    ctx->key = key;
+    ctx->decision.size = sizeof(struct sluice_decision);
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sluice_module);
+
+    if (slcf->headers == NGX_HTTP_SLUICE_HEADERS_OFF && !smcf->variables_used) {
+        /*
+         * Nothing reads the numbers of an admitted request's decision: the check without
+         * them (no counting of the window). A refusal is rare; its numbers, for the log
+         * line, come from a peek, which records nothing.
+         */
+        now = ngx_http_sluice_now();
+        rc = sluice_allow(slcf->table->sluice, (int) slcf->category, key.data,
+                          key.len, now);
+
+        if (rc == 1) {
+            ctx->decision.allowed = 1;
+            ctx->decision.status = SLUICE_STATUS_PASSED;
+            ctx->checked = 1;
+            return NGX_DECLINED;
+        }
+
+        if (rc == 0
+            && sluice_peek(slcf->table->sluice, (int) slcf->category,
+                           key.data, key.len, now, &ctx->decision)
+               == SLUICE_OK)
+        {
+            /* the peek may admit what allow refused (a slot freed since): not here */
+            ctx->decision.allowed = 0;
+            if (ctx->decision.status == SLUICE_STATUS_PASSED
+                || ctx->decision.status == SLUICE_STATUS_DRY_RUN_LIMITED)
+            {
+                ctx->decision.status = SLUICE_STATUS_LIMITED;
+            }
+
+        } else if (rc == 0) {
+            ctx->decision.allowed = 0;
+            ctx->decision.status = SLUICE_STATUS_LIMITED;
+            ctx->decision.retry_after = 0;
+        }
+
+        if (rc >= 0) {
+            rc = SLUICE_OK;
+        }
+
+    } else {
+        rc = sluice_check(slcf->table->sluice, (int) slcf->category, key.data,
+                          key.len, ngx_http_sluice_now(), &ctx->decision);
+    }
+
+    if (rc != SLUICE_OK) {
+        /* cannot happen with a checked configuration; fail open, loudly */
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "sluice: check in table \"%V\" failed: %s",
+                      &slcf->table->name, sluice_strerror(rc));
+        return NGX_DECLINED;
+    }
+
+    ctx->checked = 1;
+
+    if (ctx->decision.allowed) {
+        return NGX_DECLINED;
+    }
+
+    ngx_log_error(slcf->log_level, r->connection->log, 0,
+                  "sluice: %s request%s, key \"%V\", table \"%V\", "
+                  "category \"%V\", retry after %uD s",
+                  ngx_http_sluice_status_name(ctx->decision.status),
+                  slcf->dry_run ? " (dry run)" : "", &key,
+                  &slcf->table->name, &slcf->category_name,
+                  ctx->decision.retry_after);
+
+    if (slcf->dry_run) {
+        ctx->dry_refused = 1;
+        return NGX_DECLINED;
+    }
+
+    ctx->refused = 1;
+
+    return slcf->status_code;
+}
+
+
+/*
+ * Adds the `Name: value\r\n` lines of `block` (`len` bytes, in the request's pool, where the
+ * headers keep pointing) to the response.
+ */
+static ngx_int_t
+ngx_http_sluice_add_headers(ngx_http_request_t *r, u_char *block, size_t len)
+{
+    u_char           *p, *end, *colon, *eol;
+    ngx_table_elt_t  *h;
+
+    p = block;
+    end = block + len;
+
+    while (p < end) {
+        colon = memchr(p, ':', end - p);
+        if (colon == NULL || end - colon < 4 || colon[1] != ' ') {
+            return NGX_ERROR;
+        }
+
+        eol = memchr(colon, '\r', end - colon);
+        if (eol == NULL || eol + 1 >= end || eol[1] != '\n') {
+            return NGX_ERROR;
+        }
+
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->hash = 1;
+        h->key.data = p;
+        h->key.len = colon - p;
+        h->value.data = colon + 2;
+        h->value.len = eol - (colon + 2);
+        h->lowcase_key = NULL;
+#if (nginx_version >= 1023000)
+        h->next = NULL;
+#endif
+
+        p = eol + 2;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_sluice_outcome(ngx_http_request_t *r, ngx_http_sluice_ctx_t *ctx,
+    ngx_http_sluice_loc_conf_t *slcf, ngx_uint_t failure)
+{
+    int                      rc;
+    int64_t                  now;
+    ngx_str_t                key;
+    struct sluice_decision   d;
+
+    if (ctx != NULL && ctx->table == slcf->table
+        && ctx->category == slcf->category && ctx->key.len > 0)
+    {
+        key = ctx->key;
+
+    } else if (ngx_http_sluice_key(r, slcf, &key) != NGX_OK) {
+        return;
+    }
+
+    if (key.len == 0 || key.len > NGX_HTTP_SLUICE_MAX_KEY) {
+        return;
+    }
+
+    now = ngx_http_sluice_now();
+
+    if (!failure) {
+        rc = sluice_success(slcf->table->sluice, (int) slcf->category,
+                            key.data, key.len, now);
+        if (rc != SLUICE_OK) {
+            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                          "sluice: success in table \"%V\" failed: %s",
+                          &slcf->table->name, sluice_strerror(rc));
+        }
+        return;
+    }
+
+    d.size = sizeof(struct sluice_decision);
+
+    rc = sluice_failure(slcf->table->sluice, (int) slcf->category, key.data,
+                        key.len, now, &d);
+    if (rc != SLUICE_OK) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "sluice: failure in table \"%V\" failed: %s",
+                      &slcf->table->name, sluice_strerror(rc));
+        return;
+    }
+
+    if (d.status == SLUICE_STATUS_LOCKED) {
+        ngx_log_error(slcf->log_level, r->connection->log, 0,
+                      "sluice: key \"%V\" locked out of category \"%V\" of "
+                      "table \"%V\" for %uD s",
+                      &key, &slcf->category_name, &slcf->table->name,
+                      d.retry_after);
+    }
+}
+
+
+static ngx_uint_t
+ngx_http_sluice_status_in(ngx_array_t *statuses, ngx_uint_t status)
+{
+    ngx_uint_t   i, *s;
+
+    if (statuses == NULL || statuses == NGX_CONF_UNSET_PTR) {
+        return 0;
+    }
+
+    s = statuses->elts;
+
+    for (i = 0; i < statuses->nelts; i++) {
+        if (s[i] == status) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static ngx_int_t
+ngx_http_sluice_header_filter(ngx_http_request_t *r)
+{
+    int                          n, style;
+    u_char                      *block;
+    ngx_uint_t                   status;
+    ngx_http_sluice_ctx_t       *ctx;
+    ngx_http_sluice_loc_conf_t  *slcf;
+
+    if (r != r->main) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx = ngx_http_sluice_get_ctx(r);
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sluice_module);
+
+    /* failures and successes of a lockout, by the status of the response */
+
+    if (slcf->table != NULL && slcf->has_lockout
+        && (ctx == NULL || (!ctx->refused && !ctx->outcome_done)))
+    {
+        status = r->headers_out.status;
+
+        if (ngx_http_sluice_status_in(slcf->failure_statuses, status)) {
+            ngx_http_sluice_outcome(r, ctx, slcf, 1);
+
+        } else if (ngx_http_sluice_status_in(slcf->success_statuses, status)) {
+            ngx_http_sluice_outcome(r, ctx, slcf, 0);
+        }
+
+        if (ctx != NULL) {
+            ctx->outcome_done = 1;
+        }
+    }
+
+    /* the rate-limit headers of the check's decision */
+
+    if (ctx == NULL || !ctx->checked || ctx->headers_done || ctx->dry_refused
+        || ctx->headers == NGX_HTTP_SLUICE_HEADERS_OFF)
+    {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx->headers_done = 1;
+
+    style = (ctx->headers == NGX_HTTP_SLUICE_HEADERS_IETF)
+            ? SLUICE_HEADERS_IETF : SLUICE_HEADERS_X_RATELIMIT;
+
+    /* formatted straight into the pool memory the headers will point to */
+    block = ngx_pnalloc(r->pool, NGX_HTTP_SLUICE_HEADERS_LEN);
+    if (block == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = sluice_headers(ctx->table->sluice, &ctx->decision, style,
+                       (char *) block, NGX_HTTP_SLUICE_HEADERS_LEN);
+
+    if (n >= NGX_HTTP_SLUICE_HEADERS_LEN) {
+        /* a long category name: the library said how much room it needs */
+        block = ngx_pnalloc(r->pool, (size_t) n + 1);
+        if (block == NULL) {
+            return NGX_ERROR;
+        }
+
+        n = sluice_headers(ctx->table->sluice, &ctx->decision, style,
+                           (char *) block, (size_t) n + 1);
+    }
+
+    if (n < 0) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "sluice: cannot format the headers: %s",
+                      sluice_strerror(n));
+        return ngx_http_next_header_filter(r);
+    }
+
+    if (ngx_http_sluice_add_headers(r, block, (size_t) n) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+/*
+ * nginx resets the module contexts of a request on an internal redirect (index, try_files,
+ * error_page, ...); the context lives in a pool cleanup record, so it is found again there
+ * and the request is not charged a second time.
+ */
+static ngx_http_sluice_ctx_t *
+ngx_http_sluice_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t     *cln;
+    ngx_http_sluice_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_sluice_module);
+
+    if (ctx == NULL && (r->internal || r->filter_finalize)) {
+        for (cln = r->pool->cleanup; cln; cln = cln->next) {
+            if (cln->handler == ngx_http_sluice_ctx_cleanup) {
+                ctx = cln->data;
+                ngx_http_set_ctx(r, ctx, ngx_http_sluice_module);
+                break;
+            }
+        }
+    }
+
+    return ctx;
+}
+
+
+static void
+ngx_http_sluice_ctx_cleanup(void *data)
+{
+    /* the context is plain pool memory; the handler only marks the record as ours */
+    (void) data;
+}
+
+
+static ngx_int_t
+ngx_http_sluice_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    uintptr_t data)
+{
+    u_char                 *p;
+    uint32_t                value;
+    ngx_str_t              *name;
+    ngx_http_sluice_ctx_t  *ctx;
+
+    ctx = ngx_http_sluice_get_ctx(r->main);
+
+    if (ctx == NULL || !ctx->checked) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    if (data == NGX_HTTP_SLUICE_VAR_STATUS) {
+        if (ctx->dry_refused) {
+            name = &ngx_http_sluice_status_names[SLUICE_STATUS_DRY_RUN_LIMITED];
+
+        } else if (ctx->decision.status < NGX_HTTP_SLUICE_N_STATUSES) {
+            name = &ngx_http_sluice_status_names[ctx->decision.status];
+
+        } else {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        v->len = name->len;
+        v->data = name->data;
+        return NGX_OK;
+    }
+
+    value = (data == NGX_HTTP_SLUICE_VAR_REMAINING)
+            ? ctx->decision.remaining : ctx->decision.retry_after;
+
+    p = ngx_pnalloc(r->pool, NGX_INT32_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->len = ngx_sprintf(p, "%uD", value) - p;
+    v->data = p;
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_sluice_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_sluice_main_conf_t  *smcf;
+
+    smcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_sluice_main_conf_t));
+    if (smcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&smcf->tables, cf->pool, 4,
+                       sizeof(ngx_http_sluice_table_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return smcf;
+}
+
+
+static void *
+ngx_http_sluice_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_sluice_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_sluice_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->category_name = { 0, NULL };
+     *     conf->key = NULL;
+     *     conf->key_is_addr = 0;
+     *     conf->sluice_file = { 0, NULL };
+     *     conf->outcome_file = { 0, NULL };
+     */
+
+    conf->table = NGX_CONF_UNSET_PTR;
+    conf->category = NGX_CONF_UNSET;
+    conf->has_lockout = NGX_CONF_UNSET;
+    conf->status_code = NGX_CONF_UNSET_UINT;
+    conf->headers = NGX_CONF_UNSET_UINT;
+    conf->dry_run = NGX_CONF_UNSET;
+    conf->log_level = NGX_CONF_UNSET_UINT;
+    conf->failure_statuses = NGX_CONF_UNSET_PTR;
+    conf->success_statuses = NGX_CONF_UNSET_PTR;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_sluice_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_sluice_loc_conf_t *prev = parent;
+    ngx_http_sluice_loc_conf_t *conf = child;
+
+    ngx_uint_t  own_outcome;
+
+    if (conf->table == NGX_CONF_UNSET_PTR) {
+        conf->table = (prev->table == NGX_CONF_UNSET_PTR) ? NULL : prev->table;
+        conf->category_name = prev->category_name;
+        conf->category = prev->category;
+        conf->has_lockout = prev->has_lockout;
+        conf->key = prev->key;
+        conf->key_is_addr = prev->key_is_addr;
+        conf->sluice_file = prev->sluice_file;
+        conf->sluice_line = prev->sluice_line;
+    }
+
+    ngx_conf_merge_uint_value(conf->status_code, prev->status_code,
+                              NGX_HTTP_TOO_MANY_REQUESTS);
+    ngx_conf_merge_uint_value(conf->headers, prev->headers,
+                              NGX_HTTP_SLUICE_HEADERS_X_RATELIMIT);
+    ngx_conf_merge_value(conf->dry_run, prev->dry_run, 0);
+    ngx_conf_merge_uint_value(conf->log_level, prev->log_level, NGX_LOG_ERR);
+
+    own_outcome = (conf->failure_statuses != NGX_CONF_UNSET_PTR
+                   || conf->success_statuses != NGX_CONF_UNSET_PTR);
+
+    if (conf->outcome_file.data == NULL) {
+        conf->outcome_file = prev->outcome_file;
+        conf->outcome_line = prev->outcome_line;
+    }
+
+    ngx_conf_merge_ptr_value(conf->failure_statuses, prev->failure_statuses,
+                             NULL);
+    ngx_conf_merge_ptr_value(conf->success_statuses, prev->success_statuses,
+                             NULL);
+
+    if (conf->failure_statuses == NULL && conf->success_statuses == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    if (conf->table == NULL) {
+        if (own_outcome) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "sluice_failure_status/sluice_success_status in a "
+                          "location without \"sluice\" in %V:%ui",
+                          &conf->outcome_file, conf->outcome_line);
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    if (!conf->has_lockout) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "sluice_failure_status/sluice_success_status in %V:%ui: "
+                      "category \"%V\" (\"sluice\" in %V:%ui) has no lockout "
+                      "in the policy file \"%V\"",
+                      &conf->outcome_file, conf->outcome_line,
+                      &conf->category_name, &conf->sluice_file,
+                      conf->sluice_line, &conf->table->policy_path);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* Reads the whole file `path` (NUL-terminated) into a NUL-terminated string. */
+static char *
+ngx_http_sluice_read_file(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *out)
+{
+    ssize_t          n;
+    ngx_fd_t         fd;
+    ngx_file_info_t  fi;
+    u_char          *text;
+    off_t            size;
+
+    fd = ngx_open_file(path->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "sluice_table: cannot open the policy file \"%V\"",
+                           path);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "sluice_table: cannot stat the policy file \"%V\"",
+                           path);
+        ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    size = ngx_file_size(&fi);
+
+    if (size > 16 * 1024 * 1024) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "sluice_table: the policy file \"%V\" is larger "
+                           "than 16 MB", path);
+        ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    text = ngx_pnalloc(cf->pool, (size_t) size + 1);
+    if (text == NULL) {
+        ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    n = ngx_read_fd(fd, text, (size_t) size);
+    ngx_close_file(fd);
+
+    if (n != (ssize_t) size) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, n < 0 ? ngx_errno : 0,
+                           "sluice_table: cannot read the policy file \"%V\"",
+                           path);
+        return NGX_CONF_ERROR;
+    }
+
+    text[size] = '\0';
+
+    if (ngx_strlen(text) != (size_t) size) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "sluice_table: the policy file \"%V\" holds a "
+                           "NUL byte", path);
+        return NGX_CONF_ERROR;
+    }
+    out->data = text;
+    out->len = (size_t) size;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_sluice_full_name(ngx_conf_t *cf, ngx_str_t *name, ngx_uint_t conf_prefix)
+{
+    u_char  *p;
+
+    if (ngx_conf_full_name(cf->cycle, name, conf_prefix) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* NUL-terminate for the C calls */
+    p = ngx_pnalloc(cf->pool, name->len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, name->data, name->len);
+    p[name->len] = '\0';
+    name->data = p;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Opens the table: in the process that will run the workers (the master, or nginx itself
+ * without one) the table file is created or attached; `nginx -t` attaches read-only to an
+ * existing file (checking it was made for this policy) or, when there is none, only opens a
+ * private table to check the policy; the `-s` signaller only checks the policy.
+ */
+static char *
+ngx_http_sluice_open(ngx_conf_t *cf, ngx_http_sluice_table_t *t)
+{
+    int                          rc;
+    char                         err[1024];
+    const char                  *path;
+    ngx_file_info_t              fi;
+    ngx_pool_cleanup_t          *cln;
+    struct sluice_open_options   options;
+
+    ngx_memzero(&options, sizeof(options));
+    options.size = sizeof(options);
+    path = (const char *) t->path.data;
+
+    if (ngx_process == NGX_PROCESS_SIGNALLER) {
+        path = NULL;
+
+    } else if (ngx_test_config) {
+        if (ngx_file_info(t->path.data, &fi) == NGX_FILE_ERROR) {
+            path = NULL;
+
+        } else {
+            options.flags = SLUICE_OPEN_READ_ONLY;
+        }
+
+    } else {
+        options.mode = (uint32_t) t->mode;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    err[0] = '\0';
+    rc = sluice_open_with((const char *) t->policy.data, path,
+                          path ? &options : NULL, &t->sluice, err, sizeof(err));
+
+    if (rc != SLUICE_OK) {
+        if (rc == SLUICE_ERR_POLICY || rc == SLUICE_ERR_POLICY_TOO_LARGE
+            || rc == SLUICE_ERR_UTF8)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "sluice_table \"%V\": policy file \"%V\": %s",
+                               &t->name, &t->policy_path, err);
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "sluice_table \"%V\": %s", &t->name,
+                               err[0] ? err : sluice_strerror(rc));
+        }
+
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_http_sluice_table_cleanup;
+    cln->data = t;
+
+    return NGX_CONF_OK;
+}
+
+
+static void
+ngx_http_sluice_table_cleanup(void *data)
+{
+    ngx_http_sluice_table_t  *t = data;
+
+    /* the configuration is gone (a reload replaced it, or it failed): drop the mapping */
+    sluice_close(t->sluice);
+    t->sluice = NULL;
+}
+
+
+static char *
+ngx_http_sluice_table(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_sluice_main_conf_t  *smcf = conf;
+
+    char                      *rv;
+    ngx_int_t                  mode;
+    ngx_str_t                 *value, s;
+    ngx_uint_t                 i;
+    ngx_http_sluice_table_t   *t, **tp;
+
+    (void) cmd;
+
+    value = cf->args->elts;
+
+    tp = smcf->tables.elts;
+    for (i = 0; i < smcf->tables.nelts; i++) {
+        if (tp[i]->name.len == value[1].len
+            && ngx_strncmp(tp[i]->name.data, value[1].data, value[1].len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "sluice_table \"%V\" is declared twice",
+                               &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    t = ngx_pcalloc(cf->pool, sizeof(ngx_http_sluice_table_t));
+    if (t == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    t->name = value[1];
+    t->mode = 0;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "path=", 5) == 0) {
+            t->path.len = value[i].len - 5;
+            t->path.data = value[i].data + 5;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "policy=", 7) == 0) {
+            t->policy_path.len = value[i].len - 7;
+            t->policy_path.data = value[i].data + 7;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "mode=", 5) == 0) {
+            s.len = value[i].len - 5;
+            s.data = value[i].data + 5;
+
+            mode = 0;
+            if (s.len == 0 || s.len > 4) {
+                goto bad_mode;
+            }
+
+            for (; s.len; s.len--, s.data++) {
+                if (*s.data < '0' || *s.data > '7') {
+                    goto bad_mode;
+                }
+                mode = mode * 8 + (*s.data - '0');
+            }
+
+            if (mode & ~0666) {
+                goto bad_mode;
+            }
+
+            t->mode = (ngx_uint_t) mode;
+            continue;
+
+        bad_mode:
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "sluice_table \"%V\": invalid \"%V\": expected "
+                               "an octal mode within 0666, such as mode=0660",
+                               &t->name, &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "sluice_table \"%V\": invalid parameter \"%V\" "
+                           "(expected path=FILE, policy=FILE or mode=MODE)",
+                           &t->name, &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (t->path.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "sluice_table \"%V\": missing path=FILE "
+                           "(the table file, e.g. path=/dev/shm/%V.sluice)",
+                           &t->name, &t->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (t->policy_path.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "sluice_table \"%V\": missing policy=FILE "
+                           "(the policy file)", &t->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_sluice_full_name(cf, &t->path, 0) != NGX_OK
+        || ngx_http_sluice_full_name(cf, &t->policy_path, 1) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    rv = ngx_http_sluice_read_file(cf, &t->policy_path, &t->policy);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    rv = ngx_http_sluice_open(cf, t);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    tp = ngx_array_push(&smcf->tables);
+    if (tp == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *tp = t;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Whether the policy text has a `CATEGORY lockout ...` line. The text parsed already (the
+ * table opened), so a line is: optional blanks, a name, blanks, the next word.
+ */
+static ngx_flag_t
+ngx_http_sluice_policy_has_lockout(ngx_str_t *policy, ngx_str_t *category)
+{
+    u_char  *p, *end, *eol, *w;
+
+    p = policy->data;
+    end = p + policy->len;
+
+    for (; p < end; p = eol + 1) {
+        eol = ngx_strlchr(p, end, '\n');
+        if (eol == NULL) {
+            eol = end;
+        }
+
+        while (p < eol && (*p == ' ' || *p == '\t')) {
+            p++;
+        }
+
+        w = p;
+        while (p < eol && *p != ' ' && *p != '\t' && *p != '#' && *p != '\r') {
+            p++;
+        }
+
+        if ((size_t) (p - w) != category->len
+            || ngx_strncmp(w, category->data, category->len) != 0)
+        {
+            continue;
+        }
+
+        while (p < eol && (*p == ' ' || *p == '\t')) {
+            p++;
+        }
+
+        if (eol - p >= 8 && ngx_strncmp(p, "lockout", 7) == 0
+            && (p[7] == ' ' || p[7] == '\t'))
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static char *
+ngx_http_sluice(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_sluice_loc_conf_t *slcf = conf;
+
+    int                                 id;
+    u_char                             *name;
+    ngx_str_t                          *value, category, key;
+    ngx_uint_t                          i;
+    ngx_http_sluice_table_t           **tp, *table;
+    ngx_http_sluice_main_conf_t        *smcf;
+    ngx_http_compile_complex_value_t    ccv;
+
+    (void) cmd;
+
+    if (slcf->table != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        if (cf->args->nelts != 2) {
+            return "takes no parameters after \"off\"";
+        }
+
+        slcf->table = NULL;
+        return NGX_CONF_OK;
+    }
+
+    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_sluice_module);
+
+    table = NULL;
+    tp = smcf->tables.elts;
+    for (i = 0; i < smcf->tables.nelts; i++) {
+        if (tp[i]->name.len == value[1].len
+            && ngx_strncmp(tp[i]->name.data, value[1].data, value[1].len) == 0)
+        {
+            table = tp[i];
+            break;
+        }
+    }
+
+    if (table == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "sluice: no table \"%V\" (declare it with "
+                           "sluice_table at the http level, before its use)",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_str_set(&category, "global");
+    ngx_str_set(&key, "$remote_addr");
+    slcf->key_is_addr = 1;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "category=", 9) == 0) {
+            category.len = value[i].len - 9;
+            category.data = value[i].data + 9;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "key=", 4) == 0) {
+            key.len = value[i].len - 4;
+            key.data = value[i].data + 4;
+
+            if (key.len == 0) {
+                return "has an empty key=";
+            }
+
+            slcf->key_is_addr = (key.len == 12
+                                 && ngx_strncmp(key.data, "$remote_addr", 12) == 0);
+
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "sluice: invalid parameter \"%V\" (expected "
+                           "category=NAME or key=VALUE)", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    name = ngx_pnalloc(cf->pool, category.len + 1);
+    if (name == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(name, category.data, category.len);
+    name[category.len] = '\0';
+
+    id = sluice_category(table->sluice, (const char *) name);
+    if (id < 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "sluice: table \"%V\": the policy file \"%V\" has no "
+                           "category \"%V\"", &table->name,
+                           &table->policy_path, &category);
+        return NGX_CONF_ERROR;
+    }
+
+    slcf->key = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (slcf->key == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &key;
+    ccv.complex_value = slcf->key;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    slcf->table = table;
+    slcf->category_name = category;
+    slcf->category = id;
+    slcf->has_lockout = ngx_http_sluice_policy_has_lockout(&table->policy,
+                                                           &category);
+    slcf->sluice_file = cf->conf_file->file.name;
+    slcf->sluice_line = cf->conf_file->line;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_sluice_statuses(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_sluice_loc_conf_t *slcf = conf;
+
+    ngx_int_t      n;
+    ngx_str_t     *value;
+    ngx_uint_t     i, *s;
+    ngx_array_t  **statuses;
+
+    statuses = (ngx_array_t **) ((char *) conf + cmd->offset);
+
+    if (*statuses != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    *statuses = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                 sizeof(ngx_uint_t));
+    if (*statuses == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        n = ngx_atoi(value[i].data, value[i].len);
+        if (n < 100 || n > 599) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid status \"%V\" (expected 100 to 599)",
+                               &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        s = ngx_array_push(*statuses);
+        if (s == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *s = (ngx_uint_t) n;
+    }
+
+    if (slcf->outcome_file.data == NULL) {
+        slcf->outcome_file = cf->conf_file->file.name;
+        slcf->outcome_line = cf->conf_file->line;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_sluice_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_sluice_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_sluice_init(ngx_conf_t *cf)
+{
+    ngx_uint_t                    i;
+    ngx_http_handler_pt          *h;
+    ngx_http_variable_t          *var, *v;
+    ngx_http_core_main_conf_t    *cmcf;
+    ngx_http_sluice_main_conf_t  *smcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PREACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_sluice_handler;
+
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_sluice_header_filter;
+
+    /* variables that the configuration uses have been indexed while it was parsed */
+    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_sluice_module);
+    var = cmcf->variables.elts;
+
+    for (i = 0; i < cmcf->variables.nelts; i++) {
+        for (v = ngx_http_sluice_vars; v->name.len; v++) {
+            if (var[i].name.len == v->name.len
+                && ngx_strncasecmp(var[i].name.data, v->name.data, v->name.len)
+                   == 0)
+            {
+                smcf->variables_used = 1;
+            }
+        }
+    }
+
+    return NGX_OK;
+}
