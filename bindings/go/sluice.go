@@ -219,12 +219,7 @@ func OpenWith(policy, path string, o Options) (*Limiter, error) {
 	opts := (*C.sluice_open_options)(mem)
 	*opts = C.sluice_open_options{}
 	opts.size = C.size_t(unsafe.Sizeof(*opts))
-	if o.HugePages {
-		opts.flags |= C.SLUICE_OPEN_HUGE_PAGES
-	}
-	if o.ReadOnly {
-		opts.flags |= C.SLUICE_OPEN_READ_ONLY
-	}
+	opts.flags = C.uint32_t(openFlags(o))
 	opts.mode = C.uint32_t(o.Mode)
 	out := (**C.sluice)(unsafe.Add(mem, unsafe.Sizeof(*opts)))
 	*out = nil
@@ -239,6 +234,18 @@ func OpenWith(policy, path string, o Options) (*Limiter, error) {
 	l.rules, l.cats = policyNames(l.policy)
 	runtime.SetFinalizer(l, (*Limiter).Close)
 	return l, nil
+}
+
+// openFlags are the SLUICE_OPEN_* bits of o.
+func openFlags(o Options) uint32 {
+	var f uint32
+	if o.HugePages {
+		f |= C.SLUICE_OPEN_HUGE_PAGES
+	}
+	if o.ReadOnly {
+		f |= C.SLUICE_OPEN_READ_ONLY
+	}
+	return f
 }
 
 // policyNames reads, from a policy the library accepted, the name of each rule and lockout in
