@@ -50,6 +50,22 @@ static sluice_go_result sluice_go_decide(int op, const sluice *s, int category, 
 	return r;
 }
 
+// n checks of one key from C, times advancing by 1 ms: the library's own cost of a check,
+// without cgo, for the benchmarks. Returns how many were admitted, or a negative code.
+static int64_t sluice_go_check_loop(const sluice *s, int category, const void *key,
+                                    size_t key_len, int64_t n, int64_t t0) {
+	sluice_decision d;
+	d.size = sizeof d;
+	int64_t admitted = 0;
+	for (int64_t i = 0; i < n; i++) {
+		int rc = sluice_check(s, category, key, key_len, t0 + i, &d);
+		if (rc != SLUICE_OK)
+			return rc;
+		admitted += d.allowed;
+	}
+	return admitted;
+}
+
 // A C function that does nothing: the floor of a cgo call, for the benchmarks.
 static int sluice_go_noop(const sluice *s, int category, const void *key, size_t key_len,
                           int64_t now_ms) {
@@ -593,4 +609,20 @@ func (l *Limiter) stats(nowMs int64) (Stats, error) {
 // the benchmarks compare Check with.
 func cNoop(key string, cat Category) int {
 	return int(C.sluice_go_noop(nil, C.int(cat), keyPtr(key), C.size_t(len(key)), C.int64_t(now)))
+}
+
+// cCheckLoop runs n checks of key from C at t0, t0+1, ... ms (the benchmarks' measure of the
+// library without cgo); it returns how many were admitted.
+func (l *Limiter) cCheckLoop(key string, cat Category, n int, t0 int64) (int64, error) {
+	h, err := l.enter()
+	if err != nil {
+		return 0, err
+	}
+	r := C.sluice_go_check_loop(h, C.int(cat), keyPtr(key), C.size_t(len(key)), C.int64_t(n), C.int64_t(t0))
+	l.leave()
+	runtime.KeepAlive(key)
+	if r < 0 {
+		return 0, errorOf(C.int(r))
+	}
+	return int64(r), nil
 }
