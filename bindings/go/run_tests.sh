@@ -10,7 +10,8 @@ root="$(cd "$here/../.." && pwd)"
 # The Go module proxy is not used: the binding and its tests need the standard library only.
 export GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod CGO_ENABLED=1
 if [ -z "${HOME:-}" ] || [ ! -w "${HOME:-/nonexistent}" ]; then
-  export GOCACHE="${GOCACHE:-$root/target/go-cache}"
+  # No usable home (a bare CI shell): Go's caches under target/.
+  export GOCACHE="${GOCACHE:-$root/target/go/cache}" GOPATH="${GOPATH:-$root/target/go/path}"
 fi
 
 updated=0
