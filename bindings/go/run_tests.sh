@@ -14,10 +14,24 @@ if [ -z "${HOME:-}" ] || [ ! -w "${HOME:-/nonexistent}" ]; then
   export GOCACHE="${GOCACHE:-$root/target/go/cache}" GOPATH="${GOPATH:-$root/target/go/path}"
 fi
 
+# apt-get, waiting for the package database if another apt-get holds it.
+apt_get() {
+  local try
+  for try in $(seq 1 60); do
+    if DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 "$@"; then
+      return 0
+    fi
+    if ! fuser /var/lib/apt/lists/lock /var/lib/dpkg/lock-frontend >/dev/null 2>&1; then
+      return 1 # a real failure, not a lock held by someone else
+    fi
+    sleep 5
+  done
+  return 1
+}
 updated=0
 apt_update() {
   if [ "$updated" = 0 ]; then
-    apt-get update -qq
+    apt_get update -qq
     updated=1
   fi
 }
@@ -62,7 +76,7 @@ if ! gobin="$(find_go)"; then
     echo "bindings/go: no golang-1.x-go package found in the apt sources" >&2
     exit 1
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports "$pkg" >/dev/null
+  apt_get install -y -qq -t bookworm-backports "$pkg" >/dev/null
   gobin="$(find_go)" || { echo "bindings/go: $pkg installed no usable go" >&2; exit 1; }
 fi
 export PATH="$(dirname "$gobin"):$PATH"
@@ -70,7 +84,7 @@ echo "bindings/go: $(go version)"
 
 if ! command -v gcc >/dev/null 2>&1; then
   apt_update
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev >/dev/null
+  apt_get install -y -qq gcc libc6-dev >/dev/null
 fi
 
 # The library and the sluice command (the sharing test runs it). A no-op when up to date.
