@@ -69,10 +69,11 @@ func (l *Limiter) checkBatch(b *Batch, nowMs int64) ([]Decision, error) {
 	b.out = b.out[:n]
 	b.decisions = b.decisions[:0]
 	if n == 0 {
-		if _, err := l.enter(); err != nil {
+		_, g, err := l.enter()
+		if err != nil {
 			return nil, err
 		}
-		l.leave()
+		l.leave(g)
 		return b.decisions, nil
 	}
 	b.out[0].size = C.size_t(unsafe.Sizeof(C.sluice_decision{}))
@@ -80,14 +81,14 @@ func (l *Limiter) checkBatch(b *Batch, nowMs int64) ([]Decision, error) {
 	if len(b.keys) > 0 {
 		keys = unsafe.Pointer(&b.keys[0])
 	}
-	h, err := l.enter()
+	h, g, err := l.enter()
 	if err != nil {
 		return nil, err
 	}
 	b.bad = ^C.size_t(0) // written only for an invalid request
 	rc := C.sluice_check_packed(h, keys, C.size_t(len(b.keys)), &b.reqs[0], C.size_t(n),
 		C.int64_t(nowMs), &b.out[0], &b.bad)
-	l.leave()
+	l.leave(g)
 	runtime.KeepAlive(b)
 	if rc != C.SLUICE_OK {
 		err := errorOf(rc)

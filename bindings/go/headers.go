@@ -129,11 +129,11 @@ func ceilSecs(ms int64) int64 {
 // cHeaders is the library's block for d (sluice_headers), for the tests that hold AppendHeaders
 // equal to it.
 func (l *Limiter) cHeaders(d Decision, style HeaderStyle) (string, error) {
-	h, err := l.enter()
+	h, g, err := l.enter()
 	if err != nil {
 		return "", err
 	}
-	defer l.leave()
+	defer l.leave(g)
 	var cd C.sluice_decision
 	if d.Allowed {
 		cd.allowed = 1

@@ -81,7 +81,6 @@ import (
 	"math"
 	"runtime"
 	"strings"
-	"sync/atomic"
 	"unsafe"
 )
 
@@ -175,19 +174,13 @@ type Options struct {
 	HugePages bool
 }
 
-// The state word of a Limiter: the calls in flight in the low bits, and two flags.
-const (
-	closedBit = 1 << 63 // Close was called: calls are refused from then on
-	freedBit  = 1 << 62 // the handle was given to sluice_close (once)
-)
-
 // Limiter is one table and its policy: a handle on the library's limiter. It is safe for
 // concurrent use by any number of goroutines. Close frees it; a Limiter that is no longer
 // reachable is freed by the garbage collector too, but a table file's mapping is better
 // released by Close.
 type Limiter struct {
 	h      *C.sluice
-	state  atomic.Uint64 // calls in flight | closedBit | freedBit
+	guard  guard // Close against the calls in flight
 	policy string
 	rules  []string // the name of each rule and lockout, in policy order (for the headers)
 	cats   []string // category names by id: global first, then in order of first appearance
@@ -288,29 +281,37 @@ func policyNames(policy string) (rules, cats []string) {
 	return rules, cats
 }
 
-// enter starts a call: the handle, or ErrClosed. Every enter that returns a handle is matched
-// by one leave after the C call.
-func (l *Limiter) enter() (*C.sluice, error) {
+// enter starts a call: the handle and the guard's shard to leave by, or ErrClosed. Every enter
+// that returns a handle is matched by one leave after the C call.
+func (l *Limiter) enter() (*C.sluice, int, error) {
 	if l == nil {
-		return nil, ErrClosed
+		return nil, 0, ErrClosed
 	}
-	if l.state.Add(1)&closedBit != 0 {
-		l.leave()
-		return nil, ErrClosed
+	i := shardOf()
+	l.guard.calls[i].n.Add(1)
+	if l.guard.closed.Load() {
+		l.leave(i)
+		return nil, 0, ErrClosed
 	}
-	return l.h, nil
+	return l.h, i, nil
 }
 
 // leave ends a call; the last call out of a closed limiter frees it.
-func (l *Limiter) leave() {
-	if l.state.Add(^uint64(0)) == closedBit {
+func (l *Limiter) leave(i int) {
+	l.guard.calls[i].n.Add(-1)
+	if l.guard.closed.Load() {
 		l.free()
 	}
 }
 
 // free gives the handle to sluice_close once, when the limiter is closed and no call is in it.
 func (l *Limiter) free() {
-	if l.state.CompareAndSwap(closedBit, closedBit|freedBit) {
+	for i := range l.guard.calls {
+		if l.guard.calls[i].n.Load() != 0 {
+			return // that call's leave frees it
+		}
+	}
+	if l.guard.freed.CompareAndSwap(false, true) {
 		C.sluice_close(l.h)
 	}
 }
@@ -320,22 +321,12 @@ func (l *Limiter) free() {
 // ErrClosed, and calls already in the library finish normally, the last of them freeing the
 // handle. It always returns nil.
 func (l *Limiter) Close() error {
-	if l == nil {
+	if l == nil || l.guard.closed.Swap(true) {
 		return nil
 	}
-	for {
-		s := l.state.Load()
-		if s&closedBit != 0 {
-			return nil
-		}
-		if l.state.CompareAndSwap(s, s|closedBit) {
-			if s == 0 {
-				l.free()
-			}
-			runtime.SetFinalizer(l, nil)
-			return nil
-		}
-	}
+	l.free()
+	runtime.SetFinalizer(l, nil)
+	return nil
 }
 
 // zeroByte stands in for the data of an empty key: a nil pointer would be ErrNull, not
@@ -360,12 +351,12 @@ const (
 )
 
 func (l *Limiter) decide(op C.int, key string, cat Category, nowMs int64) (Decision, error) {
-	h, err := l.enter()
+	h, g, err := l.enter()
 	if err != nil {
 		return Decision{}, err
 	}
 	r := C.sluice_go_decide(op, h, C.int(cat), keyPtr(key), C.size_t(len(key)), C.int64_t(nowMs))
-	l.leave()
+	l.leave(g)
 	runtime.KeepAlive(key)
 	if r.rc != C.SLUICE_OK {
 		return Decision{}, errorOf(r.rc)
@@ -431,12 +422,12 @@ func (l *Limiter) AllowAt(key string, cat Category, nowMs int64) (bool, error) {
 }
 
 func (l *Limiter) allow(key string, cat Category, nowMs int64) (bool, error) {
-	h, err := l.enter()
+	h, g, err := l.enter()
 	if err != nil {
 		return false, err
 	}
 	rc := C.sluice_allow(h, C.int(cat), keyPtr(key), C.size_t(len(key)), C.int64_t(nowMs))
-	l.leave()
+	l.leave(g)
 	runtime.KeepAlive(key)
 	if rc < 0 {
 		return false, errorOf(rc)
@@ -450,7 +441,7 @@ const (
 )
 
 func (l *Limiter) record(op int, key string, cat Category, nowMs int64) error {
-	h, err := l.enter()
+	h, g, err := l.enter()
 	if err != nil {
 		return err
 	}
@@ -460,7 +451,7 @@ func (l *Limiter) record(op int, key string, cat Category, nowMs int64) error {
 	} else {
 		rc = C.sluice_reset(h, C.int(cat), keyPtr(key), C.size_t(len(key)), C.int64_t(nowMs))
 	}
-	l.leave()
+	l.leave(g)
 	runtime.KeepAlive(key)
 	if rc != C.SLUICE_OK {
 		return errorOf(rc)
@@ -499,11 +490,11 @@ func (l *Limiter) ResetAt(key string, cat Category, nowMs int64) error {
 // Category resolves a category name of the policy ("global" is always Global). A name the
 // policy does not define is ErrUnknownCategory, with the names it does define.
 func (l *Limiter) Category(name string) (Category, error) {
-	h, err := l.enter()
+	h, g, err := l.enter()
 	if err != nil {
 		return 0, err
 	}
-	defer l.leave()
+	defer l.leave(g)
 	if strings.IndexByte(name, 0) >= 0 {
 		return 0, errorWith(C.SLUICE_ERR_UNKNOWN_CATEGORY, fmt.Sprintf("unknown category %q", name))
 	}
@@ -563,11 +554,11 @@ func (l *Limiter) StatsAt(nowMs int64) (Stats, error) {
 }
 
 func (l *Limiter) stats(nowMs int64) (Stats, error) {
-	h, err := l.enter()
+	h, g, err := l.enter()
 	if err != nil {
 		return Stats{}, err
 	}
-	defer l.leave()
+	defer l.leave(g)
 	var t C.sluice_table_stats
 	t.size = C.size_t(unsafe.Sizeof(t))
 	if rc := C.sluice_stats(h, C.int64_t(nowMs), &t); rc != C.SLUICE_OK {
@@ -614,12 +605,12 @@ func cNoop(key string, cat Category) int {
 // cCheckLoop runs n checks of key from C at t0, t0+1, ... ms (the benchmarks' measure of the
 // library without cgo); it returns how many were admitted.
 func (l *Limiter) cCheckLoop(key string, cat Category, n int, t0 int64) (int64, error) {
-	h, err := l.enter()
+	h, g, err := l.enter()
 	if err != nil {
 		return 0, err
 	}
 	r := C.sluice_go_check_loop(h, C.int(cat), keyPtr(key), C.size_t(len(key)), C.int64_t(n), C.int64_t(t0))
-	l.leave()
+	l.leave(g)
 	runtime.KeepAlive(key)
 	if r < 0 {
 		return 0, errorOf(C.int(r))

@@ -374,8 +374,13 @@ func TestCloseRacingCalls(t *testing.T) {
 		if _, err := l.Check("k", Global); !errors.Is(err, ErrClosed) {
 			t.Fatalf("after Close: %v", err)
 		}
-		if l.state.Load() != closedBit|freedBit {
-			t.Fatalf("after every call returned: state %#x, want closed and freed", l.state.Load())
+		if !l.guard.freed.Load() {
+			t.Fatalf("round %d: every call returned and the handle was not freed", round)
+		}
+		for i := range l.guard.calls {
+			if n := l.guard.calls[i].n.Load(); n != 0 {
+				t.Fatalf("round %d: %d calls left in shard %d", round, n, i)
+			}
 		}
 	}
 }
