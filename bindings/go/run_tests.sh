@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Go binding's tests, on a fresh Debian 12 machine as on a developer's: installs Go >= 1.21
 # (bookworm-backports' golang-1.2x-go) and gcc with apt-get if they are missing, builds the
-# library with cargo, then gofmt (must list nothing), go vet and go test -race.
+# library with cargo, then gofmt (must list nothing), go vet, go test -race, and the tests again
+# against the shared library with GOEXPERIMENT=cgocheck2.
 # Usage: bash bindings/go/run_tests.sh
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -102,5 +103,6 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 go test -race -count=1 ./...
-# The shared-library build links and passes too.
-go test -count=1 -tags sluice_shared ./...
+# The shared-library build links and passes too, with cgo's full pointer checks (no Go pointer
+# stored in memory handed to C: the keys, the batch buffers).
+GOEXPERIMENT=cgocheck2 go test -count=1 -tags sluice_shared ./...
