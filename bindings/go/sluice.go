@@ -206,9 +206,6 @@ func OpenWith(policy, path string, o Options) (*Limiter, error) {
 	if strings.IndexByte(path, 0) >= 0 {
 		return nil, errorWith(C.SLUICE_ERR_ARGUMENT, fmt.Sprintf("the path %q contains a NUL byte", path))
 	}
-	if o.Mode > math.MaxUint32 {
-		return nil, errorWith(C.SLUICE_ERR_ARGUMENT, fmt.Sprintf("mode %v: only permission bits within 0666 are allowed", o.Mode))
-	}
 	var cpolicy, cpath *C.char
 	if policy != "" {
 		cpolicy = C.CString(policy)
