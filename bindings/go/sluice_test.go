@@ -634,6 +634,17 @@ func TestVersionAndPolicy(t *testing.T) {
 	if Version() != HeaderVersion {
 		t.Fatalf("library %s, header %s", Version(), HeaderVersion)
 	}
+	if b, err := os.ReadFile("../../policies/default.policy"); err != nil || string(b) != DefaultPolicy {
+		t.Fatalf("DefaultPolicy is not policies/default.policy: %v\n%q", err, DefaultPolicy)
+	}
+	// A category without a rule: admitted, and no rule decided.
+	none := open(t, "auth lockout 3/1m for 1m")
+	if d, err := none.CheckAt("k", Global, t0); err != nil || d != (Decision{Allowed: true, Status: Passed, Rule: -1, Reset: t0 / 1000}) {
+		t.Fatalf("no rule: %+v %v", d, err)
+	}
+	if hs, err := none.Headers(Decision{Allowed: true, Status: Passed, Rule: -1}, XRateLimit); err != nil || len(hs) != 0 {
+		t.Fatalf("headers of no rule: %v %v", hs, err)
+	}
 	l := open(t, DefaultPolicy)
 	if l.Policy() != DefaultPolicy {
 		t.Fatalf("Policy() = %q", l.Policy())
