@@ -81,6 +81,7 @@ import (
 	"math"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -310,8 +311,12 @@ func (l *Limiter) free() {
 	}
 	if l.guard.freed.CompareAndSwap(false, true) {
 		C.sluice_close(l.h)
+		handlesFreed.Add(1)
 	}
 }
+
+// handlesFreed counts the handles given to sluice_close (the finalizer's test reads it).
+var handlesFreed atomic.Int64
 
 // Close frees the limiter (a table file stays; remove it when no process needs it). It is
 // idempotent and safe while other goroutines are in calls: calls that start after it return

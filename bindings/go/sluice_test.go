@@ -4,10 +4,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // t0 is a whole second, so that the rounding of Reset is easy to follow.
@@ -382,6 +384,34 @@ func TestCloseRacingCalls(t *testing.T) {
 				t.Fatalf("round %d: %d calls left in shard %d", round, n, i)
 			}
 		}
+	}
+}
+
+// A limiter dropped without Close is freed by its finalizer.
+func TestFinalizerFrees(t *testing.T) {
+	before := handlesFreed.Load()
+	func() {
+		l, err := Open("global 1/1m", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.CheckAt("k", Global, t0); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	for i := 0; i < 100 && handlesFreed.Load() == before; i++ {
+		runtime.GC()
+		time.Sleep(time.Millisecond)
+	}
+	if handlesFreed.Load() == before {
+		t.Fatal("an unreachable limiter was not freed")
+	}
+	// Close frees at once (with no call in flight).
+	l, _ := Open("global 1/1m", "")
+	n := handlesFreed.Load()
+	l.Close()
+	if handlesFreed.Load() < n+1 || !l.guard.freed.Load() {
+		t.Fatal("Close did not free the handle")
 	}
 }
 
