@@ -218,7 +218,8 @@ func OpenWith(policy, path string, o Options) (*Limiter, error) {
 	}
 	// C memory for the outputs: a Go pointer to memory holding a C pointer would do too, but the
 	// handle's address then escapes anyway; Open is not the request path.
-	mem := C.malloc(C.size_t(unsafe.Sizeof(C.sluice_open_options{})) + C.size_t(unsafe.Sizeof((*C.sluice)(nil))) + 512)
+	const errCap = 4096 // a policy mismatch names every rule that differs
+	mem := C.malloc(C.size_t(unsafe.Sizeof(C.sluice_open_options{})) + C.size_t(unsafe.Sizeof((*C.sluice)(nil))) + errCap)
 	if mem == nil {
 		return nil, errorWith(C.SLUICE_ERR_IO, "out of memory")
 	}
@@ -232,7 +233,7 @@ func OpenWith(policy, path string, o Options) (*Limiter, error) {
 	*out = nil
 	errBuf := (*C.char)(unsafe.Add(mem, unsafe.Sizeof(*opts)+unsafe.Sizeof(*out)))
 	*errBuf = 0
-	rc := C.sluice_open_with(cpolicy, cpath, opts, out, errBuf, 512)
+	rc := C.sluice_open_with(cpolicy, cpath, opts, out, errBuf, errCap)
 	if rc != C.SLUICE_OK {
 		return nil, errorWith(rc, C.GoString(errBuf))
 	}
