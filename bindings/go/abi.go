@@ -1,0 +1,35 @@
+package sluice
+
+/*
+#include "sluice.h"
+*/
+import "C"
+
+import (
+	"reflect"
+	"unsafe"
+)
+
+// The header's structs as cgo lays them out (from the C compiler's own view of them), and
+// their sizes as the C compiler gives them: for the test that holds the binding to sluice.h.
+var (
+	cStructs = map[string]reflect.Type{
+		"sluice_open_options":   reflect.TypeOf(C.sluice_open_options{}),
+		"sluice_decision":       reflect.TypeOf(C.sluice_decision{}),
+		"sluice_request":        reflect.TypeOf(C.sluice_request{}),
+		"sluice_packed_request": reflect.TypeOf(C.sluice_packed_request{}),
+		"sluice_table_stats":    reflect.TypeOf(C.sluice_table_stats{}),
+		"sluice_rule_counts":    reflect.TypeOf(C.sluice_rule_counts{}),
+	}
+	cSizeof = map[string]uintptr{
+		"sluice_open_options":   C.sizeof_sluice_open_options,
+		"sluice_decision":       C.sizeof_sluice_decision,
+		"sluice_request":        C.sizeof_sluice_request,
+		"sluice_packed_request": C.sizeof_sluice_packed_request,
+		"sluice_table_stats":    C.sizeof_sluice_table_stats,
+		"sluice_rule_counts":    C.sizeof_sluice_rule_counts,
+	}
+)
+
+// decisionAt is decisionOf of a sluice_decision at p (the drift test fills one field by field).
+func decisionAt(p unsafe.Pointer) Decision { return decisionOf((*C.sluice_decision)(p)) }
