@@ -229,3 +229,76 @@ func TestSharedChild(t *testing.T) {
 	}
 	fmt.Printf("admitted %d\n", n)
 }
+
+// python runs a Python script with the repository's package and library (run_tests.sh builds
+// the library) and returns its standard output.
+func python(t *testing.T, script string, args ...string) string {
+	t.Helper()
+	lib, err := filepath.Abs("../../target/release/libsluice.so")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(lib); err != nil {
+		t.Fatalf("%s: %v (cargo build --release makes it)", lib, err)
+	}
+	pkg, err := filepath.Abs("../python")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("python3", append([]string{"-c", script}, args...)...)
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+pkg, "SLUICE_LIBRARY="+lib)
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("python: %v\n%s", err, ee.Stderr)
+		}
+		t.Fatalf("python: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// A Go limiter and a Python process on one table file see each other's requests and
+// lockouts.
+func TestSharedWithPython(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "api.sluice")
+	l, err := Open("global 5/1h\nauth 100/1h\nauth lockout 3/1h for 1h", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	auth := category(t, l, "auth")
+	for i := 0; i < 2; i++ {
+		if ok, err := l.Allow("k", Global); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+	}
+	// Python, attached by path alone: two more requests, then three failures of "u".
+	out := python(t, `
+import sys, sluice
+with sluice.Limiter(None, sys.argv[1]) as l:
+    a = l.check("k")
+    b = l.check("k")
+    for _ in range(3):
+        f = l.failure("u", "auth")
+    print(a.remaining, b.remaining, f.status)
+`, path)
+	if out != "2 1 locked" {
+		t.Fatalf("Python after two checks from Go: %q, want \"2 1 locked\"", out)
+	}
+	if d, err := l.Check("k", Global); err != nil || !d.Allowed || d.Remaining != 0 {
+		t.Fatalf("Go's fifth check: %+v %v", d, err)
+	}
+	if d, err := l.Check("u", auth); err != nil || d.Status != Locked || d.RetryAfter < 3599 {
+		t.Fatalf("Go's check of the key Python locked: %+v %v", d, err)
+	}
+	// And the other way: Python sees the window Go filled.
+	if out := python(t, `
+import sys, sluice
+with sluice.Limiter(None, sys.argv[1]) as l:
+    d = l.check("k")
+    print(d.allowed, d.status)
+`, path); out != "False limited" {
+		t.Fatalf("Python after Go's last request: %q", out)
+	}
+}
