@@ -88,9 +88,10 @@ if ! command -v gcc >/dev/null 2>&1; then
   apt_get install -y -qq gcc libc6-dev >/dev/null
 fi
 
-# The library and the sluice command (the sharing test runs it). A no-op when up to date.
-(cd "$root" && cargo build --release --quiet)
-for f in target/release/libsluice.a target/release/sluice; do
+# The library, the sluice command (the sharing test runs it) and the Rust API's replay of a
+# script (the decisions test compares with it). A no-op when up to date.
+(cd "$root" && cargo build --release --quiet && cargo build --release --quiet --example replay)
+for f in target/release/libsluice.a target/release/sluice target/release/examples/replay; do
   [ -e "$root/$f" ] || { echo "bindings/go: cargo build made no $f" >&2; exit 1; }
 done
 
