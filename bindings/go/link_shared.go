@@ -1,4 +1,4 @@
-//go:build sluice_shared
+//go:build sluice_shared && !sluice_pkgconfig
 
 package sluice
 

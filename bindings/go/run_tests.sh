@@ -107,3 +107,17 @@ go test -race -count=1 ./...
 # The shared-library build links and passes too, with cgo's full pointer checks (no Go pointer
 # stored in memory handed to C: the keys, the batch buffers).
 GOEXPERIMENT=cgocheck2 go test -count=1 -tags sluice_shared ./...
+# And through pkg-config, as for a library installed system-wide: a sluice.pc for this build.
+if ! command -v pkg-config >/dev/null 2>&1; then
+  apt_get install -y -qq pkg-config >/dev/null
+fi
+pcdir="$(mktemp -d)"
+trap 'rm -rf "$pcdir"' EXIT
+cat >"$pcdir/sluice.pc" <<PC
+Name: sluice
+Description: exact, lock-free sliding-window rate limiter
+Version: $(sed -n 's/^#define SLUICE_VERSION "\(.*\)"/\1/p' "$root/include/sluice.h")
+Cflags: -I$root/include
+Libs: -L$root/target/release -Wl,-rpath,$root/target/release -lsluice
+PC
+PKG_CONFIG_PATH="$pcdir" go test -count=1 -tags sluice_pkgconfig -run 'TestVersionAndPolicy|TestOneRuleSlidingWindow|TestErrors' ./
