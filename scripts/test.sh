@@ -2,7 +2,7 @@
 # Every test of sluice, on a fresh machine: formatting, lints, the header-drift check,
 # unit/integration/property tests and doctests, the C suite (shared, static, valgrind), the
 # Python package's suite, the loom models of the lock-free protocol, and a smoke run of the
-# demo. Installs what it needs: gcc and valgrind (apt-get) if missing, pytest (pip).
+# demo, and the hosts (nginx, Go, Redis). Installs what it needs: gcc and valgrind (apt-get) if missing, pytest (pip).
 # Usage: bash scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,6 +55,9 @@ bash bindings/nginx/run_tests.sh
 
 step "Go: gofmt, go vet, go test -race of bindings/go (installs Go from bookworm-backports if missing)"
 bash bindings/go/run_tests.sh
+
+step "Redis: the module (bindings/redis) against the distribution's redis-server, and its pytest suite"
+bash bindings/redis/run_tests.sh
 
 # Loom builds the crate with its own atomics; a separate target dir keeps the two builds
 # from invalidating each other.
