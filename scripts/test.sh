@@ -2,7 +2,7 @@
 # Every test of sluice, on a fresh machine: formatting, lints, the header-drift check,
 # unit/integration/property tests and doctests, the C suite (shared, static, valgrind), the
 # Python package's suite, the loom models of the lock-free protocol, and a smoke run of the
-# demo, and the hosts (nginx, Go, Redis). Installs what it needs: gcc and valgrind (apt-get) if missing, pytest (pip).
+# demo. Installs what it needs: gcc and valgrind (apt-get) if missing, pytest (pip).
 # Usage: bash scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
