@@ -351,11 +351,13 @@ impl Key {
         }
     }
 
-    /// Expire the key when nothing in it matters any more (or delete it now).
-    fn settle(&self, v: &Value, now: i64) {
+    /// Expire the key when nothing in it matters any more, or delete it now if that time is
+    /// not after `now` (the time the write was decided at; `None` for a write without one,
+    /// whose replicas must decide alike whatever their clocks say).
+    fn settle(&self, v: &Value, now: Option<i64>) {
         unsafe {
             match module().engine.expires_at(&v.state) {
-                Some(at) if at > now => {
+                Some(at) if now.is_none_or(|now| at > now) => {
                     raw::RedisModule_SetAbsExpire.unwrap()(self.key, at);
                 }
                 _ => {
@@ -530,7 +532,7 @@ fn write(ctx: &Context, args: Vec<RedisString>, op: Op) -> RedisResult {
                 last_ms: Cell::new(now),
             })?,
         };
-        key.settle(v, now);
+        key.settle(v, Some(now));
         let now_text = now.to_string();
         let rargs: [&[u8]; 4] = [
             a.key.as_slice(),
@@ -581,8 +583,7 @@ fn sluice_reset(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         let before = v.state.words();
         m.engine.reset(&v.state, a.category).map_err(engine_err)?;
         if v.state.words() != before {
-            let now = server_ms().max(v.last_ms.get());
-            key.settle(v, now);
+            key.settle(v, None);
             ctx.replicate_verbatim();
         }
     }

@@ -227,3 +227,47 @@ def test_bad_load(servers, tmp_path, policy, module_args, message):
     assert s.wait_exit() != 0
     log = s.log_text()
     assert "sluice: not loaded: " + message in log, log
+
+
+def test_reset_of_everything_deletes_the_key(r, now):
+    check(r, "k", "auth", now)
+    assert r.exists("k") == 1
+    r.execute_command("SLUICE.RESET", "k", "auth")
+    # Nothing was left in it: the key is gone rather than kept empty.
+    assert r.exists("k") == 0
+    check(r, "k", "search", now)
+    r.execute_command("SLUICE.RESET", "k", "auth")  # search's own log remains
+    assert r.exists("k") == 1 and peek(r, "k", "search", now)["remaining"] == 3
+
+
+def test_copy_is_independent(r, now):
+    for i in range(4):
+        check(r, "k", "search", now + i)
+    assert r.copy("k", "k2")
+    assert r.execute_command("PEXPIRETIME", "k2") == r.execute_command("PEXPIRETIME", "k")
+    assert check(r, "k2", "search", now + 10)["remaining"] == 0
+    assert check(r, "k2", "search", now + 11)["allowed"] == 0
+    # The original still has its fifth place.
+    d = peek(r, "k", "search", now + 12)
+    assert d["allowed"] == 1 and d["remaining"] == 0
+
+
+def test_concurrent_clients_get_exactly_n(servers):
+    """8 threads, each with its own connection, on one key: exactly N admitted."""
+    import threading
+
+    s = servers(client_time=False).start()
+    admitted = []
+    barrier = threading.Barrier(8)
+
+    def client():
+        c = s.client()
+        barrier.wait()
+        admitted.append(sum(c.execute_command("SLUICE.CHECK", "hot", "global")[0] for _ in range(25)))
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(admitted) == 8 and sum(admitted) == 20  # global 20/1m
