@@ -209,7 +209,7 @@ def test_at_needs_client_time(servers, now):
 @pytest.mark.parametrize(
     "policy, module_args, message",
     [
-        ("search 5/1m\nsearch 3/\n", None, "policy file"),
+        ("search 5/1m\nsearch 3/\n", None, "policy file @: invalid policy: line 2, column 10"),
         (None, ["POLICY", "/nonexistent/x.policy"], "cannot read the policy file /nonexistent/x.policy"),
         ("search 5/1m\n", [], "no POLICY given"),
         ("search 5/1m\n", ["POLICY", "@", "COLOUR", "red"], 'unknown argument "COLOUR"'),
@@ -223,6 +223,7 @@ def test_bad_load(servers, tmp_path, policy, module_args, message):
         p.write_text(policy)
     if module_args is not None:
         module_args = [str(p) if a == "@" else a for a in module_args]
+    message = message.replace("@", str(p))
     s = servers(policy_file=p, module_args=module_args).start(wait=False)
     assert s.wait_exit() != 0
     log = s.log_text()
