@@ -272,3 +272,13 @@ def test_concurrent_clients_get_exactly_n(servers):
     for t in threads:
         t.join()
     assert len(admitted) == 8 and sum(admitted) == 20  # global 20/1m
+
+
+def test_key_positions(r):
+    r.set_response_callback("COMMAND", lambda reply, **kw: reply)  # the raw reply
+    for cmd in ("SLUICE.CHECK", "SLUICE.PEEK", "SLUICE.FAILURE", "SLUICE.SUCCESS", "SLUICE.RESET"):
+        assert r.execute_command("COMMAND", "GETKEYS", cmd, "{u}:k", "auth") == [b"{u}:k"]
+    info = r.execute_command("COMMAND", "INFO", "SLUICE.CHECK")[0]
+    assert info[3:6] == [1, 1, 1]
+    assert b"write" in info[2]
+    assert b"readonly" in r.execute_command("COMMAND", "INFO", "SLUICE.PEEK")[0][2]
