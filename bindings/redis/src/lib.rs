@@ -485,54 +485,38 @@ impl Op {
 fn write(ctx: &Context, args: Vec<RedisString>, op: Op) -> RedisResult {
     let a = parse(ctx, &args, true)?;
     let m = module();
-    // Refuse a failure/success on a category without a lockout before touching the key.
-    if op != Op::Check {
-        let probe = m.engine.new_state();
-        let r = match op {
-            Op::Failure => m.engine.failure(&probe, a.category, 0).map(|_| ()),
-            _ => m.engine.success(&probe, a.category, 0),
-        };
-        r.map_err(engine_err)?;
-    }
     let key = Key::open(ctx, &a.key, true);
     let existing = key.value()?;
     let requested = a.at.unwrap_or_else(server_ms);
-    let (before, last) = match &existing {
-        Some(v) => (Some(v.state.words()), v.last_ms.get()),
-        None => (None, 0),
+    let now = requested.max(existing.map_or(0, |v| v.last_ms.get()));
+    let fresh = existing.is_none().then(|| Value {
+        state: m.engine.new_state(),
+        last_ms: Cell::new(now),
+    });
+    let Some(v) = existing.or(fresh.as_ref()) else {
+        return Err(RedisError::Str("ERR no state")); // one of the two is always there
     };
-    let now = requested.max(last);
-    let fresh;
-    let state: &KeyState = match &existing {
-        Some(v) => &v.state,
-        None => {
-            fresh = m.engine.new_state();
-            &fresh
-        }
-    };
+    // The engine refuses (a category without a lockout, a time out of range) before it
+    // changes anything.
     let result = match op {
-        Op::Check => m.engine.check(state, a.category, now).map(Some),
-        Op::Failure => m.engine.failure(state, a.category, now).map(Some),
-        Op::Success => m.engine.success(state, a.category, now).map(|()| None),
+        Op::Check => m.engine.check(&v.state, a.category, now).map(Some),
+        Op::Failure => m.engine.failure(&v.state, a.category, now).map(Some),
+        Op::Success => m.engine.success(&v.state, a.category, now).map(|()| None),
     }
     .map_err(engine_err)?;
-    let after = state.words();
-    let changed = before.as_deref() != Some(after.as_slice());
-    if changed {
-        let v = match existing {
-            Some(v) => {
-                v.last_ms.set(now);
-                v
-            }
-            None => key.set(Value {
-                state: m
-                    .engine
-                    .state_from_words(&after)
-                    .ok_or(RedisError::Str("ERR a state of another policy"))?,
-                last_ms: Cell::new(now),
-            })?,
-        };
+    let stored = match (existing, fresh) {
+        (Some(v), _) => {
+            v.last_ms.set(now);
+            Some(v)
+        }
+        // A new key is stored only if the state now holds something.
+        (None, Some(f)) if m.engine.expires_at(&f.state).is_some() => Some(key.set(f)?),
+        (None, _) => None,
+    };
+    if let Some(v) = stored {
         key.settle(v, Some(now));
+        // Every write is propagated, a refused check too (a strict rule logs it), with the
+        // time it was decided at.
         let now_text = now.to_string();
         let rargs: [&[u8]; 4] = [
             a.key.as_slice(),
