@@ -385,21 +385,24 @@ struct Args {
 
 /// `NAME key category [AT ms]` (`AT` only when `with_time`).
 fn parse(ctx: &Context, args: &[RedisString], with_time: bool) -> Result<Args, RedisError> {
-    let name = args
-        .first()
-        .map(|a| a.to_string_lossy().to_uppercase())
-        .unwrap_or_default();
-    let usage = if with_time {
-        format!("{name} key category [AT ms]")
-    } else {
-        format!("{name} key category")
+    // The usage line of an error; made only when there is one.
+    let usage = || {
+        let name = args
+            .first()
+            .map(|a| a.to_string_lossy().to_uppercase())
+            .unwrap_or_default();
+        if with_time {
+            format!("{name} key category [AT ms]")
+        } else {
+            format!("{name} key category")
+        }
     };
     if args.len() < 3 {
-        return Err(err(format!("wrong number of arguments: {usage}")));
+        return Err(err(format!("wrong number of arguments: {}", usage())));
     }
     let key = args[1].clone();
     if key.as_slice().is_empty() {
-        return Err(err(format!("the key is empty: {usage}")));
+        return Err(err(format!("the key is empty: {}", usage())));
     }
     let category_name = args[2].to_string_lossy();
     let category = module()
@@ -412,7 +415,7 @@ fn parse(ctx: &Context, args: &[RedisString], with_time: bool) -> Result<Args, R
         let word = a.to_string_lossy();
         if with_time && word.eq_ignore_ascii_case("AT") && at.is_none() {
             let Some(ms) = rest.next() else {
-                return Err(err(format!("AT needs a time in Unix ms: {usage}")));
+                return Err(err(format!("AT needs a time in Unix ms: {}", usage())));
             };
             let ms_text = ms.to_string_lossy();
             let ms = ms_text
@@ -431,7 +434,7 @@ fn parse(ctx: &Context, args: &[RedisString], with_time: bool) -> Result<Args, R
             }
             at = Some(ms);
         } else {
-            return Err(err(format!("unknown argument {word:?}: {usage}")));
+            return Err(err(format!("unknown argument {word:?}: {}", usage())));
         }
     }
     Ok(Args {
