@@ -600,8 +600,14 @@ fn sluice_restore(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             "wrong number of arguments: SLUICE.RESTORE key encoded".into()
         ));
     }
-    let v =
-        decode_text(&args[2].to_string_lossy()).map_err(|e| err(format!("SLUICE.RESTORE: {e}")))?;
+    let v = decode_text(&args[2].to_string_lossy()).map_err(|e| {
+        // An AOF replay ignores a command's error reply: say it in the log.
+        log_warning(&format!(
+            "sluice: SLUICE.RESTORE of key {:?} refused: {e}",
+            args[1].to_string_lossy()
+        ));
+        err(format!("SLUICE.RESTORE: {e}"))
+    })?;
     let key = Key::open(ctx, &args[1], true);
     match key.value() {
         Ok(_) => {}

@@ -188,3 +188,21 @@ def test_a_newer_encoding_is_refused(servers, now):
     log = s2.log_text()
     assert "Ready to accept connections" not in log.split("Loading RDB")[-1], log
     assert "a value of encoding version 2 in the RDB file; this module reads versions up to 1" in log, log
+
+
+def test_a_newer_text_encoding_in_the_aof_is_refused(servers, now):
+    aof = ("--appendonly", "yes", "--aof-use-rdb-preamble", "no")
+    s = servers("t", extra=aof).start()
+    r = s.client()
+    populate(r, now, seed=8, n=20)
+    r.bgrewriteaof()
+    wait_rewrite(r)
+    s.stop()
+    base = next((s.dir / "appendonlydir").glob("*.base.aof"))
+    text = base.read_bytes()
+    assert text.count(b"v1 ") == len(KEYS)
+    base.write_bytes(text.replace(b"v1 ", b"v9 ", 1))  # same length: the RESP stays valid
+    r = servers("t", extra=aof).start().client()
+    log = s.log_text()
+    assert 'SLUICE.RESTORE of key' in log and 'encoding "v9" is not v1' in log, log
+    assert r.dbsize() == len(KEYS) - 1
