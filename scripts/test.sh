@@ -56,6 +56,9 @@ bash bindings/nginx/run_tests.sh
 step "Go: gofmt, go vet, go test -race of bindings/go (installs Go from bookworm-backports if missing)"
 bash bindings/go/run_tests.sh
 
+step "Redis: the module (bindings/redis) against the distribution's redis-server, and its pytest suite"
+bash bindings/redis/run_tests.sh
+
 # Loom builds the crate with its own atomics; a separate target dir keeps the two builds
 # from invalidating each other.
 step "loom models: RUSTFLAGS=--cfg loom LOOM_MAX_PREEMPTIONS=2"

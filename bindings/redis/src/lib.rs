@@ -1,0 +1,697 @@
+//! A Redis module running sluice's engine on Redis keys.
+//!
+//! Each client key is one Redis key whose value (type `sluice-rl`) holds that key's whole
+//! state: a [`sluice::KeyState`] and the newest time the key has seen. Every decision is the
+//! engine's (`sluice::KeyEngine`); this module parses arguments, keeps a key's time monotonic,
+//! sets the key's expiry from [`sluice::KeyEngine::expires_at`], replicates each write with the
+//! time it was decided at, and persists the state through RDB and AOF rewrite as plain values.
+
+use std::cell::Cell;
+use std::ffi::CString;
+use std::os::raw::{c_int, c_void};
+use std::sync::OnceLock;
+
+use redis_module::native_types::RedisType;
+use redis_module::{
+    raw, redis_module, Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue,
+    Status as RedisStatus,
+};
+use sluice::{Category, Decision, KeyEngine, KeySnapshot, KeyState, LockoutSnapshot};
+
+/// The RDB encoding of a value; a newer one is refused when loading.
+const ENCODING_VERSION: i32 = 1;
+/// The text form's version (AOF rewrite's `SLUICE.RESTORE`).
+const TEXT_VERSION: &str = "v1";
+
+struct Module {
+    engine: KeyEngine,
+    policy_text: String,
+    policy_path: String,
+    client_time: bool,
+}
+
+static MODULE: OnceLock<Module> = OnceLock::new();
+
+fn module() -> &'static Module {
+    MODULE.get().expect("the module is initialised at load")
+}
+
+/// One client key's value.
+struct Value {
+    state: KeyState,
+    /// The newest time (Unix ms) a write on this key was decided at: time never goes back
+    /// before it.
+    last_ms: Cell<i64>,
+}
+
+static SLUICE_TYPE: RedisType = RedisType::new(
+    "sluice-rl",
+    ENCODING_VERSION,
+    raw::RedisModuleTypeMethods {
+        version: raw::REDISMODULE_TYPE_METHOD_VERSION as u64,
+        rdb_load: Some(rdb_load),
+        rdb_save: Some(rdb_save),
+        aof_rewrite: Some(aof_rewrite),
+        free: Some(free),
+        mem_usage: Some(mem_usage),
+        digest: None,
+        aux_load: None,
+        aux_save: None,
+        aux_save2: None,
+        aux_save_triggers: 0,
+        free_effort: None,
+        unlink: None,
+        copy: Some(copy),
+        defrag: None,
+        copy2: None,
+        free_effort2: None,
+        mem_usage2: None,
+        unlink2: None,
+    },
+);
+
+// ---------------------------------------------------------------------------------------------
+// The value's plain form, shared by RDB and the text of SLUICE.RESTORE.
+
+/// The value as a flat list of integers: last_ms, windows (count, then per window its length
+/// and timestamps), lockouts (count, then per lockout its failures' length and failures, the
+/// lock end or -1, the level).
+fn encode(v: &Value) -> Vec<i64> {
+    let snap = module().engine.snapshot(&v.state);
+    let mut out = vec![v.last_ms.get(), snap.windows.len() as i64];
+    for w in &snap.windows {
+        out.push(w.len() as i64);
+        out.extend_from_slice(w);
+    }
+    out.push(snap.lockouts.len() as i64);
+    for lo in &snap.lockouts {
+        out.push(lo.failures.len() as i64);
+        out.extend_from_slice(&lo.failures);
+        out.push(lo.locked_until.unwrap_or(-1));
+        out.push(i64::from(lo.level));
+    }
+    out
+}
+
+/// The inverse of [`encode`], through the engine's own validation.
+fn decode(mut next: impl FnMut() -> Result<i64, String>) -> Result<Value, String> {
+    let count = |what: &str, next: &mut dyn FnMut() -> Result<i64, String>| {
+        let n = next()?;
+        if !(0..=1 << 20).contains(&n) {
+            return Err(format!("{what} count {n} out of range"));
+        }
+        Ok(n as usize)
+    };
+    let last_ms = next()?;
+    let mut snap = KeySnapshot::default();
+    let windows = count("window", &mut next)?;
+    for _ in 0..windows {
+        let n = count("timestamp", &mut next)?;
+        snap.windows
+            .push((0..n).map(|_| next()).collect::<Result<_, _>>()?);
+    }
+    let lockouts = count("lockout", &mut next)?;
+    for _ in 0..lockouts {
+        let n = count("failure", &mut next)?;
+        let failures = (0..n).map(|_| next()).collect::<Result<_, _>>()?;
+        let until = next()?;
+        let level = next()?;
+        snap.lockouts.push(LockoutSnapshot {
+            failures,
+            locked_until: (until >= 0).then_some(until),
+            level: u32::try_from(level).map_err(|_| format!("level {level} out of range"))?,
+        });
+    }
+    let state = module()
+        .engine
+        .restore(&snap)
+        .map_err(|e| format!("a state the policy in force cannot hold: {e}"))?;
+    Ok(Value {
+        state,
+        last_ms: Cell::new(last_ms),
+    })
+}
+
+fn encode_text(v: &Value) -> String {
+    let mut s = String::from(TEXT_VERSION);
+    for n in encode(v) {
+        s.push(' ');
+        s.push_str(&n.to_string());
+    }
+    s
+}
+
+fn decode_text(text: &str) -> Result<Value, String> {
+    let mut parts = text.split(' ');
+    match parts.next() {
+        Some(TEXT_VERSION) => {}
+        other => {
+            return Err(format!(
+                "encoding {:?} is not {TEXT_VERSION} (written by a newer module?)",
+                other.unwrap_or("")
+            ))
+        }
+    }
+    let v = decode(|| {
+        let p = parts.next().ok_or("the encoding ends too soon")?;
+        p.parse::<i64>()
+            .map_err(|_| format!("{p:?} is not an integer"))
+    })?;
+    if parts.next().is_some() {
+        return Err("the encoding has trailing values".into());
+    }
+    Ok(v)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Type callbacks.
+
+unsafe extern "C" fn free(value: *mut c_void) {
+    if !value.is_null() {
+        drop(Box::from_raw(value.cast::<Value>()));
+    }
+}
+
+unsafe extern "C" fn mem_usage(value: *const c_void) -> usize {
+    let _ = value; // every value of a policy has the same size
+    std::mem::size_of::<Value>() + module().engine.state_words() * std::mem::size_of::<u64>()
+}
+
+unsafe extern "C" fn copy(
+    _from: *mut raw::RedisModuleString,
+    _to: *mut raw::RedisModuleString,
+    value: *const c_void,
+) -> *mut c_void {
+    let v = &*value.cast::<Value>();
+    let words = v.state.words();
+    match module().engine.state_from_words(&words) {
+        Some(state) => Box::into_raw(Box::new(Value {
+            state,
+            last_ms: v.last_ms.clone(),
+        }))
+        .cast(),
+        None => std::ptr::null_mut(),
+    }
+}
+
+unsafe extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
+    let v = &*value.cast::<Value>();
+    let values = encode(v);
+    raw::save_unsigned(rdb, values.len() as u64);
+    for n in values {
+        raw::save_signed(rdb, n);
+    }
+}
+
+fn log_warning(msg: &str) {
+    let level = CString::new("warning").unwrap();
+    let fmt = CString::new("%s").unwrap();
+    let msg = CString::new(msg.replace('\0', " ")).unwrap();
+    unsafe {
+        raw::RedisModule_Log.unwrap()(
+            std::ptr::null_mut(),
+            level.as_ptr(),
+            fmt.as_ptr(),
+            msg.as_ptr(),
+        )
+    };
+}
+
+unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
+    if encver > ENCODING_VERSION {
+        log_warning(&format!(
+            "sluice: a value of encoding version {encver} in the RDB file; this module reads \
+             versions up to {ENCODING_VERSION}: load it with a newer module"
+        ));
+        return std::ptr::null_mut();
+    }
+    let Ok(len) = raw::load_unsigned(rdb) else {
+        return std::ptr::null_mut();
+    };
+    let mut read = 0u64;
+    let mut io_failed = false;
+    let result = decode(|| {
+        if read >= len {
+            return Err("the value ends too soon".into());
+        }
+        read += 1;
+        raw::load_signed(rdb).map_err(|_| {
+            io_failed = true;
+            "a short read".to_string()
+        })
+    });
+    if io_failed {
+        return std::ptr::null_mut();
+    }
+    // Consume what a value of another shape left, so the file stays readable.
+    while read < len {
+        read += 1;
+        if raw::load_signed(rdb).is_err() {
+            return std::ptr::null_mut();
+        }
+    }
+    match result {
+        Ok(v) if read == len => Box::into_raw(Box::new(v)).cast(),
+        Ok(_) | Err(_) => {
+            let why = match result {
+                Err(e) => e,
+                Ok(_) => "trailing values".into(),
+            };
+            // A key saved under another policy: it loads as a key never seen rather than
+            // stopping the server.
+            log_warning(&format!(
+                "sluice: a saved key does not fit the policy in force ({why}); it loads as a new key"
+            ));
+            Box::into_raw(Box::new(Value {
+                state: module().engine.new_state(),
+                last_ms: Cell::new(0),
+            }))
+            .cast()
+        }
+    }
+}
+
+unsafe extern "C" fn aof_rewrite(
+    aof: *mut raw::RedisModuleIO,
+    key: *mut raw::RedisModuleString,
+    value: *mut c_void,
+) {
+    let v = &*value.cast::<Value>();
+    let text = encode_text(v);
+    let cmd = CString::new("SLUICE.RESTORE").unwrap();
+    let fmt = CString::new("sb").unwrap();
+    raw::RedisModule_EmitAOF.unwrap()(
+        aof,
+        cmd.as_ptr(),
+        fmt.as_ptr(),
+        key,
+        text.as_ptr().cast::<std::os::raw::c_char>(),
+        text.len(),
+    );
+    // The key's expiry is rewritten by Redis itself (PEXPIREAT after the value).
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys.
+
+struct Key {
+    key: *mut raw::RedisModuleKey,
+}
+
+impl Drop for Key {
+    fn drop(&mut self) {
+        unsafe { raw::RedisModule_CloseKey.unwrap()(self.key) };
+    }
+}
+
+impl Key {
+    fn open(ctx: &Context, name: &RedisString, write: bool) -> Key {
+        let mode = if write {
+            raw::KeyMode::READ | raw::KeyMode::WRITE
+        } else {
+            raw::KeyMode::READ
+        };
+        Key {
+            key: raw::open_key(ctx.get_raw(), name.inner, mode),
+        }
+    }
+
+    /// The key's value: `Ok(None)` if the key does not exist, WRONGTYPE if it holds another
+    /// type.
+    fn value(&self) -> Result<Option<&Value>, RedisError> {
+        unsafe {
+            let t = raw::RedisModule_KeyType.unwrap()(self.key);
+            if t == raw::REDISMODULE_KEYTYPE_EMPTY as c_int {
+                return Ok(None);
+            }
+            if t != raw::REDISMODULE_KEYTYPE_MODULE as c_int
+                || raw::RedisModule_ModuleTypeGetType.unwrap()(self.key)
+                    != *SLUICE_TYPE.raw_type.borrow()
+            {
+                return Err(RedisError::WrongType);
+            }
+            let p = raw::RedisModule_ModuleTypeGetValue.unwrap()(self.key).cast::<Value>();
+            Ok(p.as_ref())
+        }
+    }
+
+    fn set(&self, v: Value) -> Result<&Value, RedisError> {
+        unsafe {
+            let p = Box::into_raw(Box::new(v));
+            if raw::RedisModule_ModuleTypeSetValue.unwrap()(
+                self.key,
+                *SLUICE_TYPE.raw_type.borrow(),
+                p.cast(),
+            ) != raw::REDISMODULE_OK as c_int
+            {
+                drop(Box::from_raw(p));
+                return Err(RedisError::Str("ERR could not store the key's state"));
+            }
+            Ok(&*p)
+        }
+    }
+
+    /// Expire the key when nothing in it matters any more, or delete it now if that time is
+    /// not after `now` (the time the write was decided at; `None` for a write without one,
+    /// whose replicas must decide alike whatever their clocks say).
+    fn settle(&self, v: &Value, now: Option<i64>) {
+        unsafe {
+            match module().engine.expires_at(&v.state) {
+                Some(at) if now.is_none_or(|now| at > now) => {
+                    raw::RedisModule_SetAbsExpire.unwrap()(self.key, at);
+                }
+                _ => {
+                    raw::RedisModule_DeleteKey.unwrap()(self.key);
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands.
+
+fn err(msg: String) -> RedisError {
+    RedisError::String(format!("ERR {msg}"))
+}
+
+struct Args {
+    key: RedisString,
+    category: Category,
+    category_name: String,
+    /// `AT ms`, when given.
+    at: Option<i64>,
+}
+
+/// `NAME key category [AT ms]` (`AT` only when `with_time`).
+fn parse(ctx: &Context, args: &[RedisString], with_time: bool) -> Result<Args, RedisError> {
+    // The usage line of an error; made only when there is one.
+    let usage = || {
+        let name = args
+            .first()
+            .map(|a| a.to_string_lossy().to_uppercase())
+            .unwrap_or_default();
+        if with_time {
+            format!("{name} key category [AT ms]")
+        } else {
+            format!("{name} key category")
+        }
+    };
+    if args.len() < 3 {
+        return Err(err(format!("wrong number of arguments: {}", usage())));
+    }
+    let key = args[1].clone();
+    if key.as_slice().is_empty() {
+        return Err(err(format!("the key is empty: {}", usage())));
+    }
+    let category_name = args[2].to_string_lossy();
+    let category = module()
+        .engine
+        .category(&category_name)
+        .map_err(|_| err(format!("unknown category {category_name:?}")))?;
+    let mut at = None;
+    let mut rest = args[3..].iter();
+    while let Some(a) = rest.next() {
+        let word = a.to_string_lossy();
+        if with_time && word.eq_ignore_ascii_case("AT") && at.is_none() {
+            let Some(ms) = rest.next() else {
+                return Err(err(format!("AT needs a time in Unix ms: {}", usage())));
+            };
+            let ms_text = ms.to_string_lossy();
+            let ms = ms_text
+                .parse::<i64>()
+                .map_err(|_| err(format!("AT {ms_text:?} is not an integer (Unix ms)")))?;
+            if ms < 0 {
+                return Err(err(format!("AT {ms} is before 1970 (Unix ms)")));
+            }
+            let trusted = ctx
+                .get_flags()
+                .intersects(ContextFlags::REPLICATED | ContextFlags::LOADING);
+            if !module().client_time && !trusted {
+                return Err(err(
+                    "AT is accepted only when the module is loaded with CLIENT-TIME yes".into(),
+                ));
+            }
+            at = Some(ms);
+        } else {
+            return Err(err(format!("unknown argument {word:?}: {}", usage())));
+        }
+    }
+    Ok(Args {
+        key,
+        category,
+        category_name,
+        at,
+    })
+}
+
+fn server_ms() -> i64 {
+    unsafe { raw::RedisModule_Milliseconds.unwrap()() }
+}
+
+fn reply(d: &Decision) -> RedisValue {
+    RedisValue::Array(vec![
+        RedisValue::Integer(i64::from(d.allowed)),
+        RedisValue::BulkString(d.status.as_str().to_string()),
+        RedisValue::Integer(i64::from(d.limit)),
+        RedisValue::Integer(i64::from(d.remaining)),
+        RedisValue::Integer(d.reset),
+        RedisValue::Integer(i64::from(d.retry_after)),
+        RedisValue::Integer(d.rule.map_or(-1, |r| r as i64)),
+        RedisValue::Integer(d.window_ms),
+    ])
+}
+
+fn engine_err(e: sluice::Error) -> RedisError {
+    err(e.to_string())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Check,
+    Failure,
+    Success,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Check => "SLUICE.CHECK",
+            Op::Failure => "SLUICE.FAILURE",
+            Op::Success => "SLUICE.SUCCESS",
+        }
+    }
+}
+
+/// A write at a time: decide on the key's value (created if new), store or drop it, and
+/// replicate the command with the time it was decided at.
+fn write(ctx: &Context, args: Vec<RedisString>, op: Op) -> RedisResult {
+    let a = parse(ctx, &args, true)?;
+    let m = module();
+    let key = Key::open(ctx, &a.key, true);
+    let existing = key.value()?;
+    let requested = a.at.unwrap_or_else(server_ms);
+    let now = requested.max(existing.map_or(0, |v| v.last_ms.get()));
+    let fresh = existing.is_none().then(|| Value {
+        state: m.engine.new_state(),
+        last_ms: Cell::new(now),
+    });
+    let Some(v) = existing.or(fresh.as_ref()) else {
+        return Err(RedisError::Str("ERR no state")); // one of the two is always there
+    };
+    // The engine refuses (a category without a lockout, a time out of range) before it
+    // changes anything.
+    let result = match op {
+        Op::Check => m.engine.check(&v.state, a.category, now).map(Some),
+        Op::Failure => m.engine.failure(&v.state, a.category, now).map(Some),
+        Op::Success => m.engine.success(&v.state, a.category, now).map(|()| None),
+    }
+    .map_err(engine_err)?;
+    let stored = match (existing, fresh) {
+        (Some(v), _) => {
+            v.last_ms.set(now);
+            Some(v)
+        }
+        // A new key is stored only if the state now holds something.
+        (None, Some(f)) if m.engine.expires_at(&f.state).is_some() => Some(key.set(f)?),
+        (None, _) => None,
+    };
+    if let Some(v) = stored {
+        key.settle(v, Some(now));
+        // Every write is propagated, a refused check too (a strict rule logs it), with the
+        // time it was decided at.
+        let now_text = now.to_string();
+        let rargs: [&[u8]; 4] = [
+            a.key.as_slice(),
+            a.category_name.as_bytes(),
+            b"AT",
+            now_text.as_bytes(),
+        ];
+        ctx.replicate(op.name(), &rargs[..]);
+    }
+    Ok(match result {
+        Some(d) => reply(&d),
+        None => RedisValue::SimpleStringStatic("OK"),
+    })
+}
+
+fn sluice_check(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    write(ctx, args, Op::Check)
+}
+
+fn sluice_failure(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    write(ctx, args, Op::Failure)
+}
+
+fn sluice_success(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    write(ctx, args, Op::Success)
+}
+
+fn sluice_peek(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let a = parse(ctx, &args, true)?;
+    let m = module();
+    let key = Key::open(ctx, &a.key, false);
+    let requested = a.at.unwrap_or_else(server_ms);
+    let d = match key.value()? {
+        Some(v) => m
+            .engine
+            .peek(&v.state, a.category, requested.max(v.last_ms.get())),
+        None => m.engine.peek(&m.engine.new_state(), a.category, requested),
+    }
+    .map_err(engine_err)?;
+    Ok(reply(&d))
+}
+
+fn sluice_reset(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let a = parse(ctx, &args, false)?;
+    let m = module();
+    let key = Key::open(ctx, &a.key, true);
+    if let Some(v) = key.value()? {
+        let before = v.state.words();
+        m.engine.reset(&v.state, a.category).map_err(engine_err)?;
+        if v.state.words() != before {
+            key.settle(v, None);
+            ctx.replicate_verbatim();
+        }
+    }
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+fn sluice_policy(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if args.len() != 1 {
+        return Err(err("wrong number of arguments: SLUICE.POLICY".into()));
+    }
+    Ok(RedisValue::BulkString(module().policy_text.clone()))
+}
+
+/// `SLUICE.RESTORE key encoded`: the command an AOF rewrite emits to rebuild a key. Accepted
+/// only while loading or from the primary, never from a client.
+fn sluice_restore(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if !ctx
+        .get_flags()
+        .intersects(ContextFlags::REPLICATED | ContextFlags::LOADING)
+    {
+        return Err(err(
+            "SLUICE.RESTORE is written by AOF rewrite and runs only while loading".into(),
+        ));
+    }
+    if args.len() != 3 || args[1].as_slice().is_empty() {
+        return Err(err(
+            "wrong number of arguments: SLUICE.RESTORE key encoded".into()
+        ));
+    }
+    let v = decode_text(&args[2].to_string_lossy()).map_err(|e| {
+        // An AOF replay ignores a command's error reply: say it in the log.
+        log_warning(&format!(
+            "sluice: SLUICE.RESTORE of key {:?} refused: {e}",
+            args[1].to_string_lossy()
+        ));
+        err(format!("SLUICE.RESTORE: {e}"))
+    })?;
+    let key = Key::open(ctx, &args[1], true);
+    match key.value() {
+        Ok(_) => {}
+        Err(_) => return Err(RedisError::WrongType),
+    }
+    key.set(v)?;
+    ctx.replicate_verbatim();
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading.
+
+fn init(ctx: &Context, args: &[RedisString]) -> RedisStatus {
+    match configure(args) {
+        Ok(m) => {
+            ctx.log_notice(&format!(
+                "sluice: policy {} loaded ({} categories){}",
+                m.policy_path,
+                m.engine.policy().categories.len(),
+                if m.client_time {
+                    "; clients may give AT (CLIENT-TIME yes)"
+                } else {
+                    ""
+                }
+            ));
+            let _ = MODULE.set(m);
+            RedisStatus::Ok
+        }
+        Err(e) => {
+            ctx.log_warning(&format!("sluice: not loaded: {e}"));
+            RedisStatus::Err
+        }
+    }
+}
+
+const LOAD_USAGE: &str =
+    "load with: --loadmodule MODULE POLICY /path/to/file.policy [CLIENT-TIME yes|no]";
+
+fn configure(args: &[RedisString]) -> Result<Module, String> {
+    let mut path = None;
+    let mut client_time = false;
+    let mut it = args.iter().map(|a| a.to_string_lossy());
+    while let Some(name) = it.next() {
+        let value = it
+            .next()
+            .ok_or_else(|| format!("{name} needs a value; {LOAD_USAGE}"))?;
+        match name.to_ascii_uppercase().as_str() {
+            "POLICY" => path = Some(value),
+            "CLIENT-TIME" => {
+                client_time = match value.to_ascii_lowercase().as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    _ => return Err(format!("CLIENT-TIME {value:?} is not yes or no")),
+                }
+            }
+            _ => return Err(format!("unknown argument {name:?}; {LOAD_USAGE}")),
+        }
+    }
+    let path = path.ok_or_else(|| format!("no POLICY given; {LOAD_USAGE}"))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read the policy file {path}: {e}"))?;
+    let engine = KeyEngine::new(&text).map_err(|e| format!("policy file {path}: {e}"))?;
+    Ok(Module {
+        engine,
+        policy_text: text,
+        policy_path: path,
+        client_time,
+    })
+}
+
+redis_module! {
+    name: "sluice",
+    version: 1,
+    allocator: (redis_module::alloc::RedisAlloc, redis_module::alloc::RedisAlloc),
+    data_types: [SLUICE_TYPE],
+    init: init,
+    commands: [
+        ["sluice.check", sluice_check, "write deny-oom fast", 1, 1, 1, ""],
+        ["sluice.peek", sluice_peek, "readonly fast", 1, 1, 1, ""],
+        ["sluice.failure", sluice_failure, "write deny-oom fast", 1, 1, 1, ""],
+        ["sluice.success", sluice_success, "write fast", 1, 1, 1, ""],
+        ["sluice.reset", sluice_reset, "write fast", 1, 1, 1, ""],
+        ["sluice.restore", sluice_restore, "write deny-oom", 1, 1, 1, ""],
+        ["sluice.policy", sluice_policy, "readonly fast", 0, 0, 0, ""],
+    ],
+}
