@@ -68,7 +68,11 @@ if ! gobin="$(find_go)"; then
     if [ -z "$mirror" ]; then
       mirror="$(awk '$1 == "deb" && $3 == "bookworm" { print $2; exit }' /etc/apt/sources.list 2>/dev/null)"
     fi
-    echo "deb ${mirror:-http://deb.debian.org/debian} bookworm-backports main" >"$list"
+    if [ -z "$mirror" ]; then
+      echo "bindings/go: no Debian mirror in the machine's apt sources to add bookworm-backports from" >&2
+      exit 1
+    fi
+    echo "deb $mirror bookworm-backports main" >"$list"
   fi
   apt_update
   pkg="$(apt-cache search --names-only '^golang-1\.[0-9]+-go$' | awk '{ print $1 }' |
