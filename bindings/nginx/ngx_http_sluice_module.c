@@ -43,6 +43,8 @@ typedef struct {
     ngx_array_t                  tables;       /* of ngx_http_sluice_table_t */
     /* some $sluice_* variable appears in the configuration */
     ngx_flag_t                   variables_used;
+    /* the index of the hidden variable whose slot holds a request's context */
+    ngx_int_t                    ctx_index;
 } ngx_http_sluice_main_conf_t;
 
 
@@ -69,7 +71,11 @@ typedef struct {
 } ngx_http_sluice_loc_conf_t;
 
 
-/* One per client request, kept across internal redirects (see ngx_http_sluice_get_ctx). */
+/*
+ * One per checked client request, kept across internal redirects (see
+ * ngx_http_sluice_get_ctx). The header values are formatted into `numbers`, which the
+ * response's header lines then point to.
+ */
 typedef struct {
     ngx_http_sluice_table_t     *table;
     ngx_int_t                    category;
@@ -81,13 +87,14 @@ typedef struct {
     unsigned                     dry_refused:1; /* would have been refused (dry run) */
     unsigned                     headers_done:1;
     unsigned                     outcome_done:1;
+    u_char                       numbers[4][NGX_INT64_LEN];
 } ngx_http_sluice_ctx_t;
 
 
 static ngx_int_t ngx_http_sluice_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_sluice_header_filter(ngx_http_request_t *r);
-static ngx_http_sluice_ctx_t *ngx_http_sluice_get_ctx(ngx_http_request_t *r);
-static void ngx_http_sluice_ctx_cleanup(void *data);
+static ngx_int_t ngx_http_sluice_context_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 static void ngx_http_sluice_table_cleanup(void *data);
 static ngx_int_t ngx_http_sluice_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -241,6 +248,10 @@ static ngx_http_variable_t  ngx_http_sluice_vars[] = {
 };
 
 
+/* The hidden variable whose slot keeps a request's context (ngx_http_sluice_get_ctx). */
+static ngx_str_t  ngx_http_sluice_context_name = ngx_string("sluice_internal_context");
+
+
 /* Indexed by SLUICE_STATUS_*. */
 static ngx_str_t  ngx_http_sluice_status_names[] = {
     ngx_string("PASSED"),
@@ -293,14 +304,52 @@ ngx_http_sluice_key(ngx_http_request_t *r, ngx_http_sluice_loc_conf_t *slcf,
 }
 
 
+/*
+ * nginx clears a request's module contexts on an internal redirect (index, try_files,
+ * error_page, ...) but keeps its variable slots: the context pointer lives in the slot of a
+ * hidden variable of this module, so it is found again after a redirect (the request is
+ * charged once) with one load, and without a pool cleanup record to search.
+ */
+static ngx_inline ngx_http_sluice_ctx_t *
+ngx_http_sluice_get_ctx(ngx_http_request_t *r, ngx_http_sluice_main_conf_t *smcf)
+{
+    return (ngx_http_sluice_ctx_t *) r->main->variables[smcf->ctx_index].data;
+}
+
+
+static ngx_inline void
+ngx_http_sluice_set_ctx(ngx_http_request_t *r, ngx_http_sluice_main_conf_t *smcf,
+    ngx_http_sluice_ctx_t *ctx)
+{
+    ngx_http_variable_value_t  *v;
+
+    v = &r->main->variables[smcf->ctx_index];
+    v->data = (u_char *) ctx;
+    v->len = 0;
+    v->valid = 0;
+    v->not_found = 1;  /* read as a variable, it is empty */
+}
+
+
+/*
+ * The context of an admitted request that nothing reads afterwards (no headers, no
+ * variables): it only marks the request as charged. Shared and never written.
+ */
+static ngx_http_sluice_ctx_t  ngx_http_sluice_admitted = {
+    NULL, 0, ngx_null_string, NGX_HTTP_SLUICE_HEADERS_OFF,
+    { sizeof(struct sluice_decision), 1, SLUICE_STATUS_PASSED, 0, 0, 0, 0, -1, 0, 0 },
+    1, 0, 0, 1, 0, { { 0 } }
+};
+
+
 static ngx_int_t
 ngx_http_sluice_handler(ngx_http_request_t *r)
 {
     int                           rc;
     int64_t                       now;
     ngx_str_t                     key;
+    ngx_uint_t                    numbers_read;
     ngx_http_sluice_ctx_t        *ctx;
-    ngx_pool_cleanup_t           *cln;
     ngx_http_sluice_loc_conf_t   *slcf;
     ngx_http_sluice_main_conf_t  *smcf;
 
@@ -314,24 +363,12 @@ ngx_http_sluice_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    if (ngx_http_sluice_get_ctx(r) != NULL) {
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sluice_module);
+
+    if (ngx_http_sluice_get_ctx(r, smcf) != NULL) {
         /* checked before an internal redirect: a request is charged once */
         return NGX_DECLINED;
     }
-
-    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_sluice_ctx_t));
-    if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ctx = cln->data;
-    ngx_memzero(ctx, sizeof(ngx_http_sluice_ctx_t));
-    cln->handler = ngx_http_sluice_ctx_cleanup;
-    ngx_http_set_ctx(r, ctx, ngx_http_sluice_module);
-
-    ctx->table = slcf->table;
-    ctx->category = slcf->category;
-    ctx->headers = slcf->headers;
 
     if (ngx_http_sluice_key(r, slcf, &key) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -349,27 +386,45 @@ ngx_http_sluice_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ctx->key = key;
-    ctx->decision.size = sizeof(struct sluice_decision);
+    now = ngx_http_sluice_now();
+    numbers_read = (slcf->headers != NGX_HTTP_SLUICE_HEADERS_OFF
+                    || smcf->variables_used);
+    rc = 0;
 
-    smcf = ngx_http_get_module_main_conf(r, ngx_http_sluice_module);
-
-    if (slcf->headers == NGX_HTTP_SLUICE_HEADERS_OFF && !smcf->variables_used) {
+    if (!numbers_read) {
         /*
          * Nothing reads the numbers of an admitted request's decision: the check without
-         * them (no counting of the window). A refusal is rare; its numbers, for the log
-         * line, come from a peek, which records nothing.
+         * them (no counting of the window), and no context of its own. A refusal is rare;
+         * its numbers, for the log line, come from a peek, which records nothing.
          */
-        now = ngx_http_sluice_now();
         rc = sluice_allow(slcf->table->sluice, (int) slcf->category, key.data,
                           key.len, now);
 
         if (rc == 1) {
-            ctx->decision.allowed = 1;
-            ctx->decision.status = SLUICE_STATUS_PASSED;
-            ctx->checked = 1;
+            ngx_http_sluice_set_ctx(r, smcf, &ngx_http_sluice_admitted);
             return NGX_DECLINED;
         }
+    }
+
+    ctx = ngx_palloc(r->pool, sizeof(ngx_http_sluice_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->table = slcf->table;
+    ctx->category = slcf->category;
+    ctx->key = key;
+    ctx->headers = slcf->headers;
+    ctx->checked = 0;
+    ctx->refused = 0;
+    ctx->dry_refused = 0;
+    ctx->headers_done = 0;
+    ctx->outcome_done = 0;
+    ctx->decision.size = sizeof(struct sluice_decision);
+
+    ngx_http_sluice_set_ctx(r, smcf, ctx);
+
+    if (!numbers_read) {
 
         if (rc == 0
             && sluice_peek(slcf->table->sluice, (int) slcf->category,
@@ -385,9 +440,10 @@ ngx_http_sluice_handler(ngx_http_request_t *r)
             }
 
         } else if (rc == 0) {
-            ctx->decision.allowed = 0;
+            ngx_memzero(&ctx->decision, sizeof(struct sluice_decision));
+            ctx->decision.size = sizeof(struct sluice_decision);
             ctx->decision.status = SLUICE_STATUS_LIMITED;
-            ctx->decision.retry_after = 0;
+            ctx->decision.rule = -1;
         }
 
         if (rc >= 0) {
@@ -396,7 +452,7 @@ ngx_http_sluice_handler(ngx_http_request_t *r)
 
     } else {
         rc = sluice_check(slcf->table->sluice, (int) slcf->category, key.data,
-                          key.len, ngx_http_sluice_now(), &ctx->decision);
+                          key.len, now, &ctx->decision);
     }
 
     if (rc != SLUICE_OK) {
@@ -429,6 +485,167 @@ ngx_http_sluice_handler(ngx_http_request_t *r)
     ctx->refused = 1;
 
     return slcf->status_code;
+}
+
+
+/* Two decimal digits for each of 0..99. */
+static const u_char  ngx_http_sluice_digit_pairs[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+
+/*
+ * Writes the decimal digits of `v` so that they end at `end` (two digits a division) and
+ * returns where they begin.
+ */
+static ngx_inline u_char *
+ngx_http_sluice_decimal(u_char *end, int64_t value)
+{
+    u_char    *p;
+    uint64_t   v, two;
+
+    p = end;
+    v = (value < 0) ? 0 - (uint64_t) value : (uint64_t) value;
+
+    while (v >= 100) {
+        two = v % 100;
+        v /= 100;
+        p -= 2;
+        p[0] = ngx_http_sluice_digit_pairs[2 * two];
+        p[1] = ngx_http_sluice_digit_pairs[2 * two + 1];
+    }
+
+    if (v >= 10) {
+        p -= 2;
+        p[0] = ngx_http_sluice_digit_pairs[2 * v];
+        p[1] = ngx_http_sluice_digit_pairs[2 * v + 1];
+
+    } else {
+        *--p = (u_char) ('0' + v);
+    }
+
+    if (value < 0) {
+        *--p = '-';
+    }
+
+    return p;
+}
+
+
+/*
+ * The header lines this module sends, with their lower-case names and hashes (computed
+ * once, in ngx_http_sluice_init): a response's lines then only point to them.
+ */
+#define NGX_HTTP_SLUICE_H_LIMIT      0
+#define NGX_HTTP_SLUICE_H_REMAINING  1
+#define NGX_HTTP_SLUICE_H_RESET      2
+#define NGX_HTTP_SLUICE_H_RETRY      3
+
+typedef struct {
+    ngx_str_t                    name;
+    u_char                      *lowcase;
+    ngx_uint_t                   hash;
+} ngx_http_sluice_header_name_t;
+
+static ngx_http_sluice_header_name_t  ngx_http_sluice_header_names[] = {
+    { ngx_string("X-RateLimit-Limit"), (u_char *) "x-ratelimit-limit", 0 },
+    { ngx_string("X-RateLimit-Remaining"), (u_char *) "x-ratelimit-remaining", 0 },
+    { ngx_string("X-RateLimit-Reset"), (u_char *) "x-ratelimit-reset", 0 },
+    { ngx_string("Retry-After"), (u_char *) "retry-after", 0 }
+};
+
+
+/*
+ * The last value of each header this worker formatted, right-aligned in `text`: the limit
+ * and the reset time repeat from one request to the next, so they are usually copied, not
+ * formatted again.
+ */
+typedef struct {
+    int64_t                      value;
+    size_t                       len;      /* 0: nothing formatted yet */
+    u_char                       text[NGX_INT64_LEN];
+} ngx_http_sluice_number_t;
+
+static ngx_http_sluice_number_t  ngx_http_sluice_last_numbers[4];
+
+
+/*
+ * Adds the X-RateLimit headers of the decision, and Retry-After when refused (as
+ * sluice_headers formats them, but written straight into nginx's header list): the values
+ * are formatted into the context, which lives as long as the request.
+ */
+static ngx_int_t
+ngx_http_sluice_add_x_ratelimit(ngx_http_request_t *r, ngx_http_sluice_ctx_t *ctx)
+{
+    u_char                          *end;
+    int64_t                          values[4];
+    ngx_uint_t                       i, first, last;
+    ngx_list_part_t                 *part;
+    ngx_table_elt_t                 *h;
+    struct sluice_decision          *d;
+    ngx_http_sluice_number_t        *number;
+    ngx_http_sluice_header_name_t   *name;
+
+    d = &ctx->decision;
+
+    /* a lockout's numbers count failures, not requests: they would read as a quota */
+    first = (d->rule >= 0 && d->status != SLUICE_STATUS_LOCKED)
+            ? NGX_HTTP_SLUICE_H_LIMIT : NGX_HTTP_SLUICE_H_RETRY;
+    last = d->allowed ? NGX_HTTP_SLUICE_H_RESET : NGX_HTTP_SLUICE_H_RETRY;
+
+    if (first > last) {
+        return NGX_OK;
+    }
+
+    values[NGX_HTTP_SLUICE_H_LIMIT] = d->limit;
+    values[NGX_HTTP_SLUICE_H_REMAINING] = d->remaining;
+    values[NGX_HTTP_SLUICE_H_RESET] = d->reset;
+    values[NGX_HTTP_SLUICE_H_RETRY] = d->retry_after;
+
+    /* the lines in one go when the list's last part has room (it has 20 at first) */
+    part = r->headers_out.headers.last;
+
+    if (r->headers_out.headers.nalloc - part->nelts >= last - first + 1) {
+        h = (ngx_table_elt_t *) part->elts + part->nelts;
+        part->nelts += last - first + 1;
+
+    } else {
+        h = NULL;
+    }
+
+    for (i = first; i <= last; i++, h = h ? h + 1 : NULL) {
+        if (h == NULL) {
+            h = ngx_list_push(&r->headers_out.headers);
+            if (h == NULL) {
+                return NGX_ERROR;
+            }
+        }
+
+        name = &ngx_http_sluice_header_names[i];
+        number = &ngx_http_sluice_last_numbers[i];
+        end = ctx->numbers[i] + NGX_INT64_LEN;
+
+        if (number->len == 0 || number->value != values[i]) {
+            number->value = values[i];
+            number->len = number->text + NGX_INT64_LEN
+                          - ngx_http_sluice_decimal(number->text + NGX_INT64_LEN,
+                                                    values[i]);
+        }
+
+        ngx_memcpy(ctx->numbers[i], number->text, NGX_INT64_LEN);
+
+        h->hash = name->hash;
+        h->key = name->name;
+        h->lowcase_key = name->lowcase;
+        h->value.len = number->len;
+        h->value.data = end - number->len;
+#if (nginx_version >= 1023000)
+        h->next = NULL;
+#endif
+    }
+
+    return NGX_OK;
 }
 
 
@@ -558,17 +775,19 @@ ngx_http_sluice_status_in(ngx_array_t *statuses, ngx_uint_t status)
 static ngx_int_t
 ngx_http_sluice_header_filter(ngx_http_request_t *r)
 {
-    int                          n, style;
-    u_char                      *block;
-    ngx_uint_t                   status;
-    ngx_http_sluice_ctx_t       *ctx;
-    ngx_http_sluice_loc_conf_t  *slcf;
+    int                           n;
+    u_char                       *block;
+    ngx_uint_t                    status;
+    ngx_http_sluice_ctx_t        *ctx;
+    ngx_http_sluice_loc_conf_t   *slcf;
+    ngx_http_sluice_main_conf_t  *smcf;
 
     if (r != r->main) {
         return ngx_http_next_header_filter(r);
     }
 
-    ctx = ngx_http_sluice_get_ctx(r);
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sluice_module);
+    ctx = ngx_http_sluice_get_ctx(r, smcf);
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_sluice_module);
 
     /* failures and successes of a lockout, by the status of the response */
@@ -585,31 +804,37 @@ ngx_http_sluice_header_filter(ngx_http_request_t *r)
             ngx_http_sluice_outcome(r, ctx, slcf, 0);
         }
 
-        if (ctx != NULL) {
+        if (ctx != NULL && ctx != &ngx_http_sluice_admitted) {
             ctx->outcome_done = 1;
         }
     }
 
     /* the rate-limit headers of the check's decision */
 
-    if (ctx == NULL || !ctx->checked || ctx->headers_done || ctx->dry_refused
-        || ctx->headers == NGX_HTTP_SLUICE_HEADERS_OFF)
+    if (ctx == NULL || ctx->headers == NGX_HTTP_SLUICE_HEADERS_OFF
+        || !ctx->checked || ctx->headers_done || ctx->dry_refused)
     {
         return ngx_http_next_header_filter(r);
     }
 
     ctx->headers_done = 1;
 
-    style = (ctx->headers == NGX_HTTP_SLUICE_HEADERS_IETF)
-            ? SLUICE_HEADERS_IETF : SLUICE_HEADERS_X_RATELIMIT;
+    if (ctx->headers == NGX_HTTP_SLUICE_HEADERS_X_RATELIMIT) {
+        if (ngx_http_sluice_add_x_ratelimit(r, ctx) != NGX_OK) {
+            return NGX_ERROR;
+        }
 
-    /* formatted straight into the pool memory the headers will point to */
+        return ngx_http_next_header_filter(r);
+    }
+
+    /* IETF style: formatted by the library, which knows the rules' names */
+
     block = ngx_pnalloc(r->pool, NGX_HTTP_SLUICE_HEADERS_LEN);
     if (block == NULL) {
         return NGX_ERROR;
     }
 
-    n = sluice_headers(ctx->table->sluice, &ctx->decision, style,
+    n = sluice_headers(ctx->table->sluice, &ctx->decision, SLUICE_HEADERS_IETF,
                        (char *) block, NGX_HTTP_SLUICE_HEADERS_LEN);
 
     if (n >= NGX_HTTP_SLUICE_HEADERS_LEN) {
@@ -619,8 +844,8 @@ ngx_http_sluice_header_filter(ngx_http_request_t *r)
             return NGX_ERROR;
         }
 
-        n = sluice_headers(ctx->table->sluice, &ctx->decision, style,
-                           (char *) block, (size_t) n + 1);
+        n = sluice_headers(ctx->table->sluice, &ctx->decision,
+                           SLUICE_HEADERS_IETF, (char *) block, (size_t) n + 1);
     }
 
     if (n < 0) {
@@ -638,38 +863,17 @@ ngx_http_sluice_header_filter(ngx_http_request_t *r)
 }
 
 
-/*
- * nginx resets the module contexts of a request on an internal redirect (index, try_files,
- * error_page, ...); the context lives in a pool cleanup record, so it is found again there
- * and the request is not charged a second time.
- */
-static ngx_http_sluice_ctx_t *
-ngx_http_sluice_get_ctx(ngx_http_request_t *r)
+/* The hidden variable of the context's slot reads as not found; its slot is kept. */
+static ngx_int_t
+ngx_http_sluice_context_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
 {
-    ngx_pool_cleanup_t     *cln;
-    ngx_http_sluice_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_sluice_module);
-
-    if (ctx == NULL && (r->internal || r->filter_finalize)) {
-        for (cln = r->pool->cleanup; cln; cln = cln->next) {
-            if (cln->handler == ngx_http_sluice_ctx_cleanup) {
-                ctx = cln->data;
-                ngx_http_set_ctx(r, ctx, ngx_http_sluice_module);
-                break;
-            }
-        }
-    }
-
-    return ctx;
-}
-
-
-static void
-ngx_http_sluice_ctx_cleanup(void *data)
-{
-    /* the context is plain pool memory; the handler only marks the record as ours */
+    (void) r;
     (void) data;
+
+    v->not_found = 1;
+
+    return NGX_OK;
 }
 
 
@@ -677,12 +881,14 @@ static ngx_int_t
 ngx_http_sluice_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     uintptr_t data)
 {
-    u_char                 *p;
-    uint32_t                value;
-    ngx_str_t              *name;
-    ngx_http_sluice_ctx_t  *ctx;
+    u_char                       *p;
+    uint32_t                      value;
+    ngx_str_t                    *name;
+    ngx_http_sluice_ctx_t        *ctx;
+    ngx_http_sluice_main_conf_t  *smcf;
 
-    ctx = ngx_http_sluice_get_ctx(r->main);
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sluice_module);
+    ctx = ngx_http_sluice_get_ctx(r, smcf);
 
     if (ctx == NULL || !ctx->checked) {
         v->not_found = 1;
@@ -1388,6 +1594,14 @@ ngx_http_sluice_add_variables(ngx_conf_t *cf)
         var->data = v->data;
     }
 
+    var = ngx_http_add_variable(cf, &ngx_http_sluice_context_name,
+                                NGX_HTTP_VAR_NOHASH);
+    if (var == NULL) {
+        return NGX_ERROR;
+    }
+
+    var->get_handler = ngx_http_sluice_context_variable;
+
     return NGX_OK;
 }
 
@@ -1426,6 +1640,20 @@ ngx_http_sluice_init(ngx_conf_t *cf)
                 smcf->variables_used = 1;
             }
         }
+    }
+
+    smcf->ctx_index = ngx_http_get_variable_index(cf,
+                                                  &ngx_http_sluice_context_name);
+    if (smcf->ctx_index == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < sizeof(ngx_http_sluice_header_names)
+                    / sizeof(ngx_http_sluice_header_name_t); i++)
+    {
+        ngx_http_sluice_header_names[i].hash =
+            ngx_hash_key(ngx_http_sluice_header_names[i].lowcase,
+                         ngx_http_sluice_header_names[i].name.len);
     }
 
     return NGX_OK;
