@@ -109,6 +109,8 @@ static char *ngx_http_sluice_statuses(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_sluice_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_sluice_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_sluice_check_dir(ngx_conf_t *cf,
+    ngx_http_sluice_table_t *t);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -1147,6 +1149,59 @@ ngx_http_sluice_full_name(ngx_conf_t *cf, ngx_str_t *name, ngx_uint_t conf_prefi
 
 
 /*
+ * For `nginx -t` when the table file does not exist yet: whether the master could create
+ * it, i.e. its directory exists and is writable and searchable. Logs why not.
+ */
+static ngx_int_t
+ngx_http_sluice_check_dir(ngx_conf_t *cf, ngx_http_sluice_table_t *t)
+{
+    u_char           *dir, *slash;
+    ngx_err_t         err;
+    ngx_file_info_t   fi;
+
+    slash = NULL;
+    for (dir = t->path.data; dir < t->path.data + t->path.len; dir++) {
+        if (*dir == '/') {
+            slash = dir;
+        }
+    }
+
+    if (slash == NULL) {
+        return NGX_OK;  /* ngx_conf_full_name made it absolute: not reached */
+    }
+
+    dir = ngx_pnalloc(cf->pool, slash - t->path.data + 2);
+    if (dir == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* "/" for a file at the root */
+    ngx_memcpy(dir, t->path.data, slash == t->path.data ? 1 : slash - t->path.data);
+    dir[slash == t->path.data ? 1 : slash - t->path.data] = '\0';
+
+    if (ngx_file_info(dir, &fi) == NGX_FILE_ERROR) {
+        err = ngx_errno;
+
+    } else if (!ngx_is_dir(&fi)) {
+        err = NGX_ENOTDIR;
+
+    } else if (access((const char *) dir, W_OK | X_OK) != 0) {
+        err = ngx_errno;
+
+    } else {
+        return NGX_OK;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, err,
+                       "sluice_table \"%V\": cannot create the table file "
+                       "\"%V\" in the directory \"%s\"", &t->name, &t->path,
+                       dir);
+
+    return NGX_ERROR;
+}
+
+
+/*
  * Opens the table: in the process that will run the workers (the master, or nginx itself
  * without one) the table file is created or attached; `nginx -t` attaches read-only to an
  * existing file (checking it was made for this policy) or, when there is none, only opens a
@@ -1170,11 +1225,23 @@ ngx_http_sluice_open(ngx_conf_t *cf, ngx_http_sluice_table_t *t)
         path = NULL;
 
     } else if (ngx_test_config) {
-        if (ngx_file_info(t->path.data, &fi) == NGX_FILE_ERROR) {
+        if (ngx_file_info(t->path.data, &fi) != NGX_FILE_ERROR) {
+            options.flags = SLUICE_OPEN_READ_ONLY;
+
+        } else if (ngx_errno == NGX_ENOENT
+                   && ngx_http_sluice_check_dir(cf, t) == NGX_OK)
+        {
+            /* the master will create the file: only the policy is checked */
             path = NULL;
 
         } else {
-            options.flags = SLUICE_OPEN_READ_ONLY;
+            if (ngx_errno != NGX_ENOENT) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                                   "sluice_table \"%V\": cannot use the table "
+                                   "file \"%V\"", &t->name, &t->path);
+            }
+
+            return NGX_CONF_ERROR;
         }
 
     } else {
