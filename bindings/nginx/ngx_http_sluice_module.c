@@ -471,13 +471,26 @@ ngx_http_sluice_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ngx_log_error(slcf->log_level, r->connection->log, 0,
-                  "sluice: %s request%s, key \"%V\", table \"%V\", "
-                  "category \"%V\", retry after %uD s",
-                  ngx_http_sluice_status_name(ctx->decision.status),
-                  slcf->dry_run ? " (dry run)" : "", &key,
-                  &slcf->table->name, &slcf->category_name,
-                  ctx->decision.retry_after);
+    if (ctx->decision.rule >= 0 && ctx->decision.status != SLUICE_STATUS_LOCKED) {
+        ngx_log_error(slcf->log_level, r->connection->log, 0,
+                      "sluice: %s request%s, key \"%V\", table \"%V\", "
+                      "category \"%V\", rule %D (%uD per %L ms), "
+                      "retry after %uD s",
+                      ngx_http_sluice_status_name(ctx->decision.status),
+                      slcf->dry_run ? " (dry run)" : "", &key,
+                      &slcf->table->name, &slcf->category_name,
+                      ctx->decision.rule, ctx->decision.limit,
+                      ctx->decision.window_ms, ctx->decision.retry_after);
+
+    } else {
+        ngx_log_error(slcf->log_level, r->connection->log, 0,
+                      "sluice: %s request%s, key \"%V\", table \"%V\", "
+                      "category \"%V\", retry after %uD s",
+                      ngx_http_sluice_status_name(ctx->decision.status),
+                      slcf->dry_run ? " (dry run)" : "", &key,
+                      &slcf->table->name, &slcf->category_name,
+                      ctx->decision.retry_after);
+    }
 
     if (slcf->dry_run) {
         ctx->dry_refused = 1;

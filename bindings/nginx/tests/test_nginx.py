@@ -364,6 +364,7 @@ def test_mode_log_level_and_a_long_category_name(nginx):
     assert refused.status == 429 and refused.header("RateLimit").startswith('"%s";r=0;' % name)
     nginx.wait_log("[warn]")
     assert "sluice: LIMITED request, key \"127.0.0.1\"" in nginx.error_log()
+    assert 'category "%s", rule 1 (1 per 60000 ms), retry after ' % name in nginx.error_log()
 
 
 def test_return_runs_before_the_module(nginx):
@@ -417,7 +418,10 @@ def test_headers_off_without_variables(nginx):
         got = [nginx.get("/a.html") for _ in range(4)]
         assert [r.status for r in got] == [200, 200, 200, 429]
         assert all(r.header("X-RateLimit-Limit") is None and r.header("Retry-After") is None for r in got)
-        nginx.wait_log('sluice: LIMITED request, key "127.0.0.1", table "api", category "global", retry after 60 s')
+        nginx.wait_log(
+            'sluice: LIMITED request, key "127.0.0.1", table "api", category "global", '
+            "rule 0 (3 per 60000 ms), retry after 60 s"
+        )
         # auth has its own rules, but global's 3 are spent: refused before the backend
         assert nginx.get("/login").status == 429 and backend.hits == 0
     finally:
