@@ -25,8 +25,12 @@
 
 #define NGX_HTTP_SLUICE_MAX_KEY              65535
 
-/* room for the headers of a decision, but for long category names (IETF style) */
-#define NGX_HTTP_SLUICE_HEADERS_LEN          192
+
+/* A rule's IETF header texts, made once when the table is opened. */
+typedef struct {
+    ngx_str_t                    policy;       /* "NAME";q=N;w=SECONDS */
+    ngx_str_t                    quoted_name;  /* "NAME" */
+} ngx_http_sluice_rule_t;
 
 
 typedef struct {
@@ -36,6 +40,8 @@ typedef struct {
     ngx_str_t                    policy;       /* the policy text, NUL-terminated */
     struct sluice               *sluice;
     ngx_uint_t                   mode;
+    ngx_http_sluice_rule_t      *rules;        /* by rule index, as decisions name them */
+    ngx_uint_t                   nrules;
 } ngx_http_sluice_table_t;
 
 
@@ -110,6 +116,8 @@ static char *ngx_http_sluice_statuses(ngx_conf_t *cf, ngx_command_t *cmd,
 static ngx_int_t ngx_http_sluice_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_sluice_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_sluice_check_dir(ngx_conf_t *cf,
+    ngx_http_sluice_table_t *t);
+static ngx_int_t ngx_http_sluice_describe_rules(ngx_conf_t *cf,
     ngx_http_sluice_table_t *t);
 
 
@@ -556,6 +564,8 @@ ngx_http_sluice_decimal(u_char *end, int64_t value)
 #define NGX_HTTP_SLUICE_H_REMAINING  1
 #define NGX_HTTP_SLUICE_H_RESET      2
 #define NGX_HTTP_SLUICE_H_RETRY      3
+#define NGX_HTTP_SLUICE_H_POLICY     4
+#define NGX_HTTP_SLUICE_H_RATELIMIT  5
 
 typedef struct {
     ngx_str_t                    name;
@@ -567,7 +577,9 @@ static ngx_http_sluice_header_name_t  ngx_http_sluice_header_names[] = {
     { ngx_string("X-RateLimit-Limit"), (u_char *) "x-ratelimit-limit", 0 },
     { ngx_string("X-RateLimit-Remaining"), (u_char *) "x-ratelimit-remaining", 0 },
     { ngx_string("X-RateLimit-Reset"), (u_char *) "x-ratelimit-reset", 0 },
-    { ngx_string("Retry-After"), (u_char *) "retry-after", 0 }
+    { ngx_string("Retry-After"), (u_char *) "retry-after", 0 },
+    { ngx_string("RateLimit-Policy"), (u_char *) "ratelimit-policy", 0 },
+    { ngx_string("RateLimit"), (u_char *) "ratelimit", 0 }
 };
 
 
@@ -582,7 +594,51 @@ typedef struct {
     u_char                       text[NGX_INT64_LEN];
 } ngx_http_sluice_number_t;
 
-static ngx_http_sluice_number_t  ngx_http_sluice_last_numbers[4];
+static ngx_http_sluice_number_t  ngx_http_sluice_last_numbers[4];  /* by header */
+
+
+/* Sets the name of header line `h` to this module's header `i`. */
+static ngx_inline void
+ngx_http_sluice_header_name(ngx_table_elt_t *h, ngx_uint_t i)
+{
+    ngx_http_sluice_header_name_t  *name;
+
+    name = &ngx_http_sluice_header_names[i];
+
+    h->hash = name->hash;
+    h->key = name->name;
+    h->lowcase_key = name->lowcase;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+}
+
+
+/*
+ * Sets `value` to the decimal text of header `i`'s number, formatted into the context (or
+ * copied from the worker's last text of that header when the number is the same).
+ */
+static ngx_inline void
+ngx_http_sluice_number(ngx_http_sluice_ctx_t *ctx, ngx_uint_t i, int64_t n,
+    ngx_str_t *value)
+{
+    u_char                    *end;
+    ngx_http_sluice_number_t  *last;
+
+    last = &ngx_http_sluice_last_numbers[i];
+
+    if (last->len == 0 || last->value != n) {
+        last->value = n;
+        last->len = last->text + NGX_INT64_LEN
+                    - ngx_http_sluice_decimal(last->text + NGX_INT64_LEN, n);
+    }
+
+    ngx_memcpy(ctx->numbers[i], last->text, NGX_INT64_LEN);
+
+    end = ctx->numbers[i] + NGX_INT64_LEN;
+    value->len = last->len;
+    value->data = end - last->len;
+}
 
 
 /*
@@ -593,14 +649,11 @@ static ngx_http_sluice_number_t  ngx_http_sluice_last_numbers[4];
 static ngx_int_t
 ngx_http_sluice_add_x_ratelimit(ngx_http_request_t *r, ngx_http_sluice_ctx_t *ctx)
 {
-    u_char                          *end;
-    int64_t                          values[4];
-    ngx_uint_t                       i, first, last;
-    ngx_list_part_t                 *part;
-    ngx_table_elt_t                 *h;
-    struct sluice_decision          *d;
-    ngx_http_sluice_number_t        *number;
-    ngx_http_sluice_header_name_t   *name;
+    int64_t                   values[4];
+    ngx_uint_t                i, first, last, n;
+    ngx_list_part_t          *part;
+    ngx_table_elt_t          *h;
+    struct sluice_decision   *d;
 
     d = &ctx->decision;
 
@@ -620,10 +673,11 @@ ngx_http_sluice_add_x_ratelimit(ngx_http_request_t *r, ngx_http_sluice_ctx_t *ct
 
     /* the lines in one go when the list's last part has room (it has 20 at first) */
     part = r->headers_out.headers.last;
+    n = last - first + 1;
 
-    if (r->headers_out.headers.nalloc - part->nelts >= last - first + 1) {
+    if (r->headers_out.headers.nalloc - part->nelts >= n) {
         h = (ngx_table_elt_t *) part->elts + part->nelts;
-        part->nelts += last - first + 1;
+        part->nelts += n;
 
     } else {
         h = NULL;
@@ -637,27 +691,8 @@ ngx_http_sluice_add_x_ratelimit(ngx_http_request_t *r, ngx_http_sluice_ctx_t *ct
             }
         }
 
-        name = &ngx_http_sluice_header_names[i];
-        number = &ngx_http_sluice_last_numbers[i];
-        end = ctx->numbers[i] + NGX_INT64_LEN;
-
-        if (number->len == 0 || number->value != values[i]) {
-            number->value = values[i];
-            number->len = number->text + NGX_INT64_LEN
-                          - ngx_http_sluice_decimal(number->text + NGX_INT64_LEN,
-                                                    values[i]);
-        }
-
-        ngx_memcpy(ctx->numbers[i], number->text, NGX_INT64_LEN);
-
-        h->hash = name->hash;
-        h->key = name->name;
-        h->lowcase_key = name->lowcase;
-        h->value.len = number->len;
-        h->value.data = end - number->len;
-#if (nginx_version >= 1023000)
-        h->next = NULL;
-#endif
+        ngx_http_sluice_header_name(h, i);
+        ngx_http_sluice_number(ctx, i, values[i], &h->value);
     }
 
     return NGX_OK;
@@ -665,26 +700,41 @@ ngx_http_sluice_add_x_ratelimit(ngx_http_request_t *r, ngx_http_sluice_ctx_t *ct
 
 
 /*
- * Adds the `Name: value\r\n` lines of `block` (`len` bytes, in the request's pool, where the
- * headers keep pointing) to the response.
+ * Adds the IETF draft's RateLimit-Policy (the rule's text, made when the table was opened)
+ * and RateLimit headers of the decision, and Retry-After when refused.
  */
 static ngx_int_t
-ngx_http_sluice_add_headers(ngx_http_request_t *r, u_char *block, size_t len)
+ngx_http_sluice_add_ietf(ngx_http_request_t *r, ngx_http_sluice_ctx_t *ctx)
 {
-    u_char           *p, *end, *colon, *eol;
-    ngx_table_elt_t  *h;
+    u_char                   *p;
+    ngx_str_t                 remaining, reset;
+    ngx_table_elt_t          *h;
+    ngx_http_sluice_rule_t   *rule;
+    struct sluice_decision   *d;
 
-    p = block;
-    end = block + len;
+    d = &ctx->decision;
 
-    while (p < end) {
-        colon = memchr(p, ':', end - p);
-        if (colon == NULL || end - colon < 4 || colon[1] != ' ') {
+    if (d->rule >= 0 && (ngx_uint_t) d->rule < ctx->table->nrules
+        && d->status != SLUICE_STATUS_LOCKED)
+    {
+        rule = &ctx->table->rules[d->rule];
+
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
             return NGX_ERROR;
         }
 
-        eol = memchr(colon, '\r', end - colon);
-        if (eol == NULL || eol + 1 >= end || eol[1] != '\n') {
+        ngx_http_sluice_header_name(h, NGX_HTTP_SLUICE_H_POLICY);
+        h->value = rule->policy;
+
+        ngx_http_sluice_number(ctx, NGX_HTTP_SLUICE_H_REMAINING, d->remaining,
+                               &remaining);
+        ngx_http_sluice_number(ctx, NGX_HTTP_SLUICE_H_RESET, d->reset_after,
+                               &reset);
+
+        p = ngx_pnalloc(r->pool, rule->quoted_name.len + sizeof(";r=;t=") - 1
+                                 + remaining.len + reset.len);
+        if (p == NULL) {
             return NGX_ERROR;
         }
 
@@ -693,17 +743,25 @@ ngx_http_sluice_add_headers(ngx_http_request_t *r, u_char *block, size_t len)
             return NGX_ERROR;
         }
 
-        h->hash = 1;
-        h->key.data = p;
-        h->key.len = colon - p;
-        h->value.data = colon + 2;
-        h->value.len = eol - (colon + 2);
-        h->lowcase_key = NULL;
-#if (nginx_version >= 1023000)
-        h->next = NULL;
-#endif
+        ngx_http_sluice_header_name(h, NGX_HTTP_SLUICE_H_RATELIMIT);
+        h->value.data = p;
+        p = ngx_cpymem(p, rule->quoted_name.data, rule->quoted_name.len);
+        p = ngx_cpymem(p, ";r=", 3);
+        p = ngx_cpymem(p, remaining.data, remaining.len);
+        p = ngx_cpymem(p, ";t=", 3);
+        p = ngx_cpymem(p, reset.data, reset.len);
+        h->value.len = p - h->value.data;
+    }
 
-        p = eol + 2;
+    if (!d->allowed) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_sluice_header_name(h, NGX_HTTP_SLUICE_H_RETRY);
+        ngx_http_sluice_number(ctx, NGX_HTTP_SLUICE_H_RETRY, d->retry_after,
+                               &h->value);
     }
 
     return NGX_OK;
@@ -790,8 +848,7 @@ ngx_http_sluice_status_in(ngx_array_t *statuses, ngx_uint_t status)
 static ngx_int_t
 ngx_http_sluice_header_filter(ngx_http_request_t *r)
 {
-    int                           n;
-    u_char                       *block;
+    ngx_int_t                     rc;
     ngx_uint_t                    status;
     ngx_http_sluice_ctx_t        *ctx;
     ngx_http_sluice_loc_conf_t   *slcf;
@@ -835,42 +892,13 @@ ngx_http_sluice_header_filter(ngx_http_request_t *r)
     ctx->headers_done = 1;
 
     if (ctx->headers == NGX_HTTP_SLUICE_HEADERS_X_RATELIMIT) {
-        if (ngx_http_sluice_add_x_ratelimit(r, ctx) != NGX_OK) {
-            return NGX_ERROR;
-        }
+        rc = ngx_http_sluice_add_x_ratelimit(r, ctx);
 
-        return ngx_http_next_header_filter(r);
+    } else {
+        rc = ngx_http_sluice_add_ietf(r, ctx);
     }
 
-    /* IETF style: formatted by the library, which knows the rules' names */
-
-    block = ngx_pnalloc(r->pool, NGX_HTTP_SLUICE_HEADERS_LEN);
-    if (block == NULL) {
-        return NGX_ERROR;
-    }
-
-    n = sluice_headers(ctx->table->sluice, &ctx->decision, SLUICE_HEADERS_IETF,
-                       (char *) block, NGX_HTTP_SLUICE_HEADERS_LEN);
-
-    if (n >= NGX_HTTP_SLUICE_HEADERS_LEN) {
-        /* a long category name: the library said how much room it needs */
-        block = ngx_pnalloc(r->pool, (size_t) n + 1);
-        if (block == NULL) {
-            return NGX_ERROR;
-        }
-
-        n = sluice_headers(ctx->table->sluice, &ctx->decision,
-                           SLUICE_HEADERS_IETF, (char *) block, (size_t) n + 1);
-    }
-
-    if (n < 0) {
-        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                      "sluice: cannot format the headers: %s",
-                      sluice_strerror(n));
-        return ngx_http_next_header_filter(r);
-    }
-
-    if (ngx_http_sluice_add_headers(r, block, (size_t) n) != NGX_OK) {
+    if (rc != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -1305,6 +1333,80 @@ ngx_http_sluice_table_cleanup(void *data)
 }
 
 
+/*
+ * The IETF header texts of every rule of the table's policy, so that a response's
+ * RateLimit-Policy is a pointer to one of them and its RateLimit needs only two numbers.
+ */
+static ngx_int_t
+ngx_http_sluice_describe_rules(ngx_conf_t *cf, ngx_http_sluice_table_t *t)
+{
+    int                       rc;
+    u_char                   *p;
+    size_t                    len;
+    int32_t                   i;
+    ngx_array_t               rules;
+    ngx_http_sluice_rule_t   *rule;
+    struct sluice_rule_info   info;
+
+    if (ngx_array_init(&rules, cf->pool, 8, sizeof(ngx_http_sluice_rule_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; /* void */; i++) {
+        ngx_memzero(&info, sizeof(struct sluice_rule_info));
+        info.size = sizeof(struct sluice_rule_info);
+
+        rc = sluice_describe_rule(t->sluice, i, &info);
+        if (rc == SLUICE_ERR_ARGUMENT) {
+            break;  /* past the last rule */
+        }
+
+        if (rc != SLUICE_OK) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "sluice_table \"%V\": cannot describe rule %D: %s",
+                               &t->name, i, sluice_strerror(rc));
+            return NGX_ERROR;
+        }
+
+        rule = ngx_array_push(&rules);
+        if (rule == NULL) {
+            return NGX_ERROR;
+        }
+
+        len = ngx_strlen(info.category_name);
+
+        p = ngx_pnalloc(cf->pool, len + 2);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        rule->quoted_name.data = p;
+        rule->quoted_name.len = ngx_sprintf(p, "\"%s\"", info.category_name) - p;
+
+        p = ngx_pnalloc(cf->pool, len + 2 + sizeof(";q=;w=") - 1
+                                  + NGX_INT32_LEN + NGX_INT64_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        /* w: the window in seconds, rounded up (as the library's own headers) */
+        rule->policy.data = p;
+        rule->policy.len = ngx_sprintf(p, "\"%s\";q=%uD;w=%L", info.category_name,
+                                       info.limit,
+                                       info.window_ms / 1000
+                                       + (info.window_ms % 1000 != 0))
+                           - p;
+    }
+
+    t->rules = rules.elts;
+    t->nrules = rules.nelts;
+
+    return NGX_OK;
+}
+
+
 static char *
 ngx_http_sluice_table(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -1423,6 +1525,10 @@ ngx_http_sluice_table(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return rv;
     }
 
+    if (ngx_http_sluice_describe_rules(cf, t) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     tp = ngx_array_push(&smcf->tables);
     if (tp == NULL) {
         return NGX_CONF_ERROR;
@@ -1431,54 +1537,6 @@ ngx_http_sluice_table(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     *tp = t;
 
     return NGX_CONF_OK;
-}
-
-
-/*
- * Whether the policy text has a `CATEGORY lockout ...` line. The text parsed already (the
- * table opened), so a line is: optional blanks, a name, blanks, the next word.
- */
-static ngx_flag_t
-ngx_http_sluice_policy_has_lockout(ngx_str_t *policy, ngx_str_t *category)
-{
-    u_char  *p, *end, *eol, *w;
-
-    p = policy->data;
-    end = p + policy->len;
-
-    for (; p < end; p = eol + 1) {
-        eol = ngx_strlchr(p, end, '\n');
-        if (eol == NULL) {
-            eol = end;
-        }
-
-        while (p < eol && (*p == ' ' || *p == '\t')) {
-            p++;
-        }
-
-        w = p;
-        while (p < eol && *p != ' ' && *p != '\t' && *p != '#' && *p != '\r') {
-            p++;
-        }
-
-        if ((size_t) (p - w) != category->len
-            || ngx_strncmp(w, category->data, category->len) != 0)
-        {
-            continue;
-        }
-
-        while (p < eol && (*p == ' ' || *p == '\t')) {
-            p++;
-        }
-
-        if (eol - p >= 8 && ngx_strncmp(p, "lockout", 7) == 0
-            && (p[7] == ' ' || p[7] == '\t'))
-        {
-            return 1;
-        }
-    }
-
-    return 0;
 }
 
 
@@ -1493,6 +1551,7 @@ ngx_http_sluice(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_uint_t                          i;
     ngx_http_sluice_table_t           **tp, *table;
     ngx_http_sluice_main_conf_t        *smcf;
+    struct sluice_category_info         info;
     ngx_http_compile_complex_value_t    ccv;
 
     (void) cmd;
@@ -1600,8 +1659,17 @@ ngx_http_sluice(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     slcf->table = table;
     slcf->category_name = category;
     slcf->category = id;
-    slcf->has_lockout = ngx_http_sluice_policy_has_lockout(&table->policy,
-                                                           &category);
+    ngx_memzero(&info, sizeof(struct sluice_category_info));
+    info.size = sizeof(struct sluice_category_info);
+
+    if (sluice_describe_category(table->sluice, id, &info) != SLUICE_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "sluice: table \"%V\": cannot describe category "
+                           "\"%V\"", &table->name, &category);
+        return NGX_CONF_ERROR;
+    }
+
+    slcf->has_lockout = (info.lockout_rule >= 0);
     slcf->sluice_file = cf->conf_file->file.name;
     slcf->sluice_line = cf->conf_file->line;
 

@@ -525,3 +525,25 @@ def test_bad_reloads_keep_the_workers(nginx):
         assert r.status == 200 and r.header("X-RateLimit-Remaining") == str(remaining), r
         assert int(r.header("X-Worker")) in workers
     assert not os.path.exists(os.path.dirname(missing))
+
+
+def test_ietf_headers_name_the_deciding_rule_and_a_lock_sends_only_retry_after(nginx):
+    backend = Backend()
+    try:
+        nginx.configure(
+            "global 3/1m\nauth 10/90s\nauth lockout 1/1m for 20s\n",
+            http="sluice_headers ietf;",
+            server="location /login { sluice api category=auth; sluice_failure_status 401; "
+            "proxy_pass http://127.0.0.1:%d; }" % backend.port,
+        )
+        nginx.start()
+        first = nginx.get("/login")  # global's 3 leave less than auth's 10: global decides
+        assert first.status == 401
+        assert first.header("RateLimit-Policy") == '"global";q=3;w=60'
+        assert first.header("RateLimit") in ('"global";r=2;t=60', '"global";r=2;t=59')
+        locked = nginx.get("/login")  # the one failure locked the key
+        assert locked.status == 429 and backend.hits == 1
+        assert locked.header("RateLimit-Policy") is None and locked.header("RateLimit") is None
+        assert 18 <= int(locked.header("Retry-After")) <= 20
+    finally:
+        backend.close()
