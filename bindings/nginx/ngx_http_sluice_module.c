@@ -4,12 +4,13 @@
  *
  * - `sluice_table` (http) reads a policy file and opens the table when the configuration is
  *   loaded, in the master process: workers inherit the mapping through fork, so they need no
- *   permission on the file. `nginx -t` attaches read-only (or only parses the policy when the
- *   file does not exist yet) and the `-s` signaller only parses: neither creates anything.
- * - A PREACCESS handler checks each client request once (the decision is kept in a pool
- *   cleanup record, which internal redirects do not reset) and refuses with `sluice_status`.
- * - A header filter adds the rate-limit headers and records failures or successes of a
- *   lockout by the response status.
+ *   permission on the file. `nginx -t` attaches read-only (or, when the file does not exist
+ *   yet, parses the policy and checks the file's directory) and the `-s` signaller only
+ *   parses: neither creates anything.
+ * - A PREACCESS handler checks each client request once (the decision is kept in a hidden
+ *   variable's slot, which internal redirects do not reset) and refuses with `sluice_status`.
+ * - A header filter writes the rate-limit header lines from the decision's numbers and
+ *   records failures or successes of a lockout by the response status.
  */
 
 #include <ngx_config.h>
