@@ -157,6 +157,26 @@ def test_replica_reaches_the_same_decisions(servers, now):
     # Replicas refuse writes from clients.
     with pytest.raises(redis.exceptions.ReadOnlyError):
         rr.execute_command("SLUICE.CHECK", "alice", "auth", "AT", t)
+    # The digests agree: by stream, and on a replica full-synced after all the traffic.
+    fresh = start_replica(servers, primary, "fresh")
+    assert rp.execute_command("WAIT", 3, 10_000) == 3
+    want = digests(rp)
+    assert all(want.values()) and len(set(want.values())) == len(KEYS)
+    for replica in (rr, plain, fresh):
+        assert digests(replica) == want
+        assert replica.execute_command("DEBUG", "DIGEST") == rp.execute_command("DEBUG", "DIGEST")
+    # A digest follows the state: one more check on the primary changes it, on every node.
+    rp.execute_command("SLUICE.CHECK", "alice", "search", "AT", t + 1)
+    assert rp.execute_command("WAIT", 3, 10_000) == 3
+    changed = digests(rp)
+    assert changed["alice"] != want["alice"] and changed["bob"] == want["bob"]
+    for replica in (rr, plain, fresh):
+        assert digests(replica) == changed
+
+
+def digests(r):
+    """Each key's DEBUG DIGEST-VALUE (the module's digest over the key's logical state)."""
+    return {k: r.execute_command("DEBUG", "DIGEST-VALUE", k)[0] for k in KEYS}
 
 
 CHARSET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
