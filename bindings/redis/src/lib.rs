@@ -9,17 +9,19 @@
 use std::cell::Cell;
 use std::ffi::CString;
 use std::os::raw::{c_int, c_void};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use redis_module::native_types::RedisType;
 use redis_module::{
     raw, redis_module, Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue,
     Status as RedisStatus,
 };
-use sluice::{Category, Decision, KeyEngine, KeySnapshot, KeyState, LockoutSnapshot};
+use sluice::{Category, Decision, KeyEngine, KeySnapshot, KeyState, LockoutSnapshot, Policy};
 
-/// The RDB encoding of a value; a newer one is refused when loading.
-const ENCODING_VERSION: i32 = 1;
+/// The RDB encoding of a value; a newer one is refused when loading. Version 2 adds the
+/// policy the file's values were written under (module aux data, before the keys); values of
+/// version 1 are read as written under the policy in force.
+const ENCODING_VERSION: i32 = 2;
 /// The text form's version (AOF rewrite's `SLUICE.RESTORE`).
 const TEXT_VERSION: &str = "v1";
 
@@ -57,10 +59,10 @@ static SLUICE_TYPE: RedisType = RedisType::new(
         free: Some(free),
         mem_usage: Some(mem_usage),
         digest: Some(digest),
-        aux_load: None,
-        aux_save: None,
+        aux_load: Some(aux_load),
+        aux_save: Some(aux_save),
         aux_save2: None,
-        aux_save_triggers: 0,
+        aux_save_triggers: raw::REDISMODULE_AUX_BEFORE_RDB as i32,
         free_effort: None,
         unlink: None,
         copy: Some(copy),
@@ -95,8 +97,52 @@ fn encode(v: &Value) -> Vec<i64> {
     out
 }
 
-/// The inverse of [`encode`], through the engine's own validation.
-fn decode(mut next: impl FnMut() -> Result<i64, String>) -> Result<Value, String> {
+/// The policy a stored value was written under, when it is not the policy in force.
+enum WrittenUnder<'a> {
+    /// The policy in force (or the writer did not say).
+    InForce,
+    Other(&'a Policy),
+    /// A policy text this module cannot parse: no state of it is trusted.
+    Unreadable(&'a str),
+}
+
+/// The inverse of [`encode`], through the engine's own validation; a value written under
+/// another policy is carried over to the one in force (`KeySnapshot::carry_over`: unchanged
+/// rules keep their logs, locks their end and level, the rest starts empty).
+fn decode(
+    next: impl FnMut() -> Result<i64, String>,
+    under: WrittenUnder<'_>,
+) -> Result<Value, String> {
+    let (last_ms, mut snap) = decode_snapshot(next)?;
+    let m = module();
+    match under {
+        WrittenUnder::InForce => {}
+        WrittenUnder::Other(from) if from == m.engine.policy() => {}
+        WrittenUnder::Other(from) => {
+            snap = snap
+                .carry_over(from, m.engine.policy())
+                .ok_or("the value does not have the shape of the policy it was written under")?;
+        }
+        WrittenUnder::Unreadable(why) => {
+            return Err(format!(
+                "the policy it was written under does not parse: {why}"
+            ))
+        }
+    }
+    let state = m
+        .engine
+        .restore(&snap)
+        .map_err(|e| format!("a state the policy in force cannot hold: {e}"))?;
+    Ok(Value {
+        state,
+        last_ms: Cell::new(last_ms),
+    })
+}
+
+/// A value's integers as its newest time and a snapshot, not yet checked against a policy.
+fn decode_snapshot(
+    mut next: impl FnMut() -> Result<i64, String>,
+) -> Result<(i64, KeySnapshot), String> {
     let count = |what: &str, next: &mut dyn FnMut() -> Result<i64, String>| {
         let n = next()?;
         if !(0..=1 << 20).contains(&n) {
@@ -124,14 +170,7 @@ fn decode(mut next: impl FnMut() -> Result<i64, String>) -> Result<Value, String
             level: u32::try_from(level).map_err(|_| format!("level {level} out of range"))?,
         });
     }
-    let state = module()
-        .engine
-        .restore(&snap)
-        .map_err(|e| format!("a state the policy in force cannot hold: {e}"))?;
-    Ok(Value {
-        state,
-        last_ms: Cell::new(last_ms),
-    })
+    Ok((last_ms, snap))
 }
 
 fn encode_text(v: &Value) -> String {
@@ -143,7 +182,7 @@ fn encode_text(v: &Value) -> String {
     s
 }
 
-fn decode_text(text: &str) -> Result<Value, String> {
+fn decode_text(text: &str, under: WrittenUnder<'_>) -> Result<Value, String> {
     let mut parts = text.split(' ');
     match parts.next() {
         Some(TEXT_VERSION) => {}
@@ -154,11 +193,14 @@ fn decode_text(text: &str) -> Result<Value, String> {
             ))
         }
     }
-    let v = decode(|| {
-        let p = parts.next().ok_or("the encoding ends too soon")?;
-        p.parse::<i64>()
-            .map_err(|_| format!("{p:?} is not an integer"))
-    })?;
+    let v = decode(
+        || {
+            let p = parts.next().ok_or("the encoding ends too soon")?;
+            p.parse::<i64>()
+                .map_err(|_| format!("{p:?} is not an integer"))
+        },
+        under,
+    )?;
     if parts.next().is_some() {
         return Err("the encoding has trailing values".into());
     }
@@ -217,7 +259,14 @@ unsafe extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) 
 }
 
 fn log_warning(msg: &str) {
-    let level = CString::new("warning").unwrap();
+    log_at(c"warning", msg);
+}
+
+fn log_notice(msg: &str) {
+    log_at(c"notice", msg);
+}
+
+fn log_at(level: &std::ffi::CStr, msg: &str) {
     let fmt = CString::new("%s").unwrap();
     let msg = CString::new(msg.replace('\0', " ")).unwrap();
     unsafe {
@@ -232,10 +281,7 @@ fn log_warning(msg: &str) {
 
 unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
     if encver > ENCODING_VERSION {
-        log_warning(&format!(
-            "sluice: a value of encoding version {encver} in the RDB file; this module reads \
-             versions up to {ENCODING_VERSION}: load it with a newer module"
-        ));
+        log_warning(&newer_encoding(encver));
         return std::ptr::null_mut();
     }
     let Ok(len) = raw::load_unsigned(rdb) else {
@@ -243,7 +289,15 @@ unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *m
     };
     let mut read = 0u64;
     let mut io_failed = false;
-    let result = decode(|| {
+    let file_policy = FILE_POLICY.lock().unwrap_or_else(|e| e.into_inner());
+    // Version 1 files carry no policy (their values are the policy in force's); a version 2
+    // file's aux data, loaded before its keys, says which it was.
+    let under = match (encver, &*file_policy) {
+        (2.., Some(Ok(p))) => WrittenUnder::Other(p),
+        (2.., Some(Err(why))) => WrittenUnder::Unreadable(why),
+        _ => WrittenUnder::InForce,
+    };
+    let next = || {
         if read >= len {
             return Err("the value ends too soon".into());
         }
@@ -252,7 +306,9 @@ unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *m
             io_failed = true;
             "a short read".to_string()
         })
-    });
+    };
+    let result = decode(next, under);
+    drop(file_policy);
     if io_failed {
         return std::ptr::null_mut();
     }
@@ -270,8 +326,8 @@ unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *m
                 Err(e) => e,
                 Ok(_) => "trailing values".into(),
             };
-            // A key saved under another policy: it loads as a key never seen rather than
-            // stopping the server.
+            // A key that neither fits the policy in force nor carries over to it: it loads as
+            // a key never seen rather than stopping the server.
             log_warning(&format!(
                 "sluice: a saved key does not fit the policy in force ({why}); it loads as a new key"
             ));
@@ -284,6 +340,56 @@ unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *m
     }
 }
 
+/// The policy of the RDB file being loaded (its aux data), or why it does not parse.
+static FILE_POLICY: Mutex<Option<Result<Policy, String>>> = Mutex::new(None);
+
+/// Before the keys of every RDB file: the text of the policy its values are written under.
+unsafe extern "C" fn aux_save(rdb: *mut raw::RedisModuleIO, when: c_int) {
+    if when == raw::REDISMODULE_AUX_BEFORE_RDB as c_int {
+        let text = &module().policy_text;
+        raw::RedisModule_SaveStringBuffer.unwrap()(rdb, text.as_ptr().cast(), text.len());
+    }
+}
+
+unsafe extern "C" fn aux_load(rdb: *mut raw::RedisModuleIO, encver: c_int, when: c_int) -> c_int {
+    if encver > ENCODING_VERSION {
+        log_warning(&newer_encoding(encver));
+        return raw::REDISMODULE_ERR as c_int;
+    }
+    if when != raw::REDISMODULE_AUX_BEFORE_RDB as c_int {
+        return raw::REDISMODULE_OK as c_int;
+    }
+    let mut len = 0usize;
+    let p = raw::RedisModule_LoadStringBuffer.unwrap()(rdb, &mut len);
+    if p.is_null() || raw::RedisModule_IsIOError.unwrap()(rdb) != 0 {
+        return raw::REDISMODULE_ERR as c_int;
+    }
+    let text =
+        String::from_utf8_lossy(std::slice::from_raw_parts(p.cast::<u8>(), len)).into_owned();
+    raw::RedisModule_Free.unwrap()(p.cast());
+    let parsed = Policy::parse(&text).map_err(|e| e.to_string());
+    if let Err(e) = &parsed {
+        log_warning(&format!(
+            "sluice: the RDB file's values were written under a policy that does not parse \
+             ({e}); its keys load as new keys"
+        ));
+    } else if parsed.as_ref().ok() != Some(module().engine.policy()) {
+        log_notice(
+            "sluice: the RDB file's values were written under another policy; each key keeps \
+             what is still exact under the policy in force",
+        );
+    }
+    *FILE_POLICY.lock().unwrap_or_else(|e| e.into_inner()) = Some(parsed);
+    raw::REDISMODULE_OK as c_int
+}
+
+fn newer_encoding(encver: c_int) -> String {
+    format!(
+        "sluice: a value of encoding version {encver} in the RDB file; this module reads \
+         versions up to {ENCODING_VERSION}: load it with a newer module"
+    )
+}
+
 unsafe extern "C" fn aof_rewrite(
     aof: *mut raw::RedisModuleIO,
     key: *mut raw::RedisModuleString,
@@ -291,15 +397,18 @@ unsafe extern "C" fn aof_rewrite(
 ) {
     let v = &*value.cast::<Value>();
     let text = encode_text(v);
-    let cmd = CString::new("SLUICE.RESTORE").unwrap();
-    let fmt = CString::new("sb").unwrap();
+    // The policy the value is written under goes with it, so that a replay under a changed
+    // policy carries the value over (policies are small beside a value's text).
+    let policy = &module().policy_text;
     raw::RedisModule_EmitAOF.unwrap()(
         aof,
-        cmd.as_ptr(),
-        fmt.as_ptr(),
+        c"SLUICE.RESTORE".as_ptr(),
+        c"sbb".as_ptr(),
         key,
         text.as_ptr().cast::<std::os::raw::c_char>(),
         text.len(),
+        policy.as_ptr().cast::<std::os::raw::c_char>(),
+        policy.len(),
     );
     // The key's expiry is rewritten by Redis itself (PEXPIREAT after the value).
 }
@@ -725,12 +834,30 @@ fn sluice_restore(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             "SLUICE.RESTORE is written by AOF rewrite and runs only while loading".into(),
         ));
     }
-    if args.len() != 3 || args[1].as_slice().is_empty() {
+    if !(3..=4).contains(&args.len()) || args[1].as_slice().is_empty() {
         return Err(err(
-            "wrong number of arguments: SLUICE.RESTORE key encoded".into()
+            "wrong number of arguments: SLUICE.RESTORE key encoded [policy]".into(),
         ));
     }
-    let v = decode_text(&args[2].to_string_lossy()).map_err(|e| {
+    // The policy the value was written under (parsed once for a run of keys of one policy).
+    static LAST: Mutex<Option<(String, Result<Policy, String>)>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    let under = match args.get(3) {
+        None => WrittenUnder::InForce,
+        Some(text) => {
+            let text = text.to_string_lossy();
+            if last.as_ref().is_none_or(|(t, _)| *t != text) {
+                let parsed = Policy::parse(&text).map_err(|e| e.to_string());
+                *last = Some((text, parsed));
+            }
+            match last.as_ref().map(|(_, p)| p) {
+                Some(Ok(p)) => WrittenUnder::Other(p),
+                Some(Err(why)) => WrittenUnder::Unreadable(why),
+                None => WrittenUnder::InForce,
+            }
+        }
+    };
+    let v = decode_text(&args[2].to_string_lossy(), under).map_err(|e| {
         // An AOF replay ignores a command's error reply: say it in the log.
         log_warning(&format!(
             "sluice: SLUICE.RESTORE of key {:?} refused: {e}",

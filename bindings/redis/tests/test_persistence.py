@@ -199,15 +199,15 @@ def test_a_newer_encoding_is_refused(servers, now):
     s.stop()
     dump = s.dir / "dump.rdb"
     data = dump.read_bytes()
-    old = b"\x81" + module_id("sluice-rl", 1).to_bytes(8, "big")
+    old = b"\x81" + module_id("sluice-rl", 2).to_bytes(8, "big")
     assert old in data
-    dump.write_bytes(data.replace(old, b"\x81" + module_id("sluice-rl", 2).to_bytes(8, "big")))
+    dump.write_bytes(data.replace(old, b"\x81" + module_id("sluice-rl", 3).to_bytes(8, "big")))
     # (The file's checksum no longer matches: skip it, so the version is what refuses it.)
     s2 = servers("v", extra=("--rdbchecksum", "no")).start(wait=False)
     s2.wait_exit()  # the server stops (redis-check-rdb decides its exit status)
     log = s2.log_text()
     assert "Ready to accept connections" not in log.split("Loading RDB")[-1], log
-    assert "a value of encoding version 2 in the RDB file; this module reads versions up to 1" in log, log
+    assert "a value of encoding version 3 in the RDB file; this module reads versions up to 2" in log, log
 
 
 def test_a_newer_text_encoding_in_the_aof_is_refused(servers, now):
