@@ -16,7 +16,10 @@ use redis_module::{
     raw, redis_module, Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue,
     Status as RedisStatus,
 };
-use sluice::{Category, Decision, KeyEngine, KeySnapshot, KeyState, LockoutSnapshot, Policy};
+use sluice::{
+    policy::RuleKind, Category, Decision, KeyEngine, KeySnapshot, KeyState, LockoutSnapshot,
+    Policy, Status,
+};
 
 /// The RDB encoding of a value; a newer one is refused when loading. Version 2 adds the
 /// policy the file's values were written under (module aux data, before the keys); values of
@@ -29,6 +32,9 @@ struct Module {
     engine: KeyEngine,
     /// Each category's name and id, looked up from a command's raw argument.
     categories: Vec<(Box<[u8]>, Category)>,
+    /// Per category id: the longest window of the rules a check of it logs in (its own and
+    /// the global ones), `None` if it has none.
+    longest_window: Vec<Option<i64>>,
     policy_text: String,
     policy_path: String,
     client_time: bool,
@@ -46,6 +52,19 @@ struct Value {
     /// The newest time (Unix ms) a write on this key was decided at: time never goes back
     /// before it.
     last_ms: Cell<i64>,
+    /// The engine's `expires_at` of the state as of the last write, when known: a passed
+    /// check moves it without reading every rule's log.
+    expiry: Cell<Option<i64>>,
+}
+
+impl Value {
+    fn new(state: KeyState, last_ms: i64) -> Value {
+        Value {
+            state,
+            last_ms: Cell::new(last_ms),
+            expiry: Cell::new(None),
+        }
+    }
 }
 
 static SLUICE_TYPE: RedisType = RedisType::new(
@@ -133,10 +152,7 @@ fn decode(
         .engine
         .restore(&snap)
         .map_err(|e| format!("a state the policy in force cannot hold: {e}"))?;
-    Ok(Value {
-        state,
-        last_ms: Cell::new(last_ms),
-    })
+    Ok(Value::new(state, last_ms))
 }
 
 /// A value's integers as its newest time and a snapshot, not yet checked against a policy.
@@ -232,6 +248,7 @@ unsafe extern "C" fn copy(
         Some(state) => Box::into_raw(Box::new(Value {
             state,
             last_ms: v.last_ms.clone(),
+            expiry: v.expiry.clone(),
         }))
         .cast(),
         None => std::ptr::null_mut(),
@@ -331,11 +348,7 @@ unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *m
             log_warning(&format!(
                 "sluice: a saved key does not fit the policy in force ({why}); it loads as a new key"
             ));
-            Box::into_raw(Box::new(Value {
-                state: module().engine.new_state(),
-                last_ms: Cell::new(0),
-            }))
-            .cast()
+            Box::into_raw(Box::new(Value::new(module().engine.new_state(), 0))).cast()
         }
     }
 }
@@ -540,10 +553,18 @@ impl Key {
     /// not after `now` (the time the write was decided at; `None` for a write without one,
     /// whose replicas must decide alike whatever their clocks say).
     fn settle(&self, v: &Value, now: Option<i64>) {
+        self.settle_at(v, module().engine.expires_at(&v.state), now);
+    }
+
+    /// [`Key::settle`] with the state's `expires_at` known.
+    fn settle_at(&self, v: &Value, expiry: Option<i64>, now: Option<i64>) {
+        let before = v.expiry.replace(expiry);
         unsafe {
-            match module().engine.expires_at(&v.state) {
+            match expiry {
                 Some(at) if now.is_none_or(|now| at > now) => {
-                    raw::RedisModule_SetAbsExpire.unwrap()(self.key, at);
+                    if before != Some(at) {
+                        raw::RedisModule_SetAbsExpire.unwrap()(self.key, at);
+                    }
                 }
                 _ => {
                     raw::RedisModule_DeleteKey.unwrap()(self.key);
@@ -661,10 +682,9 @@ unsafe fn write(ctx: Ctx, argv: &[Str], op: Op) -> Result<(), Refusal> {
     let existing = key.value()?;
     let requested = a.at.unwrap_or_else(server_ms);
     let now = requested.max(existing.map_or(0, |v| v.last_ms.get()));
-    let fresh = existing.is_none().then(|| Value {
-        state: m.engine.new_state(),
-        last_ms: Cell::new(now),
-    });
+    let fresh = existing
+        .is_none()
+        .then(|| Value::new(m.engine.new_state(), now));
     let Some(v) = existing.or(fresh.as_ref()) else {
         return Err(refuse("no state")); // one of the two is always there
     };
@@ -676,17 +696,28 @@ unsafe fn write(ctx: Ctx, argv: &[Str], op: Op) -> Result<(), Refusal> {
         Op::Success => m.engine.success(&v.state, a.category, now).map(|()| None),
     }
     .map_err(engine_err)?;
+    // A check that passed logged `now` in every rule of its category (global ones included)
+    // and changed nothing else: the expiry moves to the latest of the old one and `now` plus
+    // the longest of those windows. Anything else reads the whole state.
+    let passed = matches!(&result, Some(d) if op == Op::Check && d.status == Status::Passed);
+    let expiry = match (passed, v.expiry.get()) {
+        (true, Some(old)) => Some(match m.longest_window[a.category.id()] {
+            Some(w) => old.max(now.saturating_add(w)),
+            None => old,
+        }),
+        _ => m.engine.expires_at(&v.state),
+    };
     let stored = match (existing, fresh) {
         (Some(v), _) => {
             v.last_ms.set(now);
             Some(v)
         }
         // A new key is stored only if the state now holds something.
-        (None, Some(f)) if m.engine.expires_at(&f.state).is_some() => Some(key.set(f)?),
+        (None, Some(f)) if expiry.is_some() => Some(key.set(f)?),
         (None, _) => None,
     };
     if let Some(v) = stored {
-        key.settle(v, Some(now));
+        key.settle_at(v, expiry, Some(now));
         // Every write is propagated, a refused check too (a strict rule logs it), with the
         // time it was decided at.
         raw::RedisModule_Replicate.unwrap()(
@@ -936,9 +967,26 @@ fn configure(args: &[RedisString]) -> Result<Module, String> {
             Ok((name.as_bytes().into(), c))
         })
         .collect::<Result<_, String>>()?;
+    let policy = engine.policy();
+    let longest_window = policy
+        .categories
+        .iter()
+        .map(|name| {
+            policy
+                .rules
+                .iter()
+                .filter(|r| r.name == *name || r.name == sluice::policy::GLOBAL)
+                .filter_map(|r| match &r.kind {
+                    RuleKind::Window(w) => Some(w.window_ms),
+                    RuleKind::Lockout(_) => None,
+                })
+                .max()
+        })
+        .collect();
     Ok(Module {
         engine,
         categories,
+        longest_window,
         policy_text: text,
         policy_path: path,
         client_time,
