@@ -90,3 +90,21 @@ def test_what_is_not_supported_says_so(storage):
     with pytest.raises(ValueError, match="unknown options"):
         storage_from_string("sluice://", colour="blue")
     assert storage.check()
+
+
+def test_the_window_starts_at_the_oldest_entry_to_the_millisecond(storage):
+    ours = MovingWindowRateLimiter(storage)
+    item = limits.parse("3/minute")
+    before = time.time()
+    assert ours.hit(item, "ms")
+    after = time.time()
+    time.sleep(0.3)
+    assert ours.hit(item, "ms")
+    # `reset` is the oldest entry + 60 s, not a whole second (the decision's rounded reset).
+    for _ in range(2):
+        reset = ours.get_window_stats(item, "ms").reset_time
+        assert before + 60 - 0.002 <= reset <= after + 60 + 0.002, (before, reset, after)
+    start, count = storage.get_moving_window(item.key_for("ms"), 3, 60)
+    assert count == 2 and before - 0.002 <= start <= after + 0.002
+    assert ours.hit(item, "ms") and not ours.hit(item, "ms")  # full: the same oldest entry
+    assert before + 60 - 0.002 <= ours.get_window_stats(item, "ms").reset_time <= after + 60.002
