@@ -14,8 +14,9 @@ Every distinct limit (an amount per a window, as `limits` passes them) gets its 
 table with the one rule ``global AMOUNT/WINDOWs``, made on first use: in memory, or with a
 directory path, in the file ``AMOUNT-per-WINDOWs.sluice`` there (created with ``mode``,
 shared by every process that opens the same directory). Decisions are sluice's exact sliding
-window. Options (``storage_from_string("sluice://", capacity=100000, mode=0o660)``):
-``capacity`` (keys per table, default sluice's), ``mode`` (file permission bits).
+window. Options, as keywords (``storage_from_string("sluice:///dev/shm/rl", capacity=100000,
+mode=0o660)``) or in the URI's query (``sluice:///dev/shm/rl?capacity=100000&mode=660``, mode
+in octal): ``capacity`` (keys per table, default sluice's), ``mode`` (file permission bits).
 
 Only the moving window is supported: the fixed-window and sliding-window-counter strategies
 need counters that sluice does not keep, and their calls (``incr``, ``get``, ``get_expiry``)
@@ -27,6 +28,7 @@ entry at a time, so two processes racing on one key may together pass the limit 
 import os
 import threading
 import time
+import urllib.parse
 from typing import Dict, Optional, Tuple, Type, Union
 
 try:
@@ -40,6 +42,26 @@ from ._errors import SluiceError
 from ._limiter import Decision, Limiter
 
 __all__ = ["SluiceStorage"]
+
+
+def _whole(value: Union[float, str, bool], name: str, base: int) -> int:
+    """An option's integer value: an int as given, or a string in ``base`` (mode: octal,
+    ``660`` or ``0o660``)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if base == 8 and text.startswith("0o"):
+            text = text[2:]
+        try:
+            return int(text, base)
+        except ValueError:
+            pass
+    raise ValueError(
+        "sluice storage: {} must be {}, not {!r}".format(
+            name, "octal permission bits such as 660" if base == 8 else "a whole number", value
+        )
+    )
 
 
 def _entries(peek: Decision, limit: int) -> int:
@@ -63,18 +85,46 @@ class SluiceStorage(Storage, MovingWindowSupport):
         scheme, sep, rest = uri.partition("://")
         if scheme != "sluice" or not sep:
             raise ValueError("a sluice storage URI is sluice:// or sluice:///directory, not {!r}".format(uri))
-        path = rest.split("?", 1)[0]
-        self.directory: Optional[str] = path or None
+        path, _, query = rest.partition("?")
+        if path and not path.startswith("/"):
+            raise ValueError(
+                "sluice storage URI {!r}: the path is an absolute directory after sluice://, "
+                "as in sluice:///dev/shm/rl (a sluice storage has no host)".format(uri)
+            )
+        self.directory: Optional[str] = urllib.parse.unquote(path) if path else None
         if self.directory is not None and not os.path.isdir(self.directory):
             raise ValueError(
                 "sluice storage: {!r} is not a directory (the tables are files in it)".format(self.directory)
             )
-        capacity = options.pop("capacity", None)
-        mode = options.pop("mode", None)
-        if options:
-            raise ValueError("sluice storage: unknown options {}".format(", ".join(sorted(options))))
-        self.capacity: Optional[int] = None if capacity is None else int(capacity)
-        self.mode: Optional[int] = None if mode is None else int(mode)
+        # Options come as keywords (storage_from_string(uri, capacity=...): flask-limiter's
+        # RATELIMIT_STORAGE_OPTIONS) or in the URI's query (?capacity=100000&mode=660).
+        given: Dict[str, Union[float, str, bool]] = {}
+        try:
+            pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+        except ValueError:
+            raise ValueError("sluice storage URI {!r}: the query is not name=value pairs".format(uri)) from None
+        for name, value in pairs:
+            if name in given:
+                raise ValueError("sluice storage URI {!r}: {} is given twice".format(uri, name))
+            given[name] = value
+        for name, value in options.items():
+            if name in given:
+                raise ValueError(
+                    "sluice storage: {} is given both in the URI and as an option".format(name)
+                )
+            given[name] = value
+        capacity = given.pop("capacity", None)
+        mode = given.pop("mode", None)
+        if given:
+            raise ValueError(
+                "sluice storage: unknown options {} (known: capacity, mode)".format(", ".join(sorted(given)))
+            )
+        self.capacity: Optional[int] = None if capacity is None else _whole(capacity, "capacity", 10)
+        self.mode: Optional[int] = None if mode is None else _whole(mode, "mode", 8)
+        if self.capacity is not None and self.capacity < 1:
+            raise ValueError("sluice storage: capacity must be at least 1 key, not {}".format(self.capacity))
+        if self.mode is not None and self.directory is None:
+            raise ValueError("sluice storage: mode is for table files: give a directory, sluice:///DIR")
         self._limiters: Dict[Tuple[int, int], Limiter] = {}
         self._lock = threading.Lock()
 
