@@ -12,6 +12,7 @@
 //! [`KeyEngine`] and [`KeyState`] are the public face of the same code, for a host that stores
 //! one key's state itself.
 
+mod carry;
 pub(crate) mod layout;
 pub(crate) mod lockout;
 pub(crate) mod log;

@@ -102,6 +102,11 @@ SLUICE_STATUS_DRY_RUN_LIMITED = 4
 SLUICE_HEADERS_X_RATELIMIT = 0
 SLUICE_HEADERS_IETF = 1
 
+SLUICE_RULE_WINDOW = 0
+SLUICE_RULE_LOCKOUT = 1
+SLUICE_RULE_STRICT = 1
+SLUICE_RULE_DRY_RUN = 2
+
 # Not in the header: the ranges the C types impose, checked before a call (ctypes would
 # silently wrap an out-of-range integer).
 INT64_MIN = -(2**63)
@@ -197,6 +202,30 @@ class sluice_rule_counts(Structure):
     ]
 
 
+class sluice_category_info(Structure):
+    _fields_ = [
+        ("size", c_size_t),
+        ("name", c_char_p),
+        ("rules", c_uint32),
+        ("lockout_rule", c_int32),
+    ]
+
+
+class sluice_rule_info(Structure):
+    _fields_ = [
+        ("size", c_size_t),
+        ("category_name", c_char_p),
+        ("category", c_int32),
+        ("kind", ctypes.c_uint16),
+        ("flags", ctypes.c_uint16),
+        ("limit", c_uint32),
+        ("line", c_uint32),
+        ("window_ms", c_int64),
+        ("ban_ms", c_int64),
+        ("max_ban_ms", c_int64),
+    ]
+
+
 def sized(cls):
     """A new ``cls`` with its ``size`` set, ready to pass to the library."""
     value = cls()
@@ -213,6 +242,8 @@ STRUCTS = {
     "sluice_open_options": sluice_open_options,
     "sluice_table_stats": sluice_table_stats,
     "sluice_rule_counts": sluice_rule_counts,
+    "sluice_category_info": sluice_category_info,
+    "sluice_rule_info": sluice_rule_info,
 }
 
 # ---- functions --------------------------------------------------------------------------------
@@ -279,6 +310,8 @@ FUNCTIONS = {
     ),
     "sluice_stats": (c_int, [_handle, c_int64, POINTER(sluice_table_stats)]),
     "sluice_rule_stats": (c_int, [_handle, c_int32, POINTER(sluice_rule_counts)]),
+    "sluice_describe_category": (c_int, [_handle, c_int, POINTER(sluice_category_info)]),
+    "sluice_describe_rule": (c_int, [_handle, c_int32, POINTER(sluice_rule_info)]),
     "sluice_strerror": (c_char_p, [c_int]),
     "sluice_version": (c_char_p, []),
     "sluice_default_policy": (c_char_p, []),
