@@ -24,8 +24,11 @@ Type mapping (C -> ctypes), the one the drift test checks:
 ``void`` (return)          ``None``
 =========================  =============================================================
 
-The library is loaded with ``ctypes.CDLL`` (not ``PyDLL``): every foreign call releases the GIL,
-so threads sharing one limiter run their checks in parallel.
+The library is loaded with ``ctypes.CDLL``: those foreign calls release the GIL. The four
+per-request calls of the fast path (check, peek, failure, allow: short, never blocking, no
+lock) go through a second load of the same library with ``ctypes.PyDLL`` (``held_lib``),
+which holds the GIL through the call: cheaper, and what makes the Limiter's lock-free handle
+guard on that path correct (see ``Limiter`` in ``_limiter.py``).
 
 Where the library is looked for, in order (the first that exists wins):
 
@@ -442,6 +445,8 @@ lib: Any
 LIBRARY_PATH: Path
 LIBRARY_VERSION: str
 lib, LIBRARY_PATH, LIBRARY_VERSION = _load()
+#: The same library, its calls holding the GIL (the fast path's per-request functions only).
+held_lib: Any = ctypes.PyDLL(str(LIBRARY_PATH))
 
 #: The default policy that ships with sluice (``sluice_default_policy()``).
 DEFAULT_POLICY: str = lib.sluice_default_policy().decode("utf-8")
@@ -523,7 +528,7 @@ def raw_handle(handle):
     return ctypes.c_void_p(ctypes.cast(handle, ctypes.c_void_p).value)
 
 
-def allower_function():
+def allower_function(hold_gil=False):
     """``sluice_allow`` without ``argtypes``, as ``decider_function`` (checked against
     FUNCTIONS): ``(raw_handle, int, key bytes, c_size_t, c_int64) -> 1, 0 or a negative
     code``."""
@@ -531,23 +536,25 @@ def allower_function():
     assert restype is c_int and [str(t) for t in argtypes] == [
         str(t) for t in _DECIDER_ARGTYPES[:5]
     ], "sluice_allow: the fast caller no longer matches the declaration"
-    function = lib["sluice_allow"]
+    function = (held_lib if hold_gil else lib)["sluice_allow"]
     function.restype = c_int
     function.argtypes = None
     return function
 
 
-def decider_function(name):
+def decider_function(name, hold_gil=False):
     """``name`` (sluice_check, sluice_peek or sluice_failure) as a function object without
     ``argtypes``, for callers that pass every argument as the exact C type of its declaration
     (checked here against FUNCTIONS): ``(raw_handle, int, key bytes, c_size_t, c_int64,
     DecisionBuffer)``. ctypes' per-call conversion through ``argtypes`` costs ~2.7 us of a
-    ~3.5 us call on the bench machine; passing ready-made C values costs ~0.8 us."""
+    ~3.5 us call on the bench machine; passing ready-made C values costs ~0.8 us.
+    ``hold_gil``: from ``held_lib`` (PyDLL), the GIL held through the call."""
     restype, argtypes = FUNCTIONS[name]
     assert restype is c_int and [str(t) for t in argtypes] == [
         str(t) for t in _DECIDER_ARGTYPES
     ], "{}: the fast caller no longer matches the declaration".format(name)
-    function = lib[name]  # a second function object: no argtypes, so no conversion
+    # A second function object: no argtypes, so no conversion.
+    function = (held_lib if hold_gil else lib)[name]
     function.restype = c_int
     function.argtypes = None
     return function
