@@ -9,10 +9,10 @@ use crate::engine::{Answer, Moved, MAX_ATTEMPTS};
 use crate::engine::{Category, Decision, Status, Unlock};
 use crate::policy::{Policy, WhenFull};
 use crate::table::layout::{layout_for, policy_fingerprint, stat};
-use crate::table::{Found, KeyHash, Table};
-use crate::time::{ceil_secs, Clock, SystemClock, MAX_TIME_MS};
 #[cfg(not(loom))]
 use crate::table::migrate::MigrationReport;
+use crate::table::{Found, KeyHash, Table};
+use crate::time::{ceil_secs, Clock, SystemClock, MAX_TIME_MS};
 
 /// Table-wide and per-rule counts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -350,7 +350,8 @@ impl Limiter {
 
     /// The format version of the table (1: 8-byte log entries).
     pub fn format_version(&self) -> u64 {
-        self.table.words()[crate::table::layout::header::VERSION].load(crate::sync::Ordering::Relaxed)
+        self.table.words()[crate::table::layout::header::VERSION]
+            .load(crate::sync::Ordering::Relaxed)
     }
 
     /// The path of the table that superseded this one, once a migration
@@ -420,7 +421,9 @@ impl Limiter {
             why,
         };
         // A bad policy is reported before anything is opened.
-        let given = policy.map(|t| Policy::parse(t).map(|p| (t, p))).transpose()?;
+        let given = policy
+            .map(|t| Policy::parse(t).map(|p| (t, p)))
+            .transpose()?;
         let source = LimiterBuilder::new().path(from).open()?;
         let source_file = source.file.as_ref().expect("a table file keeps its file");
         let meta = source_file

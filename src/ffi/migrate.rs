@@ -176,7 +176,11 @@ pub unsafe extern "C" fn sluice_migrate(
 /// # Safety
 /// `s` is NULL or a live handle; `buf` is NULL or points to `cap` writable bytes.
 #[no_mangle]
-pub unsafe extern "C" fn sluice_superseded(s: *const sluice, buf: *mut c_char, cap: usize) -> c_int {
+pub unsafe extern "C" fn sluice_superseded(
+    s: *const sluice,
+    buf: *mut c_char,
+    cap: usize,
+) -> c_int {
     guard(|| {
         // SAFETY: caller contract.
         let Some(s) = (unsafe { s.as_ref() }) else {

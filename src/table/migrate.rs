@@ -97,7 +97,13 @@ fn read_key(version: u64, engine: &KeyEngine, words: &[u64]) -> Result<KeySnapsh
         1 => engine
             .state_from_words(words)
             .map(|state| engine.snapshot(&state))
-            .ok_or_else(|| format!("a slot of {} words for a state of {}", words.len(), engine.state_words())),
+            .ok_or_else(|| {
+                format!(
+                    "a slot of {} words for a state of {}",
+                    words.len(),
+                    engine.state_words()
+                )
+            }),
         v => Err(format!("no reader for table format {v}")),
     }
 }
@@ -152,7 +158,8 @@ pub(crate) fn build(
     let version = src.words()[header::VERSION].load(Ordering::Acquire);
     let old_engine = KeyEngine::from_policy(source.policy.clone())?;
     let new_engine = KeyEngine::from_policy(policy.clone())?;
-    let new_capacity = usize::try_from(policy.capacity).map_err(|_| fail("capacity too large".into()))?;
+    let new_capacity =
+        usize::try_from(policy.capacity).map_err(|_| fail("capacity too large".into()))?;
     let rehome = new_capacity != src.layout.capacity;
     if rehome && src.layout.capacity < REHOME_MIN_CAPACITY {
         return Err(fail(format!(
@@ -169,7 +176,10 @@ pub(crate) fn build(
         ..MigrationReport::default()
     };
     let canonical_old = source.policy.canonical();
-    let old_rules: Vec<&str> = canonical_old.lines().take(source.policy.rules.len()).collect();
+    let old_rules: Vec<&str> = canonical_old
+        .lines()
+        .take(source.policy.rules.len())
+        .collect();
     let canonical_new = policy.canonical();
     report.rules = canonical_new
         .lines()
@@ -210,9 +220,11 @@ pub(crate) fn build(
         let words: Vec<u64> = slot.iter().map(|w| w.load(Ordering::Acquire)).collect();
         let snapshot = read_key(version, &old_engine, &words)
             .map_err(|why| fail(format!("the key at position {pos}: {why}")))?;
-        let carried = snapshot
-            .carry_over(source.policy, policy)
-            .ok_or_else(|| fail(format!("the key at position {pos} does not have the shape of the source's policy")))?;
+        let carried = snapshot.carry_over(source.policy, policy).ok_or_else(|| {
+            fail(format!(
+                "the key at position {pos} does not have the shape of the source's policy"
+            ))
+        })?;
         let locked = carried
             .lockouts
             .iter()
@@ -249,7 +261,11 @@ pub(crate) fn build(
     }
     // Locked keys are placed first, then the most recently active: when the new table is
     // too small, the least recently active unlocked keys are the ones left behind.
-    keys.sort_by(|a, b| b.locked.cmp(&a.locked).then(b.last_active.cmp(&a.last_active)));
+    keys.sort_by(|a, b| {
+        b.locked
+            .cmp(&a.locked)
+            .then(b.last_active.cmp(&a.last_active))
+    });
 
     let secret = src.secret;
     let new = file::build(to, text, policy, secret, now, mode)?;
@@ -282,9 +298,12 @@ pub(crate) fn build(
             _ => report.dropped += 1,
         }
     }
-    let opened = new
-        .publish(to, in_place)?
-        .ok_or_else(|| fail(format!("{} was created by another process meanwhile", to.display())))?;
+    let opened = new.publish(to, in_place)?.ok_or_else(|| {
+        fail(format!(
+            "{} was created by another process meanwhile",
+            to.display()
+        ))
+    })?;
     Ok((opened, report))
 }
 
@@ -301,7 +320,9 @@ mod tests {
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         for capacity in [REHOME_MIN_CAPACITY, 65_536, 100_003, 1 << 20] {
             for _ in 0..2_000 {
-                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                x = x
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
                 let h = x;
                 for j in [0, 1, 7, 15] {
                     let pos = (home(h, capacity) + j) % capacity;
@@ -319,6 +340,9 @@ mod tests {
     fn below_the_minimum_capacity_a_hash_is_ambiguous() {
         let h = 0x0123_4567_89ab_cdef_u64;
         let capacity = 1024;
-        assert_eq!(recover_hash(home(h, capacity), h & FP_MASK, capacity, MAX_PROBE), None);
+        assert_eq!(
+            recover_hash(home(h, capacity), h & FP_MASK, capacity, MAX_PROBE),
+            None
+        );
     }
 }
