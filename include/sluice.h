@@ -170,6 +170,19 @@
 // when refused.
 #define SLUICE_HEADERS_IETF 1
 
+// `sluice_rule_info.kind`: a sliding-window rule (`CATEGORY N/WINDOW`).
+#define SLUICE_RULE_WINDOW 0
+
+// `sluice_rule_info.kind`: a lockout (`CATEGORY lockout F/WINDOW for BAN[..MAX]`).
+#define SLUICE_RULE_LOCKOUT 1
+
+// `sluice_rule_info.flags` bit: the rule is `strict` (refused requests are logged too).
+#define SLUICE_RULE_STRICT 1
+
+// `sluice_rule_info.flags` bit: the rule is a `dry-run` (never refuses; reports would-be
+// refusals).
+#define SLUICE_RULE_DRY_RUN 2
+
 // The migration cannot be made (the path to migrate to exists, the capacity changes for a
 // table too small to re-home its keys, a locked key finds no free slot in the new table, the
 // new table's path was taken meanwhile); the error buffer says which. Nothing was created,
@@ -331,6 +344,56 @@ typedef struct sluice_rule_counts {
   // Lockout: lockouts started.
   uint64_t lockouts;
 } sluice_rule_counts;
+
+// What a category is, from `sluice_describe_category`: enough for a host to know, without
+// reading the policy text, whether `sluice_failure` may be called and which rule locks.
+//
+// Grows (see "Structs that grow" above): set `size = sizeof(struct sluice_category_info)`
+// before the call; the library writes the fields that fit and sets `size` to the bytes it
+// wrote.
+typedef struct sluice_category_info {
+  // Set by the caller to `sizeof(struct sluice_category_info)`; on return, the bytes
+  // written.
+  size_t size;
+  // The category's name, NUL-terminated. Owned by the handle: valid until `sluice_close`;
+  // do not free.
+  const char *name;
+  // How many window rules apply to a request of this category (the `global` ones
+  // included).
+  uint32_t rules;
+  // The index (policy order, as `sluice_decision.rule`) of the category's lockout, or -1
+  // if it has none (then `sluice_failure` and `sluice_success` return
+  // SLUICE_ERR_NO_LOCKOUT). Describe it with `sluice_describe_rule`.
+  int32_t lockout_rule;
+} sluice_category_info;
+
+// One rule or lockout of the policy, from `sluice_describe_rule`.
+//
+// Grows (see "Structs that grow" above): set `size = sizeof(struct sluice_rule_info)` before
+// the call; the library writes the fields that fit and sets `size` to the bytes it wrote.
+typedef struct sluice_rule_info {
+  // Set by the caller to `sizeof(struct sluice_rule_info)`; on return, the bytes written.
+  size_t size;
+  // The name of the rule's category (`global` for rules of every request),
+  // NUL-terminated. Owned by the handle: valid until `sluice_close`; do not free.
+  const char *category_name;
+  // The id of that category (as `sluice_category` returns it).
+  int32_t category;
+  // SLUICE_RULE_WINDOW or SLUICE_RULE_LOCKOUT.
+  uint16_t kind;
+  // SLUICE_RULE_STRICT and SLUICE_RULE_DRY_RUN bits (window rules; 0 for a lockout).
+  uint16_t flags;
+  // A window rule's N (requests per window); a lockout's F (failures that lock).
+  uint32_t limit;
+  // The 1-based line of the directive in the policy text.
+  uint32_t line;
+  // The window W in milliseconds (a lockout: the window its failures are counted in).
+  int64_t window_ms;
+  // A lockout's first ban in milliseconds; 0 for a window rule.
+  int64_t ban_ms;
+  // A lockout's longest ban (equal to `ban_ms` without escalation); 0 for a window rule.
+  int64_t max_ban_ms;
+} sluice_rule_info;
 
 // What `sluice_migrate` carried.
 //
@@ -659,6 +722,30 @@ int sluice_stats(const struct sluice *s, int64_t now_ms, struct sluice_table_sta
 // `s` is NULL or a live handle; `out` is NULL or points to a `sluice_rule_counts` of at least
 // its `size` writable bytes.
 int sluice_rule_stats(const struct sluice *s, int32_t rule, struct sluice_rule_counts *out);
+
+// Describe category `category` (an id from `sluice_category`; `sluice_table_stats.categories`
+// says how many there are) into `*out`: its name, how many window rules apply to it, and its
+// lockout's rule index or -1. Set `out->size` to `sizeof(struct sluice_category_info)` first.
+// Returns SLUICE_OK, SLUICE_ERR_NULL, SLUICE_ERR_SIZE or SLUICE_ERR_UNKNOWN_CATEGORY.
+// Thread-safe; works on a read-only handle.
+//
+// # Safety
+// `s` is NULL or a live handle; `out` is NULL or points to a `sluice_category_info` of at
+// least its `size` writable bytes.
+int sluice_describe_category(const struct sluice *s,
+                             int category,
+                             struct sluice_category_info *out);
+
+// Describe rule `rule` (0-based, policy order, as in `sluice_decision.rule`;
+// `sluice_table_stats.rules` says how many) into `*out`: its category, kind, limit, window,
+// flags, bans and line. Set `out->size` to `sizeof(struct sluice_rule_info)` first. Returns
+// SLUICE_OK, SLUICE_ERR_NULL, SLUICE_ERR_SIZE or SLUICE_ERR_ARGUMENT (no such rule).
+// Thread-safe; works on a read-only handle.
+//
+// # Safety
+// `s` is NULL or a live handle; `out` is NULL or points to a `sluice_rule_info` of at least
+// its `size` writable bytes.
+int sluice_describe_rule(const struct sluice *s, int32_t rule, struct sluice_rule_info *out);
 
 // A static, NUL-terminated description of a return code (never NULL; owned by the library,
 // do not free). Unknown codes give "unknown error code". Thread-safe.

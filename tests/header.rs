@@ -63,6 +63,10 @@ fn error_codes_statuses_and_flags_are_never_renumbered() {
         ("SLUICE_NOW", "INT64_MIN"),
         ("SLUICE_OPEN_HUGE_PAGES", "1"),
         ("SLUICE_OPEN_READ_ONLY", "2"),
+        ("SLUICE_RULE_WINDOW", "0"),
+        ("SLUICE_RULE_LOCKOUT", "1"),
+        ("SLUICE_RULE_STRICT", "1"),
+        ("SLUICE_RULE_DRY_RUN", "2"),
     ] {
         assert_eq!(define(&h, name), value, "{name}");
     }

@@ -20,6 +20,8 @@ var (
 		"sluice_packed_request": reflect.TypeOf(C.sluice_packed_request{}),
 		"sluice_table_stats":    reflect.TypeOf(C.sluice_table_stats{}),
 		"sluice_rule_counts":    reflect.TypeOf(C.sluice_rule_counts{}),
+		"sluice_category_info":  reflect.TypeOf(C.sluice_category_info{}),
+		"sluice_rule_info":      reflect.TypeOf(C.sluice_rule_info{}),
 	}
 	cSizeof = map[string]uintptr{
 		"sluice_open_options":   C.sizeof_sluice_open_options,
@@ -28,8 +30,18 @@ var (
 		"sluice_packed_request": C.sizeof_sluice_packed_request,
 		"sluice_table_stats":    C.sizeof_sluice_table_stats,
 		"sluice_rule_counts":    C.sizeof_sluice_rule_counts,
+		"sluice_category_info":  C.sizeof_sluice_category_info,
+		"sluice_rule_info":      C.sizeof_sluice_rule_info,
 	}
 )
+
+// The SLUICE_RULE_* values the binding reads sluice_rule_info with (describe), as cgo sees them.
+var cRuleConstants = map[string]int64{
+	"SLUICE_RULE_WINDOW":  C.SLUICE_RULE_WINDOW,
+	"SLUICE_RULE_LOCKOUT": C.SLUICE_RULE_LOCKOUT,
+	"SLUICE_RULE_STRICT":  C.SLUICE_RULE_STRICT,
+	"SLUICE_RULE_DRY_RUN": C.SLUICE_RULE_DRY_RUN,
+}
 
 // decisionAt is decisionOf of a sluice_decision at p (the drift test fills one field by field).
 func decisionAt(p unsafe.Pointer) Decision { return decisionOf((*C.sluice_decision)(p)) }

@@ -155,6 +155,12 @@ func TestDriftConstants(t *testing.T) {
 
 		"SLUICE_HEADERS_X_RATELIMIT": int64(XRateLimit),
 		"SLUICE_HEADERS_IETF":        int64(IETF),
+
+		// Read into Rule by describe.
+		"SLUICE_RULE_WINDOW":  cRuleConstants["SLUICE_RULE_WINDOW"],
+		"SLUICE_RULE_LOCKOUT": cRuleConstants["SLUICE_RULE_LOCKOUT"],
+		"SLUICE_RULE_STRICT":  cRuleConstants["SLUICE_RULE_STRICT"],
+		"SLUICE_RULE_DRY_RUN": cRuleConstants["SLUICE_RULE_DRY_RUN"],
 	}
 	if now != math.MinInt64 {
 		t.Errorf("the binding's SLUICE_NOW is %d", int64(now))
@@ -240,6 +246,12 @@ var structMirror = map[string]map[string]string{
 		"dry_run_limited": "RuleCounts.DryRunLimited", "locked": "RuleCounts.Locked",
 		"lockouts": "RuleCounts.Lockouts",
 	},
+	"sluice_category_info": {"size": "-", "name": "-", "rules": "-", "lockout_rule": "-"},
+	"sluice_rule_info": {
+		"size": "-", "category_name": "Rule.Category", "category": "-", "kind": "Rule.Lockout",
+		"flags": "Rule.Strict Rule.DryRun", "limit": "Rule.Limit", "line": "Rule.Line",
+		"window_ms": "Rule.WindowMs", "ban_ms": "Rule.BanMs", "max_ban_ms": "Rule.MaxBanMs",
+	},
 }
 
 var goTypes = map[string]reflect.Type{
@@ -247,6 +259,7 @@ var goTypes = map[string]reflect.Type{
 	"Decision":   reflect.TypeOf(Decision{}),
 	"Stats":      reflect.TypeOf(Stats{}),
 	"RuleCounts": reflect.TypeOf(RuleCounts{}),
+	"Rule":       reflect.TypeOf(Rule{}),
 }
 
 // cField is a field as the header declares it.
@@ -257,7 +270,7 @@ type cField struct {
 // The size and signedness of the header's field types.
 var cTypeSize = map[string]uintptr{
 	"size_t": 8, "uint8_t": 1, "uint32_t": 4, "int32_t": 4, "int64_t": 8, "uint64_t": 8,
-	"int": 4, "const void *": 8,
+	"int": 4, "const void *": 8, "uint16_t": 2, "const char *": 8,
 }
 
 func headerStructs(t *testing.T) map[string][]cField {

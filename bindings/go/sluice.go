@@ -183,8 +183,10 @@ type Limiter struct {
 	h      *C.sluice
 	guard  guard // Close against the calls in flight
 	policy string
-	rules  []string // the name of each rule and lockout, in policy order (for the headers)
+	rules  []string // the category of each rule and lockout, in policy order (for the headers)
 	cats   []string // category names by id: global first, then in order of first appearance
+	// ruleInfo is every rule and lockout, in policy order.
+	ruleInfo []Rule
 }
 
 // Open opens a limiter. path "" makes a table in this process's private memory (policy must be
@@ -239,7 +241,16 @@ func OpenWith(policy, path string, o Options) (*Limiter, error) {
 	}
 	l := &Limiter{h: *out}
 	l.policy = C.GoString(C.sluice_policy(l.h))
-	l.rules, l.cats = policyNames(l.policy)
+	info, cats, err := describe(l.h)
+	if err != nil {
+		C.sluice_close(l.h)
+		return nil, err
+	}
+	l.ruleInfo, l.cats = info, cats
+	l.rules = make([]string, len(info))
+	for i, r := range info {
+		l.rules[i] = r.Category
+	}
 	runtime.SetFinalizer(l, (*Limiter).Close)
 	return l, nil
 }
@@ -256,28 +267,74 @@ func openFlags(o Options) uint32 {
 	return f
 }
 
-// policyNames reads, from a policy the library accepted, the name of each rule and lockout in
-// policy order (rule indexes count both) and the categories in id order.
-func policyNames(policy string) (rules, cats []string) {
-	cats = []string{"global"}
-	seen := map[string]bool{"global": true}
-	policy = strings.TrimPrefix(policy, "\ufeff")
-	for _, line := range strings.Split(policy, "\n") {
-		if i := strings.IndexByte(line, '#'); i >= 0 {
-			line = line[:i]
+// describe reads the policy's categories (by id) and rules (in policy order) from the library
+// (sluice_describe_category, sluice_describe_rule), so the binding never parses policy text.
+func describe(h *C.sluice) (rules []Rule, cats []string, err error) {
+	var t C.sluice_table_stats
+	t.size = C.size_t(unsafe.Sizeof(t))
+	if rc := C.sluice_stats(h, C.int64_t(0), &t); rc != C.SLUICE_OK {
+		return nil, nil, errorOf(rc)
+	}
+	cats = make([]string, int(t.categories))
+	for i := range cats {
+		var c C.sluice_category_info
+		c.size = C.size_t(unsafe.Sizeof(c))
+		if rc := C.sluice_describe_category(h, C.int(i), &c); rc != C.SLUICE_OK {
+			return nil, nil, errorOf(rc)
 		}
-		words := strings.FieldsFunc(line, func(r rune) bool { return r == ' ' || r == '\t' || r == '\r' })
-		if len(words) == 0 || words[0] == "capacity" || words[0] == "when-full" {
-			continue
+		cats[i] = C.GoString(c.name)
+	}
+	rules = make([]Rule, int(t.rules))
+	for i := range rules {
+		var r C.sluice_rule_info
+		r.size = C.size_t(unsafe.Sizeof(r))
+		if rc := C.sluice_describe_rule(h, C.int32_t(i), &r); rc != C.SLUICE_OK {
+			return nil, nil, errorOf(rc)
 		}
-		name := words[0]
-		rules = append(rules, name)
-		if !seen[name] {
-			seen[name] = true
-			cats = append(cats, name)
+		rules[i] = Rule{
+			Category: C.GoString(r.category_name),
+			Lockout:  r.kind == C.SLUICE_RULE_LOCKOUT,
+			Limit:    uint32(r.limit),
+			WindowMs: int64(r.window_ms),
+			Strict:   r.flags&C.SLUICE_RULE_STRICT != 0,
+			DryRun:   r.flags&C.SLUICE_RULE_DRY_RUN != 0,
+			BanMs:    int64(r.ban_ms),
+			MaxBanMs: int64(r.max_ban_ms),
+			Line:     int(r.line),
 		}
 	}
-	return rules, cats
+	return rules, cats, nil
+}
+
+// Rule is one rule or lockout of the policy, in policy order (the index a Decision's Rule
+// names), as the library parsed it.
+type Rule struct {
+	Category string // the rule's category ("global": every request)
+	Lockout  bool   // a lockout (Limit failures in WindowMs lock for BanMs..MaxBanMs), else a window rule
+	Limit    uint32 // a window rule's N, a lockout's F
+	WindowMs int64  // the window, in milliseconds
+	Strict   bool   // a strict window rule (refused requests are logged too)
+	DryRun   bool   // a dry-run window rule (never refuses)
+	BanMs    int64  // a lockout's first ban (0 for a window rule)
+	MaxBanMs int64  // a lockout's longest ban (BanMs without escalation)
+	Line     int    // the directive's 1-based line in the policy text
+}
+
+// Rules are the policy's rules and lockouts in policy order. They stay readable after Close.
+func (l *Limiter) Rules() []Rule { return append([]Rule(nil), l.ruleInfo...) }
+
+// HasLockout says whether cat has a lockout (then Failure and Success may be called for it).
+func (l *Limiter) HasLockout(cat Category) bool {
+	name := ""
+	if int(cat) >= 0 && int(cat) < len(l.cats) {
+		name = l.cats[cat]
+	}
+	for _, r := range l.ruleInfo {
+		if r.Lockout && r.Category == name {
+			return true
+		}
+	}
+	return false
 }
 
 // enter starts a call: the handle and the guard's shard to leave by, or ErrClosed. Every enter

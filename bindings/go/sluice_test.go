@@ -688,3 +688,34 @@ func TestVersionAndPolicy(t *testing.T) {
 		}
 	}
 }
+
+func TestRulesDescribeThePolicy(t *testing.T) {
+	l, err := Open("global 300/1m\nauth 10/1m strict\nauth lockout 5/15m for 15m..24h\nmedia 60/1m dry-run\n", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	want := []Rule{
+		{Category: "global", Limit: 300, WindowMs: 60_000, Line: 1},
+		{Category: "auth", Limit: 10, WindowMs: 60_000, Strict: true, Line: 2},
+		{Category: "auth", Lockout: true, Limit: 5, WindowMs: 900_000, BanMs: 900_000, MaxBanMs: 86_400_000, Line: 3},
+		{Category: "media", Limit: 60, WindowMs: 60_000, DryRun: true, Line: 4},
+	}
+	got := l.Rules()
+	if len(got) != len(want) {
+		t.Fatalf("Rules() = %+v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("rule %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	if c := l.Categories(); strings.Join(c, ",") != "global,auth,media" {
+		t.Errorf("Categories() = %v", c)
+	}
+	auth, _ := l.Category("auth")
+	media, _ := l.Category("media")
+	if !l.HasLockout(auth) || l.HasLockout(media) || l.HasLockout(Global) || l.HasLockout(Category(99)) {
+		t.Error("HasLockout does not follow the policy's lockouts")
+	}
+}

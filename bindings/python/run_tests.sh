@@ -4,7 +4,8 @@
 #      fresh venv outside the checkout, and the whole pytest suite (a copy of tests/) run
 #      with that venv's python from a directory with no target/ above it, no SLUICE_LIBRARY:
 #      the package must load the library the wheel carries; mypy --strict on a user's file;
-#      the `limits` storage against limits' own;
+#      the `limits` storage against limits' own; limits' own moving-window tests (from its
+#      sdist, pinned in tests/limits_upstream/run_limits_tests.sh) against sluice://;
 #   2. the source install (`pip install ./bindings/python` into another venv), which finds
 #      the repository's target/release through the source directory it recorded.
 # Usage: bash bindings/python/run_tests.sh [extra pytest arguments]
@@ -53,7 +54,8 @@ tr '\n' ' ' <"$work/auditwheel.txt" | grep -q "consistent with the following pla
 step "fresh venv outside the checkout: pip install the wheel, pytest, mypy, limits"
 "$python" -m venv "$work/venv"
 venv_python="$work/venv/bin/python"
-"$venv_python" -m pip install --quiet "$wheel" pytest mypy limits
+# limits: the version whose own tests tests/limits_upstream/run_limits_tests.sh runs.
+"$venv_python" -m pip install --quiet "$wheel" pytest mypy limits==5.8.0
 # The tests and what they read, laid out as in the repository, but with no target/ anywhere
 # above them or the venv; the command-line tool copied for test_shared.py.
 tree="$work/tree"
@@ -87,6 +89,10 @@ EOF_PY
 step "pytest (the wheel, from $tree)"
 env -u SLUICE_LIBRARY -u PYTHONPATH SLUICE_BIN="$tree/bin/sluice" SLUICE_TEST_EXPECT_WHEEL="$tag" \
   SLUICE_TEST_MYPY=1 SLUICE_TEST_LIMITS=1 "$venv_python" -m pytest -p no:cacheprovider -q "$tree/bindings/python/tests" "$@"
+
+step "limits' own moving-window tests against sluice:// (the wheel)"
+env -u SLUICE_LIBRARY -u PYTHONPATH bash "$bindings/tests/limits_upstream/run_limits_tests.sh" \
+  "$venv_python" "$work/limits"
 
 step "the source install: pip install ./bindings/python finds target/release"
 cd "$repo"

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Throughput of SLUICE.CHECK under redis-benchmark, beside Redis's own INCR and a
-# SET with PX (the usual fixed-window limiter's work) on the same server, in one run.
-# Prints requests per second of each and SLUICE.CHECK's ratio to INCR.
-# Usage: bash bindings/redis/bench.sh [requests (200000)] [clients (50)] [pipeline (1)] [keys (10000)]
+# Throughput of SLUICE.CHECK under redis-benchmark on loopback, beside Redis's own INCR and a
+# sorted-set sliding log in Lua (ZREMRANGEBYSCORE + ZCARD + ZADD through EVALSHA, the usual
+# exact limiter on Redis) on the same server, in one run: the same random keys, the same limit
+# (the default policy's `global 300/1m`), in alternating rounds, unpipelined and with -P 16.
+# Prints each round's requests per second and, per pipeline depth, the median ratios.
+# Usage: bash bindings/redis/bench.sh [requests (200000)] [clients (50)] [keys (10000)] [rounds (3)]
 # (With the default policy a key holds 8 KiB: 10000 keys take about 84 MB.)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-n="${1:-200000}" clients="${2:-50}" pipeline="${3:-1}" keys="${4:-10000}"
+n="${1:-200000}" clients="${2:-50}" keys="${3:-10000}" rounds="${4:-3}"
 
 module="$(bash "$here/build.sh" | tail -n1)"
 work="$(mktemp -d)"
@@ -19,19 +21,52 @@ pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
 
-rps() { # command... -> requests per second
+# The sliding log: drop what left the window, count, add if under the limit. The member is
+# the time in microseconds and the count, unique within the key. Time is the server's.
+lua='local t = redis.call("TIME")
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", now - window)
+local count = redis.call("ZCARD", KEYS[1])
+if count < limit then
+  redis.call("ZADD", KEYS[1], now, t[1] .. "." .. t[2] .. "-" .. count)
+  redis.call("PEXPIRE", KEYS[1], window)
+  return 1
+end
+return 0'
+sha="$(redis-cli -p "$port" SCRIPT LOAD "$lua")"
+# Both sides answer (redis-benchmark counts error replies as requests).
+test "$(redis-cli -p "$port" EVALSHA "$sha" 1 zl:probe 300 60000)" = 1
+test "$(redis-cli -p "$port" SLUICE.CHECK ip:probe global | head -n1)" = 1
+
+rps() { # pipeline command... -> requests per second
+  local pipeline="$1"
+  shift
   redis-benchmark -p "$port" -n "$n" -c "$clients" -P "$pipeline" -r "$keys" --csv "$@" \
     | tail -n1 | cut -d, -f2 | tr -d '"'
 }
 
-echo "redis-benchmark: $n requests, $clients clients, pipeline $pipeline, $keys random keys"
-incr="$(rps INCR 'rl:__rand_int__')"
-setpx="$(rps SET 'rl:__rand_int__' 1 PX 60000)"
-global="$(rps SLUICE.CHECK 'ip:__rand_int__' global)"
-write="$(rps SLUICE.CHECK 'ip:__rand_int__' write)"
-awk -v incr="$incr" -v setpx="$setpx" -v global="$global" -v write="$write" 'BEGIN {
-  printf "%-42s %12.0f req/s\n", "INCR key", incr
-  printf "%-42s %12.0f req/s  %.3f x INCR\n", "SET key 1 PX 60000", setpx, setpx / incr
-  printf "%-42s %12.0f req/s  %.3f x INCR\n", "SLUICE.CHECK key global (1 rule)", global, global / incr
-  printf "%-42s %12.0f req/s  %.3f x INCR\n", "SLUICE.CHECK key write (3 rules)", write, write / incr
-}'
+echo "redis-benchmark: $n requests, $clients clients, $keys random keys, $rounds rounds; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+for pipeline in 1 16; do
+  rows=()
+  for round in $(seq "$rounds"); do
+    incr="$(rps "$pipeline" INCR 'rl:__rand_int__')"
+    check="$(rps "$pipeline" SLUICE.CHECK 'ip:__rand_int__' global)"
+    write="$(rps "$pipeline" SLUICE.CHECK 'ip:__rand_int__' write)"
+    zlog="$(rps "$pipeline" EVALSHA "$sha" 1 'zl:__rand_int__' 300 60000)"
+    printf 'P %-2s round %s: INCR %9.0f  SLUICE.CHECK global %9.0f  SLUICE.CHECK write %9.0f  Lua log %9.0f req/s\n' \
+      "$pipeline" "$round" "$incr" "$check" "$write" "$zlog"
+    rows+=("$incr $check $write $zlog")
+  done
+  printf '%s\n' "${rows[@]}" | python3 -c '
+import statistics, sys
+rows = [list(map(float, l.split())) for l in sys.stdin if l.strip()]
+med = lambda xs: statistics.median(xs)
+p = sys.argv[1]
+print(f"P {p} median: INCR {med([r[0] for r in rows]):.0f}, SLUICE.CHECK global {med([r[1] for r in rows]):.0f}, "
+      f"write {med([r[2] for r in rows]):.0f}, Lua log {med([r[3] for r in rows]):.0f} req/s")
+print(f"P {p} median ratios (per round): SLUICE.CHECK global / INCR {med([r[1] / r[0] for r in rows]):.3f}, "
+      f"write (3 rules) / INCR {med([r[2] / r[0] for r in rows]):.3f}, "
+      f"global / Lua log {med([r[1] / r[3] for r in rows]):.2f}")
+' "$pipeline"
+done

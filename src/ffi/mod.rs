@@ -117,6 +117,8 @@ pub struct sluice {
     limiter: Limiter,
     /// The policy text as a C string, for `sluice_policy`.
     policy: std::ffi::CString,
+    /// The category names as C strings, by id, for the `*_info` structs.
+    names: Vec<std::ffi::CString>,
 }
 
 /// The answer to a request, for its deciding rule (see README, "Semantics in short").
@@ -282,6 +284,70 @@ pub struct sluice_rule_counts {
     pub lockouts: u64,
 }
 
+/// `sluice_rule_info.kind`: a sliding-window rule (`CATEGORY N/WINDOW`).
+pub const SLUICE_RULE_WINDOW: u16 = 0;
+/// `sluice_rule_info.kind`: a lockout (`CATEGORY lockout F/WINDOW for BAN[..MAX]`).
+pub const SLUICE_RULE_LOCKOUT: u16 = 1;
+/// `sluice_rule_info.flags` bit: the rule is `strict` (refused requests are logged too).
+pub const SLUICE_RULE_STRICT: u16 = 1;
+/// `sluice_rule_info.flags` bit: the rule is a `dry-run` (never refuses; reports would-be
+/// refusals).
+pub const SLUICE_RULE_DRY_RUN: u16 = 2;
+
+/// What a category is, from `sluice_describe_category`: enough for a host to know, without
+/// reading the policy text, whether `sluice_failure` may be called and which rule locks.
+///
+/// Grows (see "Structs that grow" above): set `size = sizeof(struct sluice_category_info)`
+/// before the call; the library writes the fields that fit and sets `size` to the bytes it
+/// wrote.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct sluice_category_info {
+    /// Set by the caller to `sizeof(struct sluice_category_info)`; on return, the bytes
+    /// written.
+    pub size: usize,
+    /// The category's name, NUL-terminated. Owned by the handle: valid until `sluice_close`;
+    /// do not free.
+    pub name: *const c_char,
+    /// How many window rules apply to a request of this category (the `global` ones
+    /// included).
+    pub rules: u32,
+    /// The index (policy order, as `sluice_decision.rule`) of the category's lockout, or -1
+    /// if it has none (then `sluice_failure` and `sluice_success` return
+    /// SLUICE_ERR_NO_LOCKOUT). Describe it with `sluice_describe_rule`.
+    pub lockout_rule: i32,
+}
+
+/// One rule or lockout of the policy, from `sluice_describe_rule`.
+///
+/// Grows (see "Structs that grow" above): set `size = sizeof(struct sluice_rule_info)` before
+/// the call; the library writes the fields that fit and sets `size` to the bytes it wrote.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct sluice_rule_info {
+    /// Set by the caller to `sizeof(struct sluice_rule_info)`; on return, the bytes written.
+    pub size: usize,
+    /// The name of the rule's category (`global` for rules of every request),
+    /// NUL-terminated. Owned by the handle: valid until `sluice_close`; do not free.
+    pub category_name: *const c_char,
+    /// The id of that category (as `sluice_category` returns it).
+    pub category: i32,
+    /// SLUICE_RULE_WINDOW or SLUICE_RULE_LOCKOUT.
+    pub kind: u16,
+    /// SLUICE_RULE_STRICT and SLUICE_RULE_DRY_RUN bits (window rules; 0 for a lockout).
+    pub flags: u16,
+    /// A window rule's N (requests per window); a lockout's F (failures that lock).
+    pub limit: u32,
+    /// The 1-based line of the directive in the policy text.
+    pub line: u32,
+    /// The window W in milliseconds (a lockout: the window its failures are counted in).
+    pub window_ms: i64,
+    /// A lockout's first ban in milliseconds; 0 for a window rule.
+    pub ban_ms: i64,
+    /// A lockout's longest ban (equal to `ban_ms` without escalation); 0 for a window rule.
+    pub max_ban_ms: i64,
+}
+
 /// A struct that grows by the size-field rule (see "Structs that grow" in the header).
 ///
 /// # Safety
@@ -325,7 +391,9 @@ sized!(
     sluice_packed_request,
     sluice_open_options,
     sluice_table_stats,
-    sluice_rule_counts
+    sluice_rule_counts,
+    sluice_category_info,
+    sluice_rule_info
 );
 
 /// The bytes of a caller's struct the library may use, from the caller's `size`: Ok(at most
@@ -808,7 +876,18 @@ unsafe fn open_common(
         Ok(limiter) => {
             // A policy that parsed holds no NUL (the parser refuses control characters).
             let policy = std::ffi::CString::new(limiter.policy_text()).unwrap_or_default();
-            let handle = Box::into_raw(Box::new(sluice { limiter, policy }));
+            // Category names are words of the policy language: no NUL either.
+            let names = limiter
+                .policy()
+                .categories
+                .iter()
+                .map(|c| std::ffi::CString::new(c.as_str()).unwrap_or_default())
+                .collect();
+            let handle = Box::into_raw(Box::new(sluice {
+                limiter,
+                policy,
+                names,
+            }));
             // SAFETY: `out` is non-NULL and writable by contract.
             unsafe { *out = handle };
             SLUICE_OK
@@ -1449,6 +1528,133 @@ pub unsafe extern "C" fn sluice_rule_stats(
             locked: r.locked,
             lockouts: r.lockouts,
         };
+        // SAFETY: its `size` (>= n) writable bytes by contract.
+        unsafe { put(out, value, n) };
+        SLUICE_OK
+    })
+}
+
+/// Describe category `category` (an id from `sluice_category`; `sluice_table_stats.categories`
+/// says how many there are) into `*out`: its name, how many window rules apply to it, and its
+/// lockout's rule index or -1. Set `out->size` to `sizeof(struct sluice_category_info)` first.
+/// Returns SLUICE_OK, SLUICE_ERR_NULL, SLUICE_ERR_SIZE or SLUICE_ERR_UNKNOWN_CATEGORY.
+/// Thread-safe; works on a read-only handle.
+///
+/// # Safety
+/// `s` is NULL or a live handle; `out` is NULL or points to a `sluice_category_info` of at
+/// least its `size` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn sluice_describe_category(
+    s: *const sluice,
+    category: c_int,
+    out: *mut sluice_category_info,
+) -> c_int {
+    guard(|| {
+        // SAFETY: caller contract.
+        let Some(s) = (unsafe { s.as_ref() }) else {
+            return SLUICE_ERR_NULL;
+        };
+        if out.is_null() {
+            return SLUICE_ERR_NULL;
+        }
+        // SAFETY: non-NULL, aligned and readable by contract.
+        let n = match usable::<sluice_category_info>(unsafe { size_of_caller(out) }) {
+            Ok(n) => n,
+            Err(code) => return code,
+        };
+        let cat = match category_arg(&s.limiter, category) {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        let policy = s.limiter.policy();
+        let name = &policy.categories[cat.id()];
+        let applies = |r: &crate::policy::Rule| r.name == *name || r.name == crate::policy::GLOBAL;
+        let rules = policy
+            .rules
+            .iter()
+            .filter(|r| applies(r) && matches!(r.kind, crate::policy::RuleKind::Window(_)))
+            .count();
+        let lockout_rule = policy
+            .rules
+            .iter()
+            .position(|r| r.name == *name && matches!(r.kind, crate::policy::RuleKind::Lockout(_)))
+            .map_or(-1, |i| i as i32);
+        let value = sluice_category_info {
+            size: 0, // set by put
+            name: s.names[cat.id()].as_ptr(),
+            rules: rules as u32,
+            lockout_rule,
+        };
+        // SAFETY: its `size` (>= n) writable bytes by contract.
+        unsafe { put(out, value, n) };
+        SLUICE_OK
+    })
+}
+
+/// Describe rule `rule` (0-based, policy order, as in `sluice_decision.rule`;
+/// `sluice_table_stats.rules` says how many) into `*out`: its category, kind, limit, window,
+/// flags, bans and line. Set `out->size` to `sizeof(struct sluice_rule_info)` first. Returns
+/// SLUICE_OK, SLUICE_ERR_NULL, SLUICE_ERR_SIZE or SLUICE_ERR_ARGUMENT (no such rule).
+/// Thread-safe; works on a read-only handle.
+///
+/// # Safety
+/// `s` is NULL or a live handle; `out` is NULL or points to a `sluice_rule_info` of at least
+/// its `size` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn sluice_describe_rule(
+    s: *const sluice,
+    rule: i32,
+    out: *mut sluice_rule_info,
+) -> c_int {
+    guard(|| {
+        // SAFETY: caller contract.
+        let Some(s) = (unsafe { s.as_ref() }) else {
+            return SLUICE_ERR_NULL;
+        };
+        if out.is_null() {
+            return SLUICE_ERR_NULL;
+        }
+        // SAFETY: non-NULL, aligned and readable by contract.
+        let n = match usable::<sluice_rule_info>(unsafe { size_of_caller(out) }) {
+            Ok(n) => n,
+            Err(code) => return code,
+        };
+        let policy = s.limiter.policy();
+        let Some(r) = usize::try_from(rule).ok().and_then(|i| policy.rules.get(i)) else {
+            return SLUICE_ERR_ARGUMENT;
+        };
+        let category = policy
+            .categories
+            .iter()
+            .position(|c| *c == r.name)
+            .unwrap_or(0);
+        let mut value = sluice_rule_info {
+            size: 0, // set by put
+            category_name: s.names[category].as_ptr(),
+            category: category as i32,
+            kind: SLUICE_RULE_WINDOW,
+            limit: 0,
+            flags: 0,
+            window_ms: 0,
+            ban_ms: 0,
+            max_ban_ms: 0,
+            line: r.line as u32,
+        };
+        match &r.kind {
+            crate::policy::RuleKind::Window(w) => {
+                value.limit = w.limit;
+                value.window_ms = w.window_ms;
+                value.flags = if w.strict { SLUICE_RULE_STRICT } else { 0 }
+                    | if w.dry_run { SLUICE_RULE_DRY_RUN } else { 0 };
+            }
+            crate::policy::RuleKind::Lockout(l) => {
+                value.kind = SLUICE_RULE_LOCKOUT;
+                value.limit = l.failures;
+                value.window_ms = l.window_ms;
+                value.ban_ms = l.ban_ms;
+                value.max_ban_ms = l.max_ban_ms.unwrap_or(l.ban_ms);
+            }
+        }
         // SAFETY: its `size` (>= n) writable bytes by contract.
         unsafe { put(out, value, n) };
         SLUICE_OK

@@ -670,6 +670,91 @@ static void test_category(void) {
     sluice_close(s);
 }
 
+/* ---- sluice_describe_category / sluice_describe_rule ------------------------------------ */
+
+static void test_describe(void) {
+    struct sluice *s = open_ok("global 300/1m\n"
+                               "auth 10/1m strict\n"
+                               "auth lockout 5/15m for 15m..24h\n"
+                               "media 60/1m dry-run\n"
+                               "login lockout 3/1m for 10m\n");
+    struct sluice_category_info c;
+    struct sluice_rule_info r;
+
+    c.size = sizeof c;
+    CHECK_EQ(sluice_describe_category(s, 0, &c), SLUICE_OK);
+    CHECK_EQ(c.size, sizeof c);
+    CHECK_STR(c.name, "global");
+    CHECK_EQ(c.rules, 1);
+    CHECK_EQ(c.lockout_rule, -1);
+    CHECK_EQ(sluice_describe_category(s, sluice_category(s, "auth"), &c), SLUICE_OK);
+    CHECK_STR(c.name, "auth");
+    CHECK_EQ(c.rules, 2); /* global 300/1m and its own 10/1m */
+    CHECK_EQ(c.lockout_rule, 2);
+    CHECK_EQ(sluice_describe_category(s, sluice_category(s, "media"), &c), SLUICE_OK);
+    CHECK_EQ(c.lockout_rule, -1);
+    CHECK_EQ(sluice_describe_category(s, sluice_category(s, "login"), &c), SLUICE_OK);
+    CHECK_EQ(c.rules, 1);
+    CHECK_EQ(c.lockout_rule, 4);
+
+    r.size = sizeof r;
+    CHECK_EQ(sluice_describe_rule(s, 1, &r), SLUICE_OK);
+    CHECK_EQ(r.size, sizeof r);
+    CHECK_STR(r.category_name, "auth");
+    CHECK_EQ(r.category, sluice_category(s, "auth"));
+    CHECK_EQ(r.kind, SLUICE_RULE_WINDOW);
+    CHECK_EQ(r.flags, SLUICE_RULE_STRICT);
+    CHECK_EQ(r.limit, 10);
+    CHECK_EQ(r.window_ms, 60000);
+    CHECK_EQ(r.ban_ms, 0);
+    CHECK_EQ(r.line, 2);
+    CHECK_EQ(sluice_describe_rule(s, 2, &r), SLUICE_OK);
+    CHECK_EQ(r.kind, SLUICE_RULE_LOCKOUT);
+    CHECK_EQ(r.flags, 0);
+    CHECK_EQ(r.limit, 5);
+    CHECK_EQ(r.window_ms, 15 * 60000);
+    CHECK_EQ(r.ban_ms, 15 * 60000);
+    CHECK_EQ(r.max_ban_ms, 24 * 3600000LL);
+    CHECK_EQ(sluice_describe_rule(s, 3, &r), SLUICE_OK);
+    CHECK_STR(r.category_name, "media");
+    CHECK_EQ(r.flags, SLUICE_RULE_DRY_RUN);
+    CHECK_EQ(sluice_describe_rule(s, 4, &r), SLUICE_OK);
+    CHECK_EQ(r.max_ban_ms, r.ban_ms); /* no escalation */
+    CHECK_EQ(r.line, 5);
+
+    /* Bad input: an error code, nothing written. */
+    struct sluice_rule_info pristine;
+    memset(&r, SENTINEL, sizeof r);
+    r.size = sizeof r;
+    pristine = r;
+    CHECK_EQ(sluice_describe_rule(s, 5, &r), SLUICE_ERR_ARGUMENT);
+    CHECK_EQ(sluice_describe_rule(s, -1, &r), SLUICE_ERR_ARGUMENT);
+    CHECK_EQ(sluice_describe_rule(NULL, 0, &r), SLUICE_ERR_NULL);
+    CHECK_EQ(sluice_describe_rule(s, 0, NULL), SLUICE_ERR_NULL);
+    CHECK(memcmp(&r, &pristine, sizeof r) == 0);
+    r.size = 0;
+    CHECK_EQ(sluice_describe_rule(s, 0, &r), SLUICE_ERR_SIZE);
+    CHECK_EQ(sluice_describe_category(s, 5, &c), SLUICE_ERR_UNKNOWN_CATEGORY);
+    CHECK_EQ(sluice_describe_category(s, -1, &c), SLUICE_ERR_UNKNOWN_CATEGORY);
+    CHECK_EQ(sluice_describe_category(NULL, 0, &c), SLUICE_ERR_NULL);
+    CHECK_EQ(sluice_describe_category(s, 0, NULL), SLUICE_ERR_NULL);
+    c.size = 4;
+    CHECK_EQ(sluice_describe_category(s, 0, &c), SLUICE_ERR_SIZE);
+
+    /* Every rule is described, and the categories' counts add up with the table's. */
+    struct sluice_table_stats st;
+    st.size = sizeof st;
+    CHECK_EQ(sluice_stats(s, T0, &st), SLUICE_OK);
+    CHECK_EQ(st.rules, 5);
+    CHECK_EQ(st.categories, 4);
+    r.size = sizeof r;
+    for (uint32_t i = 0; i < st.rules; i++) {
+        CHECK_EQ(sluice_describe_rule(s, (int32_t)i, &r), SLUICE_OK);
+        CHECK(r.category >= 0 && (uint32_t)r.category < st.categories);
+    }
+    sluice_close(s);
+}
+
 /* ---- sluice_check -------------------------------------------------------------------- */
 
 static void test_check_sequence(void) {
@@ -1627,6 +1712,8 @@ static void test_sizes(void) {
     CHECK_NO_TAIL_PADDING(struct sluice_request, key_len);
     CHECK_NO_TAIL_PADDING(struct sluice_packed_request, category);
     CHECK_NO_TAIL_PADDING(struct sluice_open_options, mode);
+    CHECK_NO_TAIL_PADDING(struct sluice_category_info, lockout_rule);
+    CHECK_NO_TAIL_PADDING(struct sluice_rule_info, max_ban_ms);
     /* The size field comes first, where every version of the struct has it. */
     CHECK_EQ(offsetof(struct sluice_decision, size), 0);
     CHECK_EQ(offsetof(struct sluice_table_stats, size), 0);
@@ -1634,6 +1721,8 @@ static void test_sizes(void) {
     CHECK_EQ(offsetof(struct sluice_request, size), 0);
     CHECK_EQ(offsetof(struct sluice_packed_request, size), 0);
     CHECK_EQ(offsetof(struct sluice_open_options, size), 0);
+    CHECK_EQ(offsetof(struct sluice_category_info, size), 0);
+    CHECK_EQ(offsetof(struct sluice_rule_info, size), 0);
 
     struct sluice *s = open_ok("global 3/1m");
     struct sluice_decision d, pristine;
@@ -2331,6 +2420,7 @@ int main(void) {
     test_sizes();
     test_shared_file();
     test_category();
+    test_describe();
     test_check_sequence();
     test_check_now();
     test_check_errors();

@@ -24,8 +24,11 @@ Type mapping (C -> ctypes), the one the drift test checks:
 ``void`` (return)          ``None``
 =========================  =============================================================
 
-The library is loaded with ``ctypes.CDLL`` (not ``PyDLL``): every foreign call releases the GIL,
-so threads sharing one limiter run their checks in parallel.
+The library is loaded with ``ctypes.CDLL``: those foreign calls release the GIL. The four
+per-request calls of the fast path (check, peek, failure, allow: short, never blocking, no
+lock) go through a second load of the same library with ``ctypes.PyDLL`` (``held_lib``),
+which holds the GIL through the call: cheaper, and what makes the Limiter's lock-free handle
+guard on that path correct (see ``Limiter`` in ``_limiter.py``).
 
 Where the library is looked for, in order (the first that exists wins):
 
@@ -101,6 +104,11 @@ SLUICE_STATUS_DRY_RUN_LIMITED = 4
 
 SLUICE_HEADERS_X_RATELIMIT = 0
 SLUICE_HEADERS_IETF = 1
+
+SLUICE_RULE_WINDOW = 0
+SLUICE_RULE_LOCKOUT = 1
+SLUICE_RULE_STRICT = 1
+SLUICE_RULE_DRY_RUN = 2
 
 # Not in the header: the ranges the C types impose, checked before a call (ctypes would
 # silently wrap an out-of-range integer).
@@ -197,6 +205,30 @@ class sluice_rule_counts(Structure):
     ]
 
 
+class sluice_category_info(Structure):
+    _fields_ = [
+        ("size", c_size_t),
+        ("name", c_char_p),
+        ("rules", c_uint32),
+        ("lockout_rule", c_int32),
+    ]
+
+
+class sluice_rule_info(Structure):
+    _fields_ = [
+        ("size", c_size_t),
+        ("category_name", c_char_p),
+        ("category", c_int32),
+        ("kind", ctypes.c_uint16),
+        ("flags", ctypes.c_uint16),
+        ("limit", c_uint32),
+        ("line", c_uint32),
+        ("window_ms", c_int64),
+        ("ban_ms", c_int64),
+        ("max_ban_ms", c_int64),
+    ]
+
+
 def sized(cls):
     """A new ``cls`` with its ``size`` set, ready to pass to the library."""
     value = cls()
@@ -213,6 +245,8 @@ STRUCTS = {
     "sluice_open_options": sluice_open_options,
     "sluice_table_stats": sluice_table_stats,
     "sluice_rule_counts": sluice_rule_counts,
+    "sluice_category_info": sluice_category_info,
+    "sluice_rule_info": sluice_rule_info,
 }
 
 # ---- functions --------------------------------------------------------------------------------
@@ -279,6 +313,8 @@ FUNCTIONS = {
     ),
     "sluice_stats": (c_int, [_handle, c_int64, POINTER(sluice_table_stats)]),
     "sluice_rule_stats": (c_int, [_handle, c_int32, POINTER(sluice_rule_counts)]),
+    "sluice_describe_category": (c_int, [_handle, c_int, POINTER(sluice_category_info)]),
+    "sluice_describe_rule": (c_int, [_handle, c_int32, POINTER(sluice_rule_info)]),
     "sluice_strerror": (c_char_p, [c_int]),
     "sluice_version": (c_char_p, []),
     "sluice_default_policy": (c_char_p, []),
@@ -409,6 +445,8 @@ lib: Any
 LIBRARY_PATH: Path
 LIBRARY_VERSION: str
 lib, LIBRARY_PATH, LIBRARY_VERSION = _load()
+#: The same library, its calls holding the GIL (the fast path's per-request functions only).
+held_lib: Any = ctypes.PyDLL(str(LIBRARY_PATH))
 
 #: The default policy that ships with sluice (``sluice_default_policy()``).
 DEFAULT_POLICY: str = lib.sluice_default_policy().decode("utf-8")
@@ -490,7 +528,7 @@ def raw_handle(handle):
     return ctypes.c_void_p(ctypes.cast(handle, ctypes.c_void_p).value)
 
 
-def allower_function():
+def allower_function(hold_gil=False):
     """``sluice_allow`` without ``argtypes``, as ``decider_function`` (checked against
     FUNCTIONS): ``(raw_handle, int, key bytes, c_size_t, c_int64) -> 1, 0 or a negative
     code``."""
@@ -498,23 +536,25 @@ def allower_function():
     assert restype is c_int and [str(t) for t in argtypes] == [
         str(t) for t in _DECIDER_ARGTYPES[:5]
     ], "sluice_allow: the fast caller no longer matches the declaration"
-    function = lib["sluice_allow"]
+    function = (held_lib if hold_gil else lib)["sluice_allow"]
     function.restype = c_int
     function.argtypes = None
     return function
 
 
-def decider_function(name):
+def decider_function(name, hold_gil=False):
     """``name`` (sluice_check, sluice_peek or sluice_failure) as a function object without
     ``argtypes``, for callers that pass every argument as the exact C type of its declaration
     (checked here against FUNCTIONS): ``(raw_handle, int, key bytes, c_size_t, c_int64,
     DecisionBuffer)``. ctypes' per-call conversion through ``argtypes`` costs ~2.7 us of a
-    ~3.5 us call on the bench machine; passing ready-made C values costs ~0.8 us."""
+    ~3.5 us call on the bench machine; passing ready-made C values costs ~0.8 us.
+    ``hold_gil``: from ``held_lib`` (PyDLL), the GIL held through the call."""
     restype, argtypes = FUNCTIONS[name]
     assert restype is c_int and [str(t) for t in argtypes] == [
         str(t) for t in _DECIDER_ARGTYPES
     ], "{}: the fast caller no longer matches the declaration".format(name)
-    function = lib[name]  # a second function object: no argtypes, so no conversion
+    # A second function object: no argtypes, so no conversion.
+    function = (held_lib if hold_gil else lib)[name]
     function.restype = c_int
     function.argtypes = None
     return function

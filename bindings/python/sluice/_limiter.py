@@ -426,10 +426,14 @@ def _decider_method(what, doc):
         method = general
 
     else:
-        function = _ffi.allower_function() if answers else _ffi.decider_function(name)
+        # PyDLL: the GIL is held from reading the handle cell to the call's return.
+        function = (
+            _ffi.allower_function(hold_gil=True)
+            if answers
+            else _ffi.decider_function(name, hold_gil=True)
+        )
         new_buffer = _ffi.DecisionBuffer
         size_word = _ffi.DECISION_SIZE_WORD
-        new_token = object
         unpack = _ffi.unpack_decision
         sizes = _ffi.KEY_SIZES
         key_size = _ffi.key_size
@@ -437,6 +441,7 @@ def _decider_method(what, doc):
         c_now = _ffi.C_NOW
         now_value = _ffi.SLUICE_NOW
         int64_max = _ffi.INT64_MAX
+        err_null = _ffi.SLUICE_ERR_NULL
         new, set_s = _new, _set_s
 
         def method(self, key, category=GLOBAL, now_ms=None):
@@ -462,32 +467,21 @@ def _decider_method(what, doc):
                 t = int64(now_ms)
             else:
                 return general(self, key, category, now_ms)
-            # This call's token in _active: its own decision buffer (its size set, as the
-            # library requires), or (allow) a new object.
+            # The handle is read from its cell inside the call (see "the handle's lifetime").
             if answers:
-                token = new_token()
-            else:
-                token = new_buffer()
-                token[0] = size_word
-            active = self._active
-            try:
-                active.add(token)  # W1 (see "the handle's lifetime")
-                raw = self._raw  # R1
-                if raw is None:
-                    raise _closed()
-                if answers:
-                    code = function(raw, cat, k, size, t)
-                else:
-                    code = function(raw, cat, k, size, t, token)
-            finally:
-                active.discard(token)
-            if answers:
+                code = function(self._cell, cat, k, size, t)
                 if code == 1 or code == 0:
                     return code == 1
-            elif not code:
-                d = new(Decision)
-                set_s(d, (unpack(token), self))
-                return d
+            else:
+                buf = new_buffer()
+                buf[0] = size_word
+                code = function(self._cell, cat, k, size, t, buf)
+                if not code:
+                    d = new(Decision)
+                    set_s(d, (unpack(buf), self))
+                    return d
+            if code == err_null and self._cell.value is None:
+                raise _closed()
             raise self._call_error(
                 code, what, k, category, now_value if now_ms is None else now_ms
             )
@@ -541,6 +535,7 @@ class Limiter:
     ) -> None:
         self._handle = None  # the struct sluice *; None once freed
         self._raw = None  # the same as a c_void_p for the calls; None from the start of close()
+        self._cell = _ffi.raw_handle(None)  # the fast path's handle: NULL when closed
         self._unfreed = []  # [the handle] until it is freed: list.pop() frees exactly once
         self._close_returned = False  # close() has returned (with the table freed or not)
         self._active = set()  # the calls in flight: one token each (see close)
@@ -583,14 +578,31 @@ class Limiter:
         self._handle = handle
         self._unfreed.append(handle)
         self._raw = _ffi.raw_handle(handle)  # for the per-request fast callers
+        # The fast path's handle: the same pointer in a cell of its own, never replaced;
+        # close() sets it to NULL before freeing (see "the handle's lifetime").
+        self._cell = _ffi.raw_handle(handle)
         #: The policy text in use (for a table attached by path: the one stored in the file).
         self.policy: str = _ffi.policy(handle)
         #: The table file, or None for a table in private memory.
         self.path: Optional[str] = None if c_path is None else os.fsdecode(c_path)
 
     # ---- the handle's lifetime ---------------------------------------------------------------
-    # ctypes releases the GIL during each foreign call, so close() in another thread could free
-    # the table while a call is using it. The guard, with no lock on the calls' path:
+    # The fast path (check, peek, failure, allow with a str/bytes key: _decider_method) takes
+    # no token. It passes self._cell, a c_void_p that holds the handle and is never replaced,
+    # to a function of _ffi.held_lib (PyDLL), and close() stores NULL in that cell before it
+    # frees. ctypes reads the pointer out of the cell while converting the arguments, inside
+    # the call, and from there to the call's return the thread holds the GIL: no Python code
+    # runs in between (the other arguments are an exact int, bytes and ctypes values, whose
+    # conversion calls no Python; the GIL is not released), so no other thread's close() and
+    # no signal handler (they run between bytecodes) can run then. So a call either read
+    # the handle before close() stored NULL, and returned before close() goes on, or reads
+    # NULL, which the library refuses with SLUICE_ERR_NULL (ClosedError here). The table is
+    # never freed under it. This is what the GIL guarantees; a free-threaded build has none,
+    # and there every call takes the general path below instead.
+    #
+    # Every other call (the general paths, headers, stats, check_batch) goes through CDLL,
+    # which releases the GIL during the foreign call, so close() in another thread could free
+    # the table while such a call is using it. The guard, with no lock on the calls' path:
     #
     #   a call:   token into self._active (W1); read self._raw (R1): None -> ClosedError;
     #             else the foreign call with it; in `finally`, token out of self._active.
@@ -657,6 +669,7 @@ class Limiter:
         with lock:  # a second close() in another thread waits here until the first is done
             if not self._unfreed:
                 return
+            self._cell.value = None  # the fast path: every later call reads NULL
             if _FREE_THREADED:
                 with self._guard_lock:
                     self._raw = None
@@ -703,6 +716,7 @@ class Limiter:
         # Only reached when nothing refers to the limiter, so no call is in flight.
         try:
             if getattr(self, "_unfreed", None):
+                self._cell.value = None
                 self._raw = None
                 self._free()
         except Exception:  # interpreter shutdown: modules may be gone

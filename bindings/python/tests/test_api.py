@@ -590,7 +590,8 @@ def test_a_failed_open_leaves_nothing_to_close():
 
 def test_library_version_and_loading():
     assert sluice.library_version() == _ffi.SLUICE_VERSION == sluice.LIBRARY_VERSION
-    # CDLL releases the GIL during calls; PyDLL (a subclass) would hold it.
+    # CDLL releases the GIL during calls; PyDLL (a subclass) holds it: only the fast path's
+    # short per-request calls use the PyDLL load (held_lib, test_fast_path.py).
     assert type(_ffi.lib) is ctypes.CDLL
     assert _ffi.lib._func_flags_ & ctypes._FUNCFLAG_PYTHONAPI == 0
     assert Path(sluice.LIBRARY_PATH).is_file()

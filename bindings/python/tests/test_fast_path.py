@@ -339,3 +339,29 @@ def test_allow_errors_are_those_of_check():
             if isinstance(e.value, sluice.SluiceError) and category != "nope":
                 assert "allow " in str(e.value)
         assert l.peek(b"k", "auth", T0).remaining == 2  # nothing was recorded
+
+
+def test_the_fast_path_holds_the_gil_and_reads_the_handle_from_a_cell_close_empties():
+    """check/peek/failure/allow on the fast path call through PyDLL (the GIL held from reading
+    the handle cell to the return: what makes the path safe against close() without a token)
+    and register no call in flight; close() stores NULL in the cell, which the library
+    refuses, so a later call raises ClosedError without touching the freed table."""
+    assert type(_ffi.held_lib) is ctypes.PyDLL
+    assert _ffi.held_lib._func_flags_ & ctypes._FUNCFLAG_PYTHONAPI
+    l = sluice.Limiter("global 3/1m\nauth lockout 2/1m for 1m")
+    cell = l._cell
+    assert cell.value == l._raw.value and cell.value
+    l.category_id("global"), l.category_id("auth")  # resolved: the calls below are fast
+    seen = []
+    real_add = l._active.add
+    l._active = type("Spy", (set,), {"add": lambda self, t: (seen.append(t), real_add(t))})()
+    assert l.check("k", now_ms=T0).remaining == 2 and l.allow(b"k", now_ms=T0)
+    assert l.peek("k", now_ms=T0).remaining == 0 and l.failure("k", "auth", now_ms=T0).remaining == 1
+    assert seen == []  # no token on the fast path
+    l.close()
+    assert l._cell is cell and cell.value is None
+    for call in (l.check, l.peek, l.allow):
+        with pytest.raises(sluice.ClosedError):
+            call("k")
+    with pytest.raises(sluice.ClosedError):
+        l.failure("k", "auth")

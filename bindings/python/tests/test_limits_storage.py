@@ -90,3 +90,46 @@ def test_what_is_not_supported_says_so(storage):
     with pytest.raises(ValueError, match="unknown options"):
         storage_from_string("sluice://", colour="blue")
     assert storage.check()
+
+
+def test_the_window_starts_at_the_oldest_entry_to_the_millisecond(storage):
+    ours = MovingWindowRateLimiter(storage)
+    item = limits.parse("3/minute")
+    before = time.time()
+    assert ours.hit(item, "ms")
+    after = time.time()
+    time.sleep(0.3)
+    assert ours.hit(item, "ms")
+    # `reset` is the oldest entry + 60 s, not a whole second (the decision's rounded reset).
+    for _ in range(2):
+        reset = ours.get_window_stats(item, "ms").reset_time
+        assert before + 60 - 0.002 <= reset <= after + 60 + 0.002, (before, reset, after)
+    start, count = storage.get_moving_window(item.key_for("ms"), 3, 60)
+    assert count == 2 and before - 0.002 <= start <= after + 0.002
+    assert ours.hit(item, "ms") and not ours.hit(item, "ms")  # full: the same oldest entry
+    assert before + 60 - 0.002 <= ours.get_window_stats(item, "ms").reset_time <= after + 60.002
+
+
+def test_options_in_the_uri_or_as_keywords_and_bad_ones_said_clearly(tmp_path):
+    assert HAVE_LIMITS
+    import sluice.limits_storage  # noqa: F401
+
+    s = storage_from_string("sluice://{}?capacity=4096&mode=660".format(tmp_path))
+    assert (s.directory, s.capacity, s.mode) == (str(tmp_path), 4096, 0o660)
+    assert MovingWindowRateLimiter(s).hit(limits.parse("1/minute"), "k")
+    assert (tmp_path / "1-per-60s.sluice").stat().st_mode & 0o777 == 0o660
+    s = storage_from_string("sluice://" + str(tmp_path), capacity="2048", mode="0o640")
+    assert (s.capacity, s.mode) == (2048, 0o640)
+    for uri, options, message in [
+        ("sluice://host/dir", {}, "absolute directory"),
+        ("sluice://?capacity=lots", {}, "capacity must be a whole number, not 'lots'"),
+        ("sluice://{}?mode=rw".format(tmp_path), {}, "mode must be octal"),
+        ("sluice://?colour=blue", {}, r"unknown options colour \(known: capacity, mode\)"),
+        ("sluice://?capacity=1&capacity=2", {}, "capacity is given twice"),
+        ("sluice://?capacity=1", {"capacity": 2}, "both in the URI and as an option"),
+        ("sluice://", {"mode": 0o660}, "mode is for table files"),
+        ("sluice://?capacity", {}, "the query is not name=value pairs"),
+        ("sluice://?capacity=0", {}, "capacity must be at least 1"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            storage_from_string(uri, **options)

@@ -362,6 +362,7 @@ freed = []
 real_close = _ffi.close
 _ffi.close = lambda h: (freed.append(h), real_close(h))
 limiter = sluice.Limiter("global 65535/1ms")
+KEY = eval(sys.argv[1])
 in_flight = []
 
 def on_alarm(signum, frame):
@@ -373,7 +374,7 @@ signal.setitimer(signal.ITIMER_REAL, 0.002)
 calls = 0
 try:
     while True:
-        limiter.check("198.51.100.7")
+        limiter.check(KEY)
         calls += 1
 except sluice.ClosedError:
     pass
@@ -384,17 +385,19 @@ print("in_flight", in_flight[0], "freed", len(freed), "calls", calls)
 
 
 def test_close_in_a_signal_handler_during_a_call_returns():
-    """SIGALRM arrives while the main thread is in check() (a Python signal handler runs
-    between bytecodes, so with the call's token still registered) and its handler closes the
-    limiter: close() must return, the loop must then see ClosedError, and the table must be
-    freed exactly once. Before CLOSE_WAIT_S, close() waited for its own thread forever.
-    Repeated until the alarm lands inside a call at least once."""
+    """SIGALRM arrives while the main thread is in check() on the general path (a bytearray
+    key: a Python signal handler runs between bytecodes, so with the call's token still
+    registered) and its handler closes the limiter: close() must return, the loop must then
+    see ClosedError, and the table must be freed exactly once. Before CLOSE_WAIT_S, close()
+    waited for its own thread forever. Repeated until the alarm lands inside a call at least
+    once."""
     import subprocess
     import sys
 
     for attempt in range(20):
         out = subprocess.run(
-            [sys.executable, "-c", SIGNAL_SCRIPT], capture_output=True, text=True, timeout=30
+            [sys.executable, "-c", SIGNAL_SCRIPT, "bytearray(b'198.51.100.7')"],
+            capture_output=True, text=True, timeout=30,
         )
         assert out.returncode == 0, out.stderr
         words = out.stdout.split()
@@ -402,3 +405,22 @@ def test_close_in_a_signal_handler_during_a_call_returns():
         if words[1] == "1":
             return  # the handler closed with a call of its own thread in flight
     pytest.fail("in 20 runs the alarm never landed inside a call")
+
+
+def test_close_in_a_signal_handler_on_the_fast_path():
+    """The same on the fast path (a str key), which registers no token: the handler's close()
+    frees at once (no call can be inside the library while a handler runs: the GIL is held
+    from reading the handle to the call's return), and the loop's next call sees NULL in the
+    handle cell and raises ClosedError."""
+    import subprocess
+    import sys
+
+    for attempt in range(3):
+        out = subprocess.run(
+            [sys.executable, "-c", SIGNAL_SCRIPT, "'198.51.100.7'"],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert out.returncode == 0, out.stderr
+        words = out.stdout.split()
+        assert words[:4] == ["in_flight", "0", "freed", "1"], out.stdout
+        assert int(words[5]) > 0, out.stdout

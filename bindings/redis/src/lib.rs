@@ -9,22 +9,32 @@
 use std::cell::Cell;
 use std::ffi::CString;
 use std::os::raw::{c_int, c_void};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use redis_module::native_types::RedisType;
 use redis_module::{
     raw, redis_module, Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue,
     Status as RedisStatus,
 };
-use sluice::{Category, Decision, KeyEngine, KeySnapshot, KeyState, LockoutSnapshot};
+use sluice::{
+    policy::RuleKind, Category, Decision, KeyEngine, KeySnapshot, KeyState, LockoutSnapshot,
+    Policy, Status,
+};
 
-/// The RDB encoding of a value; a newer one is refused when loading.
-const ENCODING_VERSION: i32 = 1;
+/// The RDB encoding of a value; a newer one is refused when loading. Version 2 adds the
+/// policy the file's values were written under (module aux data, before the keys); values of
+/// version 1 are read as written under the policy in force.
+const ENCODING_VERSION: i32 = 2;
 /// The text form's version (AOF rewrite's `SLUICE.RESTORE`).
 const TEXT_VERSION: &str = "v1";
 
 struct Module {
     engine: KeyEngine,
+    /// Each category's name and id, looked up from a command's raw argument.
+    categories: Vec<(Box<[u8]>, Category)>,
+    /// Per category id: the longest window of the rules a check of it logs in (its own and
+    /// the global ones), `None` if it has none.
+    longest_window: Vec<Option<i64>>,
     policy_text: String,
     policy_path: String,
     client_time: bool,
@@ -42,6 +52,19 @@ struct Value {
     /// The newest time (Unix ms) a write on this key was decided at: time never goes back
     /// before it.
     last_ms: Cell<i64>,
+    /// The engine's `expires_at` of the state as of the last write, when known: a passed
+    /// check moves it without reading every rule's log.
+    expiry: Cell<Option<i64>>,
+}
+
+impl Value {
+    fn new(state: KeyState, last_ms: i64) -> Value {
+        Value {
+            state,
+            last_ms: Cell::new(last_ms),
+            expiry: Cell::new(None),
+        }
+    }
 }
 
 static SLUICE_TYPE: RedisType = RedisType::new(
@@ -54,11 +77,11 @@ static SLUICE_TYPE: RedisType = RedisType::new(
         aof_rewrite: Some(aof_rewrite),
         free: Some(free),
         mem_usage: Some(mem_usage),
-        digest: None,
-        aux_load: None,
-        aux_save: None,
+        digest: Some(digest),
+        aux_load: Some(aux_load),
+        aux_save: Some(aux_save),
         aux_save2: None,
-        aux_save_triggers: 0,
+        aux_save_triggers: raw::REDISMODULE_AUX_BEFORE_RDB as i32,
         free_effort: None,
         unlink: None,
         copy: Some(copy),
@@ -93,8 +116,49 @@ fn encode(v: &Value) -> Vec<i64> {
     out
 }
 
-/// The inverse of [`encode`], through the engine's own validation.
-fn decode(mut next: impl FnMut() -> Result<i64, String>) -> Result<Value, String> {
+/// The policy a stored value was written under, when it is not the policy in force.
+enum WrittenUnder<'a> {
+    /// The policy in force (or the writer did not say).
+    InForce,
+    Other(&'a Policy),
+    /// A policy text this module cannot parse: no state of it is trusted.
+    Unreadable(&'a str),
+}
+
+/// The inverse of [`encode`], through the engine's own validation; a value written under
+/// another policy is carried over to the one in force (`KeySnapshot::carry_over`: unchanged
+/// rules keep their logs, locks their end and level, the rest starts empty).
+fn decode(
+    next: impl FnMut() -> Result<i64, String>,
+    under: WrittenUnder<'_>,
+) -> Result<Value, String> {
+    let (last_ms, mut snap) = decode_snapshot(next)?;
+    let m = module();
+    match under {
+        WrittenUnder::InForce => {}
+        WrittenUnder::Other(from) if from == m.engine.policy() => {}
+        WrittenUnder::Other(from) => {
+            snap = snap
+                .carry_over(from, m.engine.policy())
+                .ok_or("the value does not have the shape of the policy it was written under")?;
+        }
+        WrittenUnder::Unreadable(why) => {
+            return Err(format!(
+                "the policy it was written under does not parse: {why}"
+            ))
+        }
+    }
+    let state = m
+        .engine
+        .restore(&snap)
+        .map_err(|e| format!("a state the policy in force cannot hold: {e}"))?;
+    Ok(Value::new(state, last_ms))
+}
+
+/// A value's integers as its newest time and a snapshot, not yet checked against a policy.
+fn decode_snapshot(
+    mut next: impl FnMut() -> Result<i64, String>,
+) -> Result<(i64, KeySnapshot), String> {
     let count = |what: &str, next: &mut dyn FnMut() -> Result<i64, String>| {
         let n = next()?;
         if !(0..=1 << 20).contains(&n) {
@@ -122,14 +186,7 @@ fn decode(mut next: impl FnMut() -> Result<i64, String>) -> Result<Value, String
             level: u32::try_from(level).map_err(|_| format!("level {level} out of range"))?,
         });
     }
-    let state = module()
-        .engine
-        .restore(&snap)
-        .map_err(|e| format!("a state the policy in force cannot hold: {e}"))?;
-    Ok(Value {
-        state,
-        last_ms: Cell::new(last_ms),
-    })
+    Ok((last_ms, snap))
 }
 
 fn encode_text(v: &Value) -> String {
@@ -141,7 +198,7 @@ fn encode_text(v: &Value) -> String {
     s
 }
 
-fn decode_text(text: &str) -> Result<Value, String> {
+fn decode_text(text: &str, under: WrittenUnder<'_>) -> Result<Value, String> {
     let mut parts = text.split(' ');
     match parts.next() {
         Some(TEXT_VERSION) => {}
@@ -152,11 +209,14 @@ fn decode_text(text: &str) -> Result<Value, String> {
             ))
         }
     }
-    let v = decode(|| {
-        let p = parts.next().ok_or("the encoding ends too soon")?;
-        p.parse::<i64>()
-            .map_err(|_| format!("{p:?} is not an integer"))
-    })?;
+    let v = decode(
+        || {
+            let p = parts.next().ok_or("the encoding ends too soon")?;
+            p.parse::<i64>()
+                .map_err(|_| format!("{p:?} is not an integer"))
+        },
+        under,
+    )?;
     if parts.next().is_some() {
         return Err("the encoding has trailing values".into());
     }
@@ -188,10 +248,22 @@ unsafe extern "C" fn copy(
         Some(state) => Box::into_raw(Box::new(Value {
             state,
             last_ms: v.last_ms.clone(),
+            expiry: v.expiry.clone(),
         }))
         .cast(),
         None => std::ptr::null_mut(),
     }
+}
+
+/// The digest of a value (`DEBUG DIGEST-VALUE`, `DEBUG DIGEST`): over its logical state, the
+/// integers of its RDB encoding, so two nodes holding the same state agree.
+unsafe extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
+    let v = &*value.cast::<Value>();
+    let add = raw::RedisModule_DigestAddLongLong.unwrap();
+    for n in encode(v) {
+        add(md, n);
+    }
+    raw::RedisModule_DigestEndSequence.unwrap()(md);
 }
 
 unsafe extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
@@ -204,7 +276,14 @@ unsafe extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) 
 }
 
 fn log_warning(msg: &str) {
-    let level = CString::new("warning").unwrap();
+    log_at(c"warning", msg);
+}
+
+fn log_notice(msg: &str) {
+    log_at(c"notice", msg);
+}
+
+fn log_at(level: &std::ffi::CStr, msg: &str) {
     let fmt = CString::new("%s").unwrap();
     let msg = CString::new(msg.replace('\0', " ")).unwrap();
     unsafe {
@@ -219,10 +298,7 @@ fn log_warning(msg: &str) {
 
 unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
     if encver > ENCODING_VERSION {
-        log_warning(&format!(
-            "sluice: a value of encoding version {encver} in the RDB file; this module reads \
-             versions up to {ENCODING_VERSION}: load it with a newer module"
-        ));
+        log_warning(&newer_encoding(encver));
         return std::ptr::null_mut();
     }
     let Ok(len) = raw::load_unsigned(rdb) else {
@@ -230,7 +306,15 @@ unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *m
     };
     let mut read = 0u64;
     let mut io_failed = false;
-    let result = decode(|| {
+    let file_policy = FILE_POLICY.lock().unwrap_or_else(|e| e.into_inner());
+    // Version 1 files carry no policy (their values are the policy in force's); a version 2
+    // file's aux data, loaded before its keys, says which it was.
+    let under = match (encver, &*file_policy) {
+        (2.., Some(Ok(p))) => WrittenUnder::Other(p),
+        (2.., Some(Err(why))) => WrittenUnder::Unreadable(why),
+        _ => WrittenUnder::InForce,
+    };
+    let next = || {
         if read >= len {
             return Err("the value ends too soon".into());
         }
@@ -239,7 +323,9 @@ unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *m
             io_failed = true;
             "a short read".to_string()
         })
-    });
+    };
+    let result = decode(next, under);
+    drop(file_policy);
     if io_failed {
         return std::ptr::null_mut();
     }
@@ -257,18 +343,64 @@ unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *m
                 Err(e) => e,
                 Ok(_) => "trailing values".into(),
             };
-            // A key saved under another policy: it loads as a key never seen rather than
-            // stopping the server.
+            // A key that neither fits the policy in force nor carries over to it: it loads as
+            // a key never seen rather than stopping the server.
             log_warning(&format!(
                 "sluice: a saved key does not fit the policy in force ({why}); it loads as a new key"
             ));
-            Box::into_raw(Box::new(Value {
-                state: module().engine.new_state(),
-                last_ms: Cell::new(0),
-            }))
-            .cast()
+            Box::into_raw(Box::new(Value::new(module().engine.new_state(), 0))).cast()
         }
     }
+}
+
+/// The policy of the RDB file being loaded (its aux data), or why it does not parse.
+static FILE_POLICY: Mutex<Option<Result<Policy, String>>> = Mutex::new(None);
+
+/// Before the keys of every RDB file: the text of the policy its values are written under.
+unsafe extern "C" fn aux_save(rdb: *mut raw::RedisModuleIO, when: c_int) {
+    if when == raw::REDISMODULE_AUX_BEFORE_RDB as c_int {
+        let text = &module().policy_text;
+        raw::RedisModule_SaveStringBuffer.unwrap()(rdb, text.as_ptr().cast(), text.len());
+    }
+}
+
+unsafe extern "C" fn aux_load(rdb: *mut raw::RedisModuleIO, encver: c_int, when: c_int) -> c_int {
+    if encver > ENCODING_VERSION {
+        log_warning(&newer_encoding(encver));
+        return raw::REDISMODULE_ERR as c_int;
+    }
+    if when != raw::REDISMODULE_AUX_BEFORE_RDB as c_int {
+        return raw::REDISMODULE_OK as c_int;
+    }
+    let mut len = 0usize;
+    let p = raw::RedisModule_LoadStringBuffer.unwrap()(rdb, &mut len);
+    if p.is_null() || raw::RedisModule_IsIOError.unwrap()(rdb) != 0 {
+        return raw::REDISMODULE_ERR as c_int;
+    }
+    let text =
+        String::from_utf8_lossy(std::slice::from_raw_parts(p.cast::<u8>(), len)).into_owned();
+    raw::RedisModule_Free.unwrap()(p.cast());
+    let parsed = Policy::parse(&text).map_err(|e| e.to_string());
+    if let Err(e) = &parsed {
+        log_warning(&format!(
+            "sluice: the RDB file's values were written under a policy that does not parse \
+             ({e}); its keys load as new keys"
+        ));
+    } else if parsed.as_ref().ok() != Some(module().engine.policy()) {
+        log_notice(
+            "sluice: the RDB file's values were written under another policy; each key keeps \
+             what is still exact under the policy in force",
+        );
+    }
+    *FILE_POLICY.lock().unwrap_or_else(|e| e.into_inner()) = Some(parsed);
+    raw::REDISMODULE_OK as c_int
+}
+
+fn newer_encoding(encver: c_int) -> String {
+    format!(
+        "sluice: a value of encoding version {encver} in the RDB file; this module reads \
+         versions up to {ENCODING_VERSION}: load it with a newer module"
+    )
 }
 
 unsafe extern "C" fn aof_rewrite(
@@ -278,17 +410,83 @@ unsafe extern "C" fn aof_rewrite(
 ) {
     let v = &*value.cast::<Value>();
     let text = encode_text(v);
-    let cmd = CString::new("SLUICE.RESTORE").unwrap();
-    let fmt = CString::new("sb").unwrap();
+    // The policy the value is written under goes with it, so that a replay under a changed
+    // policy carries the value over (policies are small beside a value's text).
+    let policy = &module().policy_text;
     raw::RedisModule_EmitAOF.unwrap()(
         aof,
-        cmd.as_ptr(),
-        fmt.as_ptr(),
+        c"SLUICE.RESTORE".as_ptr(),
+        c"sbb".as_ptr(),
         key,
         text.as_ptr().cast::<std::os::raw::c_char>(),
         text.len(),
+        policy.as_ptr().cast::<std::os::raw::c_char>(),
+        policy.len(),
     );
     // The key's expiry is rewritten by Redis itself (PEXPIREAT after the value).
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw access to the module API (the command path avoids the crate's argument and reply
+// wrappers, which allocate per call).
+
+type Ctx = *mut raw::RedisModuleCtx;
+type Str = *mut raw::RedisModuleString;
+
+/// The bytes of a Redis string, borrowed for as long as the command runs.
+///
+/// # Safety
+/// `s` is a valid `RedisModuleString` that outlives the returned slice.
+unsafe fn bytes<'a>(s: Str) -> &'a [u8] {
+    let mut len = 0usize;
+    let p = raw::RedisModule_StringPtrLen.unwrap()(s, &mut len);
+    if p.is_null() {
+        &[]
+    } else {
+        std::slice::from_raw_parts(p.cast::<u8>(), len)
+    }
+}
+
+fn lossy(b: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(b)
+}
+
+/// An error reply's text (`ERR ...`, `WRONGTYPE ...`).
+struct Refusal(String);
+
+fn refuse(msg: impl Into<String>) -> Refusal {
+    Refusal(format!("ERR {}", msg.into()))
+}
+
+const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+
+unsafe fn reply_error(ctx: Ctx, r: &Refusal) {
+    let msg = CString::new(r.0.replace('\0', " ")).unwrap_or_default();
+    raw::RedisModule_ReplyWithError.unwrap()(ctx, msg.as_ptr());
+}
+
+unsafe fn reply_ok(ctx: Ctx) {
+    raw::RedisModule_ReplyWithSimpleString.unwrap()(ctx, c"OK".as_ptr());
+}
+
+unsafe fn reply_decision(ctx: Ctx, d: &Decision) {
+    let int = raw::RedisModule_ReplyWithLongLong.unwrap();
+    raw::RedisModule_ReplyWithArray.unwrap()(ctx, 8);
+    int(ctx, i64::from(d.allowed));
+    let status = d.status.as_str();
+    raw::RedisModule_ReplyWithStringBuffer.unwrap()(ctx, status.as_ptr().cast(), status.len());
+    int(ctx, i64::from(d.limit));
+    int(ctx, i64::from(d.remaining));
+    int(ctx, d.reset);
+    int(ctx, i64::from(d.retry_after));
+    int(ctx, d.rule.map_or(-1, |r| r as i64));
+    int(ctx, d.window_ms);
+}
+
+/// Whether the command comes from the primary or an AOF being loaded (trusted with `AT`).
+unsafe fn replicated_or_loading(ctx: Ctx) -> bool {
+    let flags = raw::RedisModule_GetContextFlags.unwrap()(ctx) as u32;
+    flags & (raw::REDISMODULE_CTX_FLAGS_REPLICATED | raw::REDISMODULE_CTX_FLAGS_LOADING) != 0
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -305,20 +503,20 @@ impl Drop for Key {
 }
 
 impl Key {
-    fn open(ctx: &Context, name: &RedisString, write: bool) -> Key {
+    unsafe fn open(ctx: Ctx, name: Str, write: bool) -> Key {
         let mode = if write {
-            raw::KeyMode::READ | raw::KeyMode::WRITE
+            raw::REDISMODULE_READ | raw::REDISMODULE_WRITE
         } else {
-            raw::KeyMode::READ
+            raw::REDISMODULE_READ
         };
         Key {
-            key: raw::open_key(ctx.get_raw(), name.inner, mode),
+            key: raw::RedisModule_OpenKey.unwrap()(ctx, name, mode as c_int).cast(),
         }
     }
 
     /// The key's value: `Ok(None)` if the key does not exist, WRONGTYPE if it holds another
     /// type.
-    fn value(&self) -> Result<Option<&Value>, RedisError> {
+    fn value(&self) -> Result<Option<&Value>, Refusal> {
         unsafe {
             let t = raw::RedisModule_KeyType.unwrap()(self.key);
             if t == raw::REDISMODULE_KEYTYPE_EMPTY as c_int {
@@ -328,14 +526,14 @@ impl Key {
                 || raw::RedisModule_ModuleTypeGetType.unwrap()(self.key)
                     != *SLUICE_TYPE.raw_type.borrow()
             {
-                return Err(RedisError::WrongType);
+                return Err(Refusal(WRONGTYPE.into()));
             }
             let p = raw::RedisModule_ModuleTypeGetValue.unwrap()(self.key).cast::<Value>();
             Ok(p.as_ref())
         }
     }
 
-    fn set(&self, v: Value) -> Result<&Value, RedisError> {
+    fn set(&self, v: Value) -> Result<&Value, Refusal> {
         unsafe {
             let p = Box::into_raw(Box::new(v));
             if raw::RedisModule_ModuleTypeSetValue.unwrap()(
@@ -345,7 +543,7 @@ impl Key {
             ) != raw::REDISMODULE_OK as c_int
             {
                 drop(Box::from_raw(p));
-                return Err(RedisError::Str("ERR could not store the key's state"));
+                return Err(refuse("could not store the key's state"));
             }
             Ok(&*p)
         }
@@ -355,10 +553,18 @@ impl Key {
     /// not after `now` (the time the write was decided at; `None` for a write without one,
     /// whose replicas must decide alike whatever their clocks say).
     fn settle(&self, v: &Value, now: Option<i64>) {
+        self.settle_at(v, module().engine.expires_at(&v.state), now);
+    }
+
+    /// [`Key::settle`] with the state's `expires_at` known.
+    fn settle_at(&self, v: &Value, expiry: Option<i64>, now: Option<i64>) {
+        let before = v.expiry.replace(expiry);
         unsafe {
-            match module().engine.expires_at(&v.state) {
+            match expiry {
                 Some(at) if now.is_none_or(|now| at > now) => {
-                    raw::RedisModule_SetAbsExpire.unwrap()(self.key, at);
+                    if before != Some(at) {
+                        raw::RedisModule_SetAbsExpire.unwrap()(self.key, at);
+                    }
                 }
                 _ => {
                     raw::RedisModule_DeleteKey.unwrap()(self.key);
@@ -371,25 +577,20 @@ impl Key {
 // ---------------------------------------------------------------------------------------------
 // Commands.
 
-fn err(msg: String) -> RedisError {
-    RedisError::String(format!("ERR {msg}"))
-}
-
+/// `NAME key category [AT ms]`, parsed from the raw arguments without copying them.
 struct Args {
-    key: RedisString,
     category: Category,
-    category_name: String,
     /// `AT ms`, when given.
     at: Option<i64>,
 }
 
 /// `NAME key category [AT ms]` (`AT` only when `with_time`).
-fn parse(ctx: &Context, args: &[RedisString], with_time: bool) -> Result<Args, RedisError> {
+unsafe fn parse(ctx: Ctx, argv: &[Str], with_time: bool) -> Result<Args, Refusal> {
     // The usage line of an error; made only when there is one.
     let usage = || {
-        let name = args
+        let name = argv
             .first()
-            .map(|a| a.to_string_lossy().to_uppercase())
+            .map(|&a| lossy(bytes(a)).to_uppercase())
             .unwrap_or_default();
         if with_time {
             format!("{name} key category [AT ms]")
@@ -397,73 +598,61 @@ fn parse(ctx: &Context, args: &[RedisString], with_time: bool) -> Result<Args, R
             format!("{name} key category")
         }
     };
-    if args.len() < 3 {
-        return Err(err(format!("wrong number of arguments: {}", usage())));
+    if argv.len() < 3 {
+        return Err(refuse(format!("wrong number of arguments: {}", usage())));
     }
-    let key = args[1].clone();
-    if key.as_slice().is_empty() {
-        return Err(err(format!("the key is empty: {}", usage())));
+    if bytes(argv[1]).is_empty() {
+        return Err(refuse(format!("the key is empty: {}", usage())));
     }
-    let category_name = args[2].to_string_lossy();
-    let category = module()
-        .engine
-        .category(&category_name)
-        .map_err(|_| err(format!("unknown category {category_name:?}")))?;
+    let m = module();
+    let name = bytes(argv[2]);
+    let Some(&(_, category)) = m.categories.iter().find(|(n, _)| **n == *name) else {
+        return Err(refuse(format!("unknown category {:?}", lossy(name))));
+    };
     let mut at = None;
-    let mut rest = args[3..].iter();
-    while let Some(a) = rest.next() {
-        let word = a.to_string_lossy();
-        if with_time && word.eq_ignore_ascii_case("AT") && at.is_none() {
-            let Some(ms) = rest.next() else {
-                return Err(err(format!("AT needs a time in Unix ms: {}", usage())));
+    let mut rest = argv[3..].iter();
+    while let Some(&a) = rest.next() {
+        let word = bytes(a);
+        if with_time && word.eq_ignore_ascii_case(b"AT") && at.is_none() {
+            let Some(&ms) = rest.next() else {
+                return Err(refuse(format!("AT needs a time in Unix ms: {}", usage())));
             };
-            let ms_text = ms.to_string_lossy();
-            let ms = ms_text
-                .parse::<i64>()
-                .map_err(|_| err(format!("AT {ms_text:?} is not an integer (Unix ms)")))?;
+            let ms_text = bytes(ms);
+            let ms = std::str::from_utf8(ms_text)
+                .ok()
+                .and_then(|t| t.parse::<i64>().ok())
+                .ok_or_else(|| {
+                    refuse(format!(
+                        "AT {:?} is not an integer (Unix ms)",
+                        lossy(ms_text)
+                    ))
+                })?;
             if ms < 0 {
-                return Err(err(format!("AT {ms} is before 1970 (Unix ms)")));
+                return Err(refuse(format!("AT {ms} is before 1970 (Unix ms)")));
             }
-            let trusted = ctx
-                .get_flags()
-                .intersects(ContextFlags::REPLICATED | ContextFlags::LOADING);
-            if !module().client_time && !trusted {
-                return Err(err(
-                    "AT is accepted only when the module is loaded with CLIENT-TIME yes".into(),
+            if !m.client_time && !replicated_or_loading(ctx) {
+                return Err(refuse(
+                    "AT is accepted only when the module is loaded with CLIENT-TIME yes",
                 ));
             }
             at = Some(ms);
         } else {
-            return Err(err(format!("unknown argument {word:?}: {}", usage())));
+            return Err(refuse(format!(
+                "unknown argument {:?}: {}",
+                lossy(word),
+                usage()
+            )));
         }
     }
-    Ok(Args {
-        key,
-        category,
-        category_name,
-        at,
-    })
+    Ok(Args { category, at })
 }
 
 fn server_ms() -> i64 {
     unsafe { raw::RedisModule_Milliseconds.unwrap()() }
 }
 
-fn reply(d: &Decision) -> RedisValue {
-    RedisValue::Array(vec![
-        RedisValue::Integer(i64::from(d.allowed)),
-        RedisValue::BulkString(d.status.as_str().to_string()),
-        RedisValue::Integer(i64::from(d.limit)),
-        RedisValue::Integer(i64::from(d.remaining)),
-        RedisValue::Integer(d.reset),
-        RedisValue::Integer(i64::from(d.retry_after)),
-        RedisValue::Integer(d.rule.map_or(-1, |r| r as i64)),
-        RedisValue::Integer(d.window_ms),
-    ])
-}
-
-fn engine_err(e: sluice::Error) -> RedisError {
-    err(e.to_string())
+fn engine_err(e: sluice::Error) -> Refusal {
+    refuse(e.to_string())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -474,30 +663,30 @@ enum Op {
 }
 
 impl Op {
-    fn name(self) -> &'static str {
+    /// The command replicated for this write (a C string for `RedisModule_Replicate`).
+    fn command(self) -> &'static std::ffi::CStr {
         match self {
-            Op::Check => "SLUICE.CHECK",
-            Op::Failure => "SLUICE.FAILURE",
-            Op::Success => "SLUICE.SUCCESS",
+            Op::Check => c"SLUICE.CHECK",
+            Op::Failure => c"SLUICE.FAILURE",
+            Op::Success => c"SLUICE.SUCCESS",
         }
     }
 }
 
-/// A write at a time: decide on the key's value (created if new), store or drop it, and
-/// replicate the command with the time it was decided at.
-fn write(ctx: &Context, args: Vec<RedisString>, op: Op) -> RedisResult {
-    let a = parse(ctx, &args, true)?;
+/// A write at a time: decide on the key's value (created if new), store or drop it, reply,
+/// and replicate the command with the time it was decided at.
+unsafe fn write(ctx: Ctx, argv: &[Str], op: Op) -> Result<(), Refusal> {
+    let a = parse(ctx, argv, true)?;
     let m = module();
-    let key = Key::open(ctx, &a.key, true);
+    let key = Key::open(ctx, argv[1], true);
     let existing = key.value()?;
     let requested = a.at.unwrap_or_else(server_ms);
     let now = requested.max(existing.map_or(0, |v| v.last_ms.get()));
-    let fresh = existing.is_none().then(|| Value {
-        state: m.engine.new_state(),
-        last_ms: Cell::new(now),
-    });
+    let fresh = existing
+        .is_none()
+        .then(|| Value::new(m.engine.new_state(), now));
     let Some(v) = existing.or(fresh.as_ref()) else {
-        return Err(RedisError::Str("ERR no state")); // one of the two is always there
+        return Err(refuse("no state")); // one of the two is always there
     };
     // The engine refuses (a category without a lockout, a time out of range) before it
     // changes anything.
@@ -507,50 +696,51 @@ fn write(ctx: &Context, args: Vec<RedisString>, op: Op) -> RedisResult {
         Op::Success => m.engine.success(&v.state, a.category, now).map(|()| None),
     }
     .map_err(engine_err)?;
+    // A check that passed logged `now` in every rule of its category (global ones included)
+    // and changed nothing else: the expiry moves to the latest of the old one and `now` plus
+    // the longest of those windows. Anything else reads the whole state.
+    let passed = matches!(&result, Some(d) if op == Op::Check && d.status == Status::Passed);
+    let expiry = match (passed, v.expiry.get()) {
+        (true, Some(old)) => Some(match m.longest_window[a.category.id()] {
+            Some(w) => old.max(now.saturating_add(w)),
+            None => old,
+        }),
+        _ => m.engine.expires_at(&v.state),
+    };
     let stored = match (existing, fresh) {
         (Some(v), _) => {
             v.last_ms.set(now);
             Some(v)
         }
         // A new key is stored only if the state now holds something.
-        (None, Some(f)) if m.engine.expires_at(&f.state).is_some() => Some(key.set(f)?),
+        (None, Some(f)) if expiry.is_some() => Some(key.set(f)?),
         (None, _) => None,
     };
     if let Some(v) = stored {
-        key.settle(v, Some(now));
+        key.settle_at(v, expiry, Some(now));
         // Every write is propagated, a refused check too (a strict rule logs it), with the
         // time it was decided at.
-        let now_text = now.to_string();
-        let rargs: [&[u8]; 4] = [
-            a.key.as_slice(),
-            a.category_name.as_bytes(),
-            b"AT",
-            now_text.as_bytes(),
-        ];
-        ctx.replicate(op.name(), &rargs[..]);
+        raw::RedisModule_Replicate.unwrap()(
+            ctx,
+            op.command().as_ptr(),
+            c"sscl".as_ptr(),
+            argv[1],
+            argv[2],
+            c"AT".as_ptr(),
+            now as std::os::raw::c_longlong,
+        );
     }
-    Ok(match result {
-        Some(d) => reply(&d),
-        None => RedisValue::SimpleStringStatic("OK"),
-    })
+    match result {
+        Some(d) => reply_decision(ctx, &d),
+        None => reply_ok(ctx),
+    }
+    Ok(())
 }
 
-fn sluice_check(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    write(ctx, args, Op::Check)
-}
-
-fn sluice_failure(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    write(ctx, args, Op::Failure)
-}
-
-fn sluice_success(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    write(ctx, args, Op::Success)
-}
-
-fn sluice_peek(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let a = parse(ctx, &args, true)?;
+unsafe fn peek(ctx: Ctx, argv: &[Str]) -> Result<(), Refusal> {
+    let a = parse(ctx, argv, true)?;
     let m = module();
-    let key = Key::open(ctx, &a.key, false);
+    let key = Key::open(ctx, argv[1], false);
     let requested = a.at.unwrap_or_else(server_ms);
     let d = match key.value()? {
         Some(v) => m
@@ -559,22 +749,102 @@ fn sluice_peek(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         None => m.engine.peek(&m.engine.new_state(), a.category, requested),
     }
     .map_err(engine_err)?;
-    Ok(reply(&d))
+    reply_decision(ctx, &d);
+    Ok(())
 }
 
-fn sluice_reset(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let a = parse(ctx, &args, false)?;
+unsafe fn reset(ctx: Ctx, argv: &[Str]) -> Result<(), Refusal> {
+    let a = parse(ctx, argv, false)?;
     let m = module();
-    let key = Key::open(ctx, &a.key, true);
+    let key = Key::open(ctx, argv[1], true);
     if let Some(v) = key.value()? {
         let before = v.state.words();
         m.engine.reset(&v.state, a.category).map_err(engine_err)?;
         if v.state.words() != before {
             key.settle(v, None);
-            ctx.replicate_verbatim();
+            raw::RedisModule_ReplicateVerbatim.unwrap()(ctx);
         }
     }
-    Ok(RedisValue::SimpleStringStatic("OK"))
+    reply_ok(ctx);
+    Ok(())
+}
+
+/// The C entry of a command: its arguments as a slice, its error as an error reply, and no
+/// panic across the boundary.
+unsafe fn entry(
+    ctx: Ctx,
+    argv: *mut Str,
+    argc: c_int,
+    run: unsafe fn(Ctx, &[Str]) -> Result<(), Refusal>,
+) -> c_int {
+    let argv: &[Str] = if argv.is_null() || argc <= 0 {
+        &[]
+    } else {
+        std::slice::from_raw_parts(argv, argc as usize)
+    };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(ctx, argv)));
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(r)) => reply_error(ctx, &r),
+        Err(_) => reply_error(ctx, &refuse("internal error in the sluice module")),
+    }
+    raw::REDISMODULE_OK as c_int
+}
+
+unsafe extern "C" fn cmd_check(ctx: Ctx, argv: *mut Str, argc: c_int) -> c_int {
+    entry(ctx, argv, argc, |ctx, argv| write(ctx, argv, Op::Check))
+}
+
+unsafe extern "C" fn cmd_failure(ctx: Ctx, argv: *mut Str, argc: c_int) -> c_int {
+    entry(ctx, argv, argc, |ctx, argv| write(ctx, argv, Op::Failure))
+}
+
+unsafe extern "C" fn cmd_success(ctx: Ctx, argv: *mut Str, argc: c_int) -> c_int {
+    entry(ctx, argv, argc, |ctx, argv| write(ctx, argv, Op::Success))
+}
+
+unsafe extern "C" fn cmd_peek(ctx: Ctx, argv: *mut Str, argc: c_int) -> c_int {
+    entry(ctx, argv, argc, peek)
+}
+
+unsafe extern "C" fn cmd_reset(ctx: Ctx, argv: *mut Str, argc: c_int) -> c_int {
+    entry(ctx, argv, argc, reset)
+}
+
+/// The keyed commands on the raw API: (name, handler, flags).
+type RawCommand = unsafe extern "C" fn(Ctx, *mut Str, c_int) -> c_int;
+const RAW_COMMANDS: [(&std::ffi::CStr, RawCommand, &std::ffi::CStr); 5] = [
+    (c"sluice.check", cmd_check, c"write deny-oom fast"),
+    (c"sluice.peek", cmd_peek, c"readonly fast"),
+    (c"sluice.failure", cmd_failure, c"write deny-oom fast"),
+    (c"sluice.success", cmd_success, c"write fast"),
+    (c"sluice.reset", cmd_reset, c"write fast"),
+];
+
+/// Register the keyed commands, each with its key at position 1 (first 1, last 1, step 1) so
+/// that Cluster routes them and ACL key patterns apply.
+fn register_raw_commands(ctx: &Context) -> Result<(), String> {
+    for (name, handler, flags) in RAW_COMMANDS {
+        let status = unsafe {
+            raw::RedisModule_CreateCommand.unwrap()(
+                ctx.get_raw(),
+                name.as_ptr(),
+                Some(handler),
+                flags.as_ptr(),
+                1,
+                1,
+                1,
+            )
+        };
+        if status != raw::REDISMODULE_OK as c_int {
+            return Err(format!("could not create the command {name:?}"));
+        }
+    }
+    Ok(())
+}
+
+fn err(msg: String) -> RedisError {
+    RedisError::String(format!("ERR {msg}"))
 }
 
 fn sluice_policy(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
@@ -595,12 +865,30 @@ fn sluice_restore(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             "SLUICE.RESTORE is written by AOF rewrite and runs only while loading".into(),
         ));
     }
-    if args.len() != 3 || args[1].as_slice().is_empty() {
+    if !(3..=4).contains(&args.len()) || args[1].as_slice().is_empty() {
         return Err(err(
-            "wrong number of arguments: SLUICE.RESTORE key encoded".into()
+            "wrong number of arguments: SLUICE.RESTORE key encoded [policy]".into(),
         ));
     }
-    let v = decode_text(&args[2].to_string_lossy()).map_err(|e| {
+    // The policy the value was written under (parsed once for a run of keys of one policy).
+    static LAST: Mutex<Option<(String, Result<Policy, String>)>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    let under = match args.get(3) {
+        None => WrittenUnder::InForce,
+        Some(text) => {
+            let text = text.to_string_lossy();
+            if last.as_ref().is_none_or(|(t, _)| *t != text) {
+                let parsed = Policy::parse(&text).map_err(|e| e.to_string());
+                *last = Some((text, parsed));
+            }
+            match last.as_ref().map(|(_, p)| p) {
+                Some(Ok(p)) => WrittenUnder::Other(p),
+                Some(Err(why)) => WrittenUnder::Unreadable(why),
+                None => WrittenUnder::InForce,
+            }
+        }
+    };
+    let v = decode_text(&args[2].to_string_lossy(), under).map_err(|e| {
         // An AOF replay ignores a command's error reply: say it in the log.
         log_warning(&format!(
             "sluice: SLUICE.RESTORE of key {:?} refused: {e}",
@@ -608,12 +896,11 @@ fn sluice_restore(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         ));
         err(format!("SLUICE.RESTORE: {e}"))
     })?;
-    let key = Key::open(ctx, &args[1], true);
-    match key.value() {
-        Ok(_) => {}
-        Err(_) => return Err(RedisError::WrongType),
+    let key = unsafe { Key::open(ctx.get_raw(), args[1].inner, true) };
+    if key.value().is_err() {
+        return Err(RedisError::WrongType);
     }
-    key.set(v)?;
+    key.set(v).map_err(|r| RedisError::String(r.0))?;
     ctx.replicate_verbatim();
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
@@ -622,7 +909,7 @@ fn sluice_restore(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 // Loading.
 
 fn init(ctx: &Context, args: &[RedisString]) -> RedisStatus {
-    match configure(args) {
+    match configure(args).and_then(|m| register_raw_commands(ctx).map(|()| m)) {
         Ok(m) => {
             ctx.log_notice(&format!(
                 "sluice: policy {} loaded ({} categories){}",
@@ -671,8 +958,35 @@ fn configure(args: &[RedisString]) -> Result<Module, String> {
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read the policy file {path}: {e}"))?;
     let engine = KeyEngine::new(&text).map_err(|e| format!("policy file {path}: {e}"))?;
+    let categories = engine
+        .policy()
+        .categories
+        .iter()
+        .map(|name| {
+            let c = engine.category(name).map_err(|e| e.to_string())?;
+            Ok((name.as_bytes().into(), c))
+        })
+        .collect::<Result<_, String>>()?;
+    let policy = engine.policy();
+    let longest_window = policy
+        .categories
+        .iter()
+        .map(|name| {
+            policy
+                .rules
+                .iter()
+                .filter(|r| r.name == *name || r.name == sluice::policy::GLOBAL)
+                .filter_map(|r| match &r.kind {
+                    RuleKind::Window(w) => Some(w.window_ms),
+                    RuleKind::Lockout(_) => None,
+                })
+                .max()
+        })
+        .collect();
     Ok(Module {
         engine,
+        categories,
+        longest_window,
         policy_text: text,
         policy_path: path,
         client_time,
@@ -686,11 +1000,7 @@ redis_module! {
     data_types: [SLUICE_TYPE],
     init: init,
     commands: [
-        ["sluice.check", sluice_check, "write deny-oom fast", 1, 1, 1, ""],
-        ["sluice.peek", sluice_peek, "readonly fast", 1, 1, 1, ""],
-        ["sluice.failure", sluice_failure, "write deny-oom fast", 1, 1, 1, ""],
-        ["sluice.success", sluice_success, "write fast", 1, 1, 1, ""],
-        ["sluice.reset", sluice_reset, "write fast", 1, 1, 1, ""],
+        // The keyed commands of the hot path are registered in `init` on the raw API.
         ["sluice.restore", sluice_restore, "write deny-oom", 1, 1, 1, ""],
         ["sluice.policy", sluice_policy, "readonly fast", 0, 0, 0, ""],
     ],

@@ -1,6 +1,7 @@
 """The commands and their replies, lockouts, reset, the policy, expiry and bad input."""
 
 import math
+import random
 
 import pytest
 import redis
@@ -144,6 +145,20 @@ def test_expiry_is_set_from_the_state(r, now):
     check(r, "k", "write", now + 1000)  # write 10/1h keeps it for an hour
     assert r.execute_command("PEXPIRETIME", "k") == now + 1000 + 3_600_000
     assert r.type("k") == b"sluice-rl"
+
+
+def test_expiry_after_a_passed_check_is_the_one_the_whole_state_gives(r, now):
+    """A passed check moves the expiry without reading every log; a write that reads them all
+    (SLUICE.SUCCESS on a key without failures changes nothing else) must land on the same."""
+    rnd = random.Random(11)
+    t = now - 120_000
+    for _ in range(400):
+        t += rnd.choice((0, 1, 100, 2000, 20_000))
+        key = rnd.choice(("a", "b"))
+        d = check(r, key, rnd.choice(("global", "search", "write", "write", "auth")), t)
+        moved = r.execute_command("PEXPIRETIME", key)
+        assert r.execute_command("SLUICE.SUCCESS", key, "auth", "AT", t) == b"OK"
+        assert r.execute_command("PEXPIRETIME", key) == moved, (d, t)
 
 
 def test_a_key_that_expired_is_new(r, now):

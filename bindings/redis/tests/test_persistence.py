@@ -157,6 +157,26 @@ def test_replica_reaches_the_same_decisions(servers, now):
     # Replicas refuse writes from clients.
     with pytest.raises(redis.exceptions.ReadOnlyError):
         rr.execute_command("SLUICE.CHECK", "alice", "auth", "AT", t)
+    # The digests agree: by stream, and on a replica full-synced after all the traffic.
+    fresh = start_replica(servers, primary, "fresh")
+    assert rp.execute_command("WAIT", 3, 10_000) == 3
+    want = digests(rp)
+    assert all(want.values()) and len(set(want.values())) == len(KEYS)
+    for replica in (rr, plain, fresh):
+        assert digests(replica) == want
+        assert replica.execute_command("DEBUG", "DIGEST") == rp.execute_command("DEBUG", "DIGEST")
+    # A digest follows the state: one more check on the primary changes it, on every node.
+    rp.execute_command("SLUICE.CHECK", "alice", "search", "AT", t + 1)
+    assert rp.execute_command("WAIT", 3, 10_000) == 3
+    changed = digests(rp)
+    assert changed["alice"] != want["alice"] and changed["bob"] == want["bob"]
+    for replica in (rr, plain, fresh):
+        assert digests(replica) == changed
+
+
+def digests(r):
+    """Each key's DEBUG DIGEST-VALUE (the module's digest over the key's logical state)."""
+    return {k: r.execute_command("DEBUG", "DIGEST-VALUE", k)[0] for k in KEYS}
 
 
 CHARSET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -179,15 +199,15 @@ def test_a_newer_encoding_is_refused(servers, now):
     s.stop()
     dump = s.dir / "dump.rdb"
     data = dump.read_bytes()
-    old = b"\x81" + module_id("sluice-rl", 1).to_bytes(8, "big")
+    old = b"\x81" + module_id("sluice-rl", 2).to_bytes(8, "big")
     assert old in data
-    dump.write_bytes(data.replace(old, b"\x81" + module_id("sluice-rl", 2).to_bytes(8, "big")))
+    dump.write_bytes(data.replace(old, b"\x81" + module_id("sluice-rl", 3).to_bytes(8, "big")))
     # (The file's checksum no longer matches: skip it, so the version is what refuses it.)
     s2 = servers("v", extra=("--rdbchecksum", "no")).start(wait=False)
     s2.wait_exit()  # the server stops (redis-check-rdb decides its exit status)
     log = s2.log_text()
     assert "Ready to accept connections" not in log.split("Loading RDB")[-1], log
-    assert "a value of encoding version 2 in the RDB file; this module reads versions up to 1" in log, log
+    assert "a value of encoding version 3 in the RDB file; this module reads versions up to 2" in log, log
 
 
 def test_a_newer_text_encoding_in_the_aof_is_refused(servers, now):
