@@ -2,7 +2,7 @@
 # Instructions nginx executes per request (callgrind, which repeats exactly, unlike requests/s
 # on a shared machine): one nginx process (master_process off) serving a 612-byte static file
 # over one keep-alive connection, bare, with limit_req, and with this module (global
-# 10000/10ms on $remote_addr, never reached), with its X-RateLimit headers and without them
+# 10000/10ms on $remote_addr, never reached), with its X-RateLimit headers, the IETF ones, and none
 # (headers off and no $sluice_* variable: the check that counts nothing). Each setup runs twice,
 # with N1 and N2 requests; (Ir(N2) - Ir(N1)) / (N2 - N1) is the cost of one request, start-up
 # and shutdown cancelled out.
@@ -35,11 +35,12 @@ conf() {
     limit_req)
       http="limit_req_zone \$binary_remote_addr zone=bench:10m rate=1000000r/s;"
       loc="limit_req zone=bench burst=1000000 nodelay;" ;;
-    sluice | sluice_noheaders)
+    sluice | sluice_noheaders | sluice_ietf)
       load="load_module $module;"
       http="sluice_table bench path=$prefix/bench.sluice policy=$prefix/bench.policy;"
       loc="sluice bench;"
-      if [ "$1" = sluice_noheaders ]; then loc="$loc sluice_headers off;"; fi ;;
+      if [ "$1" = sluice_noheaders ]; then loc="$loc sluice_headers off;"; fi
+      if [ "$1" = sluice_ietf ]; then loc="$loc sluice_headers ietf;"; fi ;;
   esac
   cat >"$prefix/nginx.conf" <<CONF
 $load
@@ -94,7 +95,7 @@ PY
 
 printf '%-16s %14s %14s %12s\n' setup "Ir($n1)" "Ir($n2)" "Ir/request"
 declare -A per
-for setup in bare limit_req sluice sluice_noheaders; do
+for setup in bare limit_req sluice sluice_ietf sluice_noheaders; do
   a="$(instructions "$setup" "$n1")"
   b="$(instructions "$setup" "$n2")"
   per[$setup]=$(( (b - a) / (n2 - n1) ))
@@ -104,6 +105,9 @@ printf '\nper request: limit_req +%d (%.3f x bare), sluice +%d (%.3f x bare, %.3
   $(( per[limit_req] - per[bare] )) "$(echo "${per[limit_req]} / ${per[bare]}" | bc -l)" \
   $(( per[sluice] - per[bare] )) "$(echo "${per[sluice]} / ${per[bare]}" | bc -l)" \
   "$(echo "${per[sluice]} / ${per[limit_req]}" | bc -l)"
+printf 'sluice_headers ietf: +%d (%.3f x bare, %.3f x limit_req)\n' \
+  $(( per[sluice_ietf] - per[bare] )) "$(echo "${per[sluice_ietf]} / ${per[bare]}" | bc -l)" \
+  "$(echo "${per[sluice_ietf]} / ${per[limit_req]}" | bc -l)"
 printf 'sluice_headers off: +%d (%.3f x bare, %.3f x limit_req)\n' \
   $(( per[sluice_noheaders] - per[bare] )) "$(echo "${per[sluice_noheaders]} / ${per[bare]}" | bc -l)" \
   "$(echo "${per[sluice_noheaders]} / ${per[limit_req]}" | bc -l)"

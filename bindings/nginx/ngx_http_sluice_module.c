@@ -4,12 +4,13 @@
  *
  * - `sluice_table` (http) reads a policy file and opens the table when the configuration is
  *   loaded, in the master process: workers inherit the mapping through fork, so they need no
- *   permission on the file. `nginx -t` attaches read-only (or only parses the policy when the
- *   file does not exist yet) and the `-s` signaller only parses: neither creates anything.
- * - A PREACCESS handler checks each client request once (the decision is kept in a pool
- *   cleanup record, which internal redirects do not reset) and refuses with `sluice_status`.
- * - A header filter adds the rate-limit headers and records failures or successes of a
- *   lockout by the response status.
+ *   permission on the file. `nginx -t` attaches read-only (or, when the file does not exist
+ *   yet, parses the policy and checks the file's directory) and the `-s` signaller only
+ *   parses: neither creates anything.
+ * - A PREACCESS handler checks each client request once (the decision is kept in a hidden
+ *   variable's slot, which internal redirects do not reset) and refuses with `sluice_status`.
+ * - A header filter writes the rate-limit header lines from the decision's numbers and
+ *   records failures or successes of a lockout by the response status.
  */
 
 #include <ngx_config.h>
@@ -25,8 +26,12 @@
 
 #define NGX_HTTP_SLUICE_MAX_KEY              65535
 
-/* room for the headers of a decision, but for long category names (IETF style) */
-#define NGX_HTTP_SLUICE_HEADERS_LEN          192
+
+/* A rule's IETF header texts, made once when the table is opened. */
+typedef struct {
+    ngx_str_t                    policy;       /* "NAME";q=N;w=SECONDS */
+    ngx_str_t                    quoted_name;  /* "NAME" */
+} ngx_http_sluice_rule_t;
 
 
 typedef struct {
@@ -36,6 +41,8 @@ typedef struct {
     ngx_str_t                    policy;       /* the policy text, NUL-terminated */
     struct sluice               *sluice;
     ngx_uint_t                   mode;
+    ngx_http_sluice_rule_t      *rules;        /* by rule index, as decisions name them */
+    ngx_uint_t                   nrules;
 } ngx_http_sluice_table_t;
 
 
@@ -43,6 +50,8 @@ typedef struct {
     ngx_array_t                  tables;       /* of ngx_http_sluice_table_t */
     /* some $sluice_* variable appears in the configuration */
     ngx_flag_t                   variables_used;
+    /* the index of the hidden variable whose slot holds a request's context */
+    ngx_int_t                    ctx_index;
 } ngx_http_sluice_main_conf_t;
 
 
@@ -69,7 +78,11 @@ typedef struct {
 } ngx_http_sluice_loc_conf_t;
 
 
-/* One per client request, kept across internal redirects (see ngx_http_sluice_get_ctx). */
+/*
+ * One per checked client request, kept across internal redirects (see
+ * ngx_http_sluice_get_ctx). The header values are formatted into `numbers`, which the
+ * response's header lines then point to.
+ */
 typedef struct {
     ngx_http_sluice_table_t     *table;
     ngx_int_t                    category;
@@ -81,13 +94,14 @@ typedef struct {
     unsigned                     dry_refused:1; /* would have been refused (dry run) */
     unsigned                     headers_done:1;
     unsigned                     outcome_done:1;
+    u_char                       numbers[4][NGX_INT64_LEN];
 } ngx_http_sluice_ctx_t;
 
 
 static ngx_int_t ngx_http_sluice_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_sluice_header_filter(ngx_http_request_t *r);
-static ngx_http_sluice_ctx_t *ngx_http_sluice_get_ctx(ngx_http_request_t *r);
-static void ngx_http_sluice_ctx_cleanup(void *data);
+static ngx_int_t ngx_http_sluice_context_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 static void ngx_http_sluice_table_cleanup(void *data);
 static ngx_int_t ngx_http_sluice_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -102,6 +116,10 @@ static char *ngx_http_sluice_statuses(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_sluice_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_sluice_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_sluice_check_dir(ngx_conf_t *cf,
+    ngx_http_sluice_table_t *t);
+static ngx_int_t ngx_http_sluice_describe_rules(ngx_conf_t *cf,
+    ngx_http_sluice_table_t *t);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -241,6 +259,10 @@ static ngx_http_variable_t  ngx_http_sluice_vars[] = {
 };
 
 
+/* The hidden variable whose slot keeps a request's context (ngx_http_sluice_get_ctx). */
+static ngx_str_t  ngx_http_sluice_context_name = ngx_string("sluice_internal_context");
+
+
 /* Indexed by SLUICE_STATUS_*. */
 static ngx_str_t  ngx_http_sluice_status_names[] = {
     ngx_string("PASSED"),
@@ -293,14 +315,52 @@ ngx_http_sluice_key(ngx_http_request_t *r, ngx_http_sluice_loc_conf_t *slcf,
 }
 
 
+/*
+ * nginx clears a request's module contexts on an internal redirect (index, try_files,
+ * error_page, ...) but keeps its variable slots: the context pointer lives in the slot of a
+ * hidden variable of this module, so it is found again after a redirect (the request is
+ * charged once) with one load, and without a pool cleanup record to search.
+ */
+static ngx_inline ngx_http_sluice_ctx_t *
+ngx_http_sluice_get_ctx(ngx_http_request_t *r, ngx_http_sluice_main_conf_t *smcf)
+{
+    return (ngx_http_sluice_ctx_t *) r->main->variables[smcf->ctx_index].data;
+}
+
+
+static ngx_inline void
+ngx_http_sluice_set_ctx(ngx_http_request_t *r, ngx_http_sluice_main_conf_t *smcf,
+    ngx_http_sluice_ctx_t *ctx)
+{
+    ngx_http_variable_value_t  *v;
+
+    v = &r->main->variables[smcf->ctx_index];
+    v->data = (u_char *) ctx;
+    v->len = 0;
+    v->valid = 0;
+    v->not_found = 1;  /* read as a variable, it is empty */
+}
+
+
+/*
+ * The context of an admitted request that nothing reads afterwards (no headers, no
+ * variables): it only marks the request as charged. Shared and never written.
+ */
+static ngx_http_sluice_ctx_t  ngx_http_sluice_admitted = {
+    NULL, 0, ngx_null_string, NGX_HTTP_SLUICE_HEADERS_OFF,
+    { sizeof(struct sluice_decision), 1, SLUICE_STATUS_PASSED, 0, 0, 0, 0, -1, 0, 0 },
+    1, 0, 0, 1, 0, { { 0 } }
+};
+
+
 static ngx_int_t
 ngx_http_sluice_handler(ngx_http_request_t *r)
 {
     int                           rc;
     int64_t                       now;
     ngx_str_t                     key;
+    ngx_uint_t                    numbers_read;
     ngx_http_sluice_ctx_t        *ctx;
-    ngx_pool_cleanup_t           *cln;
     ngx_http_sluice_loc_conf_t   *slcf;
     ngx_http_sluice_main_conf_t  *smcf;
 
@@ -314,24 +374,12 @@ ngx_http_sluice_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    if (ngx_http_sluice_get_ctx(r) != NULL) {
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sluice_module);
+
+    if (ngx_http_sluice_get_ctx(r, smcf) != NULL) {
         /* checked before an internal redirect: a request is charged once */
         return NGX_DECLINED;
     }
-
-    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_sluice_ctx_t));
-    if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ctx = cln->data;
-    ngx_memzero(ctx, sizeof(ngx_http_sluice_ctx_t));
-    cln->handler = ngx_http_sluice_ctx_cleanup;
-    ngx_http_set_ctx(r, ctx, ngx_http_sluice_module);
-
-    ctx->table = slcf->table;
-    ctx->category = slcf->category;
-    ctx->headers = slcf->headers;
 
     if (ngx_http_sluice_key(r, slcf, &key) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -349,27 +397,45 @@ ngx_http_sluice_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ctx->key = key;
-    ctx->decision.size = sizeof(struct sluice_decision);
+    now = ngx_http_sluice_now();
+    numbers_read = (slcf->headers != NGX_HTTP_SLUICE_HEADERS_OFF
+                    || smcf->variables_used);
+    rc = 0;
 
-    smcf = ngx_http_get_module_main_conf(r, ngx_http_sluice_module);
-
-    if (slcf->headers == NGX_HTTP_SLUICE_HEADERS_OFF && !smcf->variables_used) {
+    if (!numbers_read) {
         /*
          * Nothing reads the numbers of an admitted request's decision: the check without
-         * them (no counting of the window). A refusal is rare; its numbers, for the log
-         * line, come from a peek, which records nothing.
+         * them (no counting of the window), and no context of its own. A refusal is rare;
+         * its numbers, for the log line, come from a peek, which records nothing.
          */
-        now = ngx_http_sluice_now();
         rc = sluice_allow(slcf->table->sluice, (int) slcf->category, key.data,
                           key.len, now);
 
         if (rc == 1) {
-            ctx->decision.allowed = 1;
-            ctx->decision.status = SLUICE_STATUS_PASSED;
-            ctx->checked = 1;
+            ngx_http_sluice_set_ctx(r, smcf, &ngx_http_sluice_admitted);
             return NGX_DECLINED;
         }
+    }
+
+    ctx = ngx_palloc(r->pool, sizeof(ngx_http_sluice_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->table = slcf->table;
+    ctx->category = slcf->category;
+    ctx->key = key;
+    ctx->headers = slcf->headers;
+    ctx->checked = 0;
+    ctx->refused = 0;
+    ctx->dry_refused = 0;
+    ctx->headers_done = 0;
+    ctx->outcome_done = 0;
+    ctx->decision.size = sizeof(struct sluice_decision);
+
+    ngx_http_sluice_set_ctx(r, smcf, ctx);
+
+    if (!numbers_read) {
 
         if (rc == 0
             && sluice_peek(slcf->table->sluice, (int) slcf->category,
@@ -385,9 +451,10 @@ ngx_http_sluice_handler(ngx_http_request_t *r)
             }
 
         } else if (rc == 0) {
-            ctx->decision.allowed = 0;
+            ngx_memzero(&ctx->decision, sizeof(struct sluice_decision));
+            ctx->decision.size = sizeof(struct sluice_decision);
             ctx->decision.status = SLUICE_STATUS_LIMITED;
-            ctx->decision.retry_after = 0;
+            ctx->decision.rule = -1;
         }
 
         if (rc >= 0) {
@@ -396,7 +463,7 @@ ngx_http_sluice_handler(ngx_http_request_t *r)
 
     } else {
         rc = sluice_check(slcf->table->sluice, (int) slcf->category, key.data,
-                          key.len, ngx_http_sluice_now(), &ctx->decision);
+                          key.len, now, &ctx->decision);
     }
 
     if (rc != SLUICE_OK) {
@@ -413,13 +480,26 @@ ngx_http_sluice_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ngx_log_error(slcf->log_level, r->connection->log, 0,
-                  "sluice: %s request%s, key \"%V\", table \"%V\", "
-                  "category \"%V\", retry after %uD s",
-                  ngx_http_sluice_status_name(ctx->decision.status),
-                  slcf->dry_run ? " (dry run)" : "", &key,
-                  &slcf->table->name, &slcf->category_name,
-                  ctx->decision.retry_after);
+    if (ctx->decision.rule >= 0 && ctx->decision.status != SLUICE_STATUS_LOCKED) {
+        ngx_log_error(slcf->log_level, r->connection->log, 0,
+                      "sluice: %s request%s, key \"%V\", table \"%V\", "
+                      "category \"%V\", rule %D (%uD per %L ms), "
+                      "retry after %uD s",
+                      ngx_http_sluice_status_name(ctx->decision.status),
+                      slcf->dry_run ? " (dry run)" : "", &key,
+                      &slcf->table->name, &slcf->category_name,
+                      ctx->decision.rule, ctx->decision.limit,
+                      ctx->decision.window_ms, ctx->decision.retry_after);
+
+    } else {
+        ngx_log_error(slcf->log_level, r->connection->log, 0,
+                      "sluice: %s request%s, key \"%V\", table \"%V\", "
+                      "category \"%V\", retry after %uD s",
+                      ngx_http_sluice_status_name(ctx->decision.status),
+                      slcf->dry_run ? " (dry run)" : "", &key,
+                      &slcf->table->name, &slcf->category_name,
+                      ctx->decision.retry_after);
+    }
 
     if (slcf->dry_run) {
         ctx->dry_refused = 1;
@@ -432,27 +512,230 @@ ngx_http_sluice_handler(ngx_http_request_t *r)
 }
 
 
+/* Two decimal digits for each of 0..99. */
+static const u_char  ngx_http_sluice_digit_pairs[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+
 /*
- * Adds the `Name: value\r\n` lines of `block` (`len` bytes, in the request's pool, where the
- * headers keep pointing) to the response.
+ * Writes the decimal digits of `v` so that they end at `end` (two digits a division) and
+ * returns where they begin.
+ */
+static ngx_inline u_char *
+ngx_http_sluice_decimal(u_char *end, int64_t value)
+{
+    u_char    *p;
+    uint64_t   v, two;
+
+    p = end;
+    v = (value < 0) ? 0 - (uint64_t) value : (uint64_t) value;
+
+    while (v >= 100) {
+        two = v % 100;
+        v /= 100;
+        p -= 2;
+        p[0] = ngx_http_sluice_digit_pairs[2 * two];
+        p[1] = ngx_http_sluice_digit_pairs[2 * two + 1];
+    }
+
+    if (v >= 10) {
+        p -= 2;
+        p[0] = ngx_http_sluice_digit_pairs[2 * v];
+        p[1] = ngx_http_sluice_digit_pairs[2 * v + 1];
+
+    } else {
+        *--p = (u_char) ('0' + v);
+    }
+
+    if (value < 0) {
+        *--p = '-';
+    }
+
+    return p;
+}
+
+
+/*
+ * The header lines this module sends, with their lower-case names and hashes (computed
+ * once, in ngx_http_sluice_init): a response's lines then only point to them.
+ */
+#define NGX_HTTP_SLUICE_H_LIMIT      0
+#define NGX_HTTP_SLUICE_H_REMAINING  1
+#define NGX_HTTP_SLUICE_H_RESET      2
+#define NGX_HTTP_SLUICE_H_RETRY      3
+#define NGX_HTTP_SLUICE_H_POLICY     4
+#define NGX_HTTP_SLUICE_H_RATELIMIT  5
+
+typedef struct {
+    ngx_str_t                    name;
+    u_char                      *lowcase;
+    ngx_uint_t                   hash;
+} ngx_http_sluice_header_name_t;
+
+static ngx_http_sluice_header_name_t  ngx_http_sluice_header_names[] = {
+    { ngx_string("X-RateLimit-Limit"), (u_char *) "x-ratelimit-limit", 0 },
+    { ngx_string("X-RateLimit-Remaining"), (u_char *) "x-ratelimit-remaining", 0 },
+    { ngx_string("X-RateLimit-Reset"), (u_char *) "x-ratelimit-reset", 0 },
+    { ngx_string("Retry-After"), (u_char *) "retry-after", 0 },
+    { ngx_string("RateLimit-Policy"), (u_char *) "ratelimit-policy", 0 },
+    { ngx_string("RateLimit"), (u_char *) "ratelimit", 0 }
+};
+
+
+/*
+ * The last value of each header this worker formatted, right-aligned in `text`: the limit
+ * and the reset time repeat from one request to the next, so they are usually copied, not
+ * formatted again.
+ */
+typedef struct {
+    int64_t                      value;
+    size_t                       len;      /* 0: nothing formatted yet */
+    u_char                       text[NGX_INT64_LEN];
+} ngx_http_sluice_number_t;
+
+static ngx_http_sluice_number_t  ngx_http_sluice_last_numbers[4];  /* by header */
+
+
+/* Sets the name of header line `h` to this module's header `i`. */
+static ngx_inline void
+ngx_http_sluice_header_name(ngx_table_elt_t *h, ngx_uint_t i)
+{
+    ngx_http_sluice_header_name_t  *name;
+
+    name = &ngx_http_sluice_header_names[i];
+
+    h->hash = name->hash;
+    h->key = name->name;
+    h->lowcase_key = name->lowcase;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+}
+
+
+/*
+ * Sets `value` to the decimal text of header `i`'s number, formatted into the context (or
+ * copied from the worker's last text of that header when the number is the same).
+ */
+static ngx_inline void
+ngx_http_sluice_number(ngx_http_sluice_ctx_t *ctx, ngx_uint_t i, int64_t n,
+    ngx_str_t *value)
+{
+    u_char                    *end;
+    ngx_http_sluice_number_t  *last;
+
+    last = &ngx_http_sluice_last_numbers[i];
+
+    if (last->len == 0 || last->value != n) {
+        last->value = n;
+        last->len = last->text + NGX_INT64_LEN
+                    - ngx_http_sluice_decimal(last->text + NGX_INT64_LEN, n);
+    }
+
+    ngx_memcpy(ctx->numbers[i], last->text, NGX_INT64_LEN);
+
+    end = ctx->numbers[i] + NGX_INT64_LEN;
+    value->len = last->len;
+    value->data = end - last->len;
+}
+
+
+/*
+ * Adds the X-RateLimit headers of the decision, and Retry-After when refused (as
+ * sluice_headers formats them, but written straight into nginx's header list): the values
+ * are formatted into the context, which lives as long as the request.
  */
 static ngx_int_t
-ngx_http_sluice_add_headers(ngx_http_request_t *r, u_char *block, size_t len)
+ngx_http_sluice_add_x_ratelimit(ngx_http_request_t *r, ngx_http_sluice_ctx_t *ctx)
 {
-    u_char           *p, *end, *colon, *eol;
-    ngx_table_elt_t  *h;
+    int64_t                   values[4];
+    ngx_uint_t                i, first, last, n;
+    ngx_list_part_t          *part;
+    ngx_table_elt_t          *h;
+    struct sluice_decision   *d;
 
-    p = block;
-    end = block + len;
+    d = &ctx->decision;
 
-    while (p < end) {
-        colon = memchr(p, ':', end - p);
-        if (colon == NULL || end - colon < 4 || colon[1] != ' ') {
+    /* a lockout's numbers count failures, not requests: they would read as a quota */
+    first = (d->rule >= 0 && d->status != SLUICE_STATUS_LOCKED)
+            ? NGX_HTTP_SLUICE_H_LIMIT : NGX_HTTP_SLUICE_H_RETRY;
+    last = d->allowed ? NGX_HTTP_SLUICE_H_RESET : NGX_HTTP_SLUICE_H_RETRY;
+
+    if (first > last) {
+        return NGX_OK;
+    }
+
+    values[NGX_HTTP_SLUICE_H_LIMIT] = d->limit;
+    values[NGX_HTTP_SLUICE_H_REMAINING] = d->remaining;
+    values[NGX_HTTP_SLUICE_H_RESET] = d->reset;
+    values[NGX_HTTP_SLUICE_H_RETRY] = d->retry_after;
+
+    /* the lines in one go when the list's last part has room (it has 20 at first) */
+    part = r->headers_out.headers.last;
+    n = last - first + 1;
+
+    if (r->headers_out.headers.nalloc - part->nelts >= n) {
+        h = (ngx_table_elt_t *) part->elts + part->nelts;
+        part->nelts += n;
+
+    } else {
+        h = NULL;
+    }
+
+    for (i = first; i <= last; i++, h = h ? h + 1 : NULL) {
+        if (h == NULL) {
+            h = ngx_list_push(&r->headers_out.headers);
+            if (h == NULL) {
+                return NGX_ERROR;
+            }
+        }
+
+        ngx_http_sluice_header_name(h, i);
+        ngx_http_sluice_number(ctx, i, values[i], &h->value);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Adds the IETF draft's RateLimit-Policy (the rule's text, made when the table was opened)
+ * and RateLimit headers of the decision, and Retry-After when refused.
+ */
+static ngx_int_t
+ngx_http_sluice_add_ietf(ngx_http_request_t *r, ngx_http_sluice_ctx_t *ctx)
+{
+    u_char                   *p;
+    ngx_str_t                 remaining, reset;
+    ngx_table_elt_t          *h;
+    ngx_http_sluice_rule_t   *rule;
+    struct sluice_decision   *d;
+
+    d = &ctx->decision;
+
+    if (d->rule >= 0 && (ngx_uint_t) d->rule < ctx->table->nrules
+        && d->status != SLUICE_STATUS_LOCKED)
+    {
+        rule = &ctx->table->rules[d->rule];
+
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
             return NGX_ERROR;
         }
 
-        eol = memchr(colon, '\r', end - colon);
-        if (eol == NULL || eol + 1 >= end || eol[1] != '\n') {
+        ngx_http_sluice_header_name(h, NGX_HTTP_SLUICE_H_POLICY);
+        h->value = rule->policy;
+
+        ngx_http_sluice_number(ctx, NGX_HTTP_SLUICE_H_REMAINING, d->remaining,
+                               &remaining);
+        ngx_http_sluice_number(ctx, NGX_HTTP_SLUICE_H_RESET, d->reset_after,
+                               &reset);
+
+        p = ngx_pnalloc(r->pool, rule->quoted_name.len + sizeof(";r=;t=") - 1
+                                 + remaining.len + reset.len);
+        if (p == NULL) {
             return NGX_ERROR;
         }
 
@@ -461,17 +744,25 @@ ngx_http_sluice_add_headers(ngx_http_request_t *r, u_char *block, size_t len)
             return NGX_ERROR;
         }
 
-        h->hash = 1;
-        h->key.data = p;
-        h->key.len = colon - p;
-        h->value.data = colon + 2;
-        h->value.len = eol - (colon + 2);
-        h->lowcase_key = NULL;
-#if (nginx_version >= 1023000)
-        h->next = NULL;
-#endif
+        ngx_http_sluice_header_name(h, NGX_HTTP_SLUICE_H_RATELIMIT);
+        h->value.data = p;
+        p = ngx_cpymem(p, rule->quoted_name.data, rule->quoted_name.len);
+        p = ngx_cpymem(p, ";r=", 3);
+        p = ngx_cpymem(p, remaining.data, remaining.len);
+        p = ngx_cpymem(p, ";t=", 3);
+        p = ngx_cpymem(p, reset.data, reset.len);
+        h->value.len = p - h->value.data;
+    }
 
-        p = eol + 2;
+    if (!d->allowed) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_sluice_header_name(h, NGX_HTTP_SLUICE_H_RETRY);
+        ngx_http_sluice_number(ctx, NGX_HTTP_SLUICE_H_RETRY, d->retry_after,
+                               &h->value);
     }
 
     return NGX_OK;
@@ -558,17 +849,18 @@ ngx_http_sluice_status_in(ngx_array_t *statuses, ngx_uint_t status)
 static ngx_int_t
 ngx_http_sluice_header_filter(ngx_http_request_t *r)
 {
-    int                          n, style;
-    u_char                      *block;
-    ngx_uint_t                   status;
-    ngx_http_sluice_ctx_t       *ctx;
-    ngx_http_sluice_loc_conf_t  *slcf;
+    ngx_int_t                     rc;
+    ngx_uint_t                    status;
+    ngx_http_sluice_ctx_t        *ctx;
+    ngx_http_sluice_loc_conf_t   *slcf;
+    ngx_http_sluice_main_conf_t  *smcf;
 
     if (r != r->main) {
         return ngx_http_next_header_filter(r);
     }
 
-    ctx = ngx_http_sluice_get_ctx(r);
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sluice_module);
+    ctx = ngx_http_sluice_get_ctx(r, smcf);
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_sluice_module);
 
     /* failures and successes of a lockout, by the status of the response */
@@ -585,52 +877,29 @@ ngx_http_sluice_header_filter(ngx_http_request_t *r)
             ngx_http_sluice_outcome(r, ctx, slcf, 0);
         }
 
-        if (ctx != NULL) {
+        if (ctx != NULL && ctx != &ngx_http_sluice_admitted) {
             ctx->outcome_done = 1;
         }
     }
 
     /* the rate-limit headers of the check's decision */
 
-    if (ctx == NULL || !ctx->checked || ctx->headers_done || ctx->dry_refused
-        || ctx->headers == NGX_HTTP_SLUICE_HEADERS_OFF)
+    if (ctx == NULL || ctx->headers == NGX_HTTP_SLUICE_HEADERS_OFF
+        || !ctx->checked || ctx->headers_done || ctx->dry_refused)
     {
         return ngx_http_next_header_filter(r);
     }
 
     ctx->headers_done = 1;
 
-    style = (ctx->headers == NGX_HTTP_SLUICE_HEADERS_IETF)
-            ? SLUICE_HEADERS_IETF : SLUICE_HEADERS_X_RATELIMIT;
+    if (ctx->headers == NGX_HTTP_SLUICE_HEADERS_X_RATELIMIT) {
+        rc = ngx_http_sluice_add_x_ratelimit(r, ctx);
 
-    /* formatted straight into the pool memory the headers will point to */
-    block = ngx_pnalloc(r->pool, NGX_HTTP_SLUICE_HEADERS_LEN);
-    if (block == NULL) {
-        return NGX_ERROR;
+    } else {
+        rc = ngx_http_sluice_add_ietf(r, ctx);
     }
 
-    n = sluice_headers(ctx->table->sluice, &ctx->decision, style,
-                       (char *) block, NGX_HTTP_SLUICE_HEADERS_LEN);
-
-    if (n >= NGX_HTTP_SLUICE_HEADERS_LEN) {
-        /* a long category name: the library said how much room it needs */
-        block = ngx_pnalloc(r->pool, (size_t) n + 1);
-        if (block == NULL) {
-            return NGX_ERROR;
-        }
-
-        n = sluice_headers(ctx->table->sluice, &ctx->decision, style,
-                           (char *) block, (size_t) n + 1);
-    }
-
-    if (n < 0) {
-        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                      "sluice: cannot format the headers: %s",
-                      sluice_strerror(n));
-        return ngx_http_next_header_filter(r);
-    }
-
-    if (ngx_http_sluice_add_headers(r, block, (size_t) n) != NGX_OK) {
+    if (rc != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -638,38 +907,17 @@ ngx_http_sluice_header_filter(ngx_http_request_t *r)
 }
 
 
-/*
- * nginx resets the module contexts of a request on an internal redirect (index, try_files,
- * error_page, ...); the context lives in a pool cleanup record, so it is found again there
- * and the request is not charged a second time.
- */
-static ngx_http_sluice_ctx_t *
-ngx_http_sluice_get_ctx(ngx_http_request_t *r)
+/* The hidden variable of the context's slot reads as not found; its slot is kept. */
+static ngx_int_t
+ngx_http_sluice_context_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
 {
-    ngx_pool_cleanup_t     *cln;
-    ngx_http_sluice_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_sluice_module);
-
-    if (ctx == NULL && (r->internal || r->filter_finalize)) {
-        for (cln = r->pool->cleanup; cln; cln = cln->next) {
-            if (cln->handler == ngx_http_sluice_ctx_cleanup) {
-                ctx = cln->data;
-                ngx_http_set_ctx(r, ctx, ngx_http_sluice_module);
-                break;
-            }
-        }
-    }
-
-    return ctx;
-}
-
-
-static void
-ngx_http_sluice_ctx_cleanup(void *data)
-{
-    /* the context is plain pool memory; the handler only marks the record as ours */
+    (void) r;
     (void) data;
+
+    v->not_found = 1;
+
+    return NGX_OK;
 }
 
 
@@ -677,12 +925,14 @@ static ngx_int_t
 ngx_http_sluice_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     uintptr_t data)
 {
-    u_char                 *p;
-    uint32_t                value;
-    ngx_str_t              *name;
-    ngx_http_sluice_ctx_t  *ctx;
+    u_char                       *p;
+    uint32_t                      value;
+    ngx_str_t                    *name;
+    ngx_http_sluice_ctx_t        *ctx;
+    ngx_http_sluice_main_conf_t  *smcf;
 
-    ctx = ngx_http_sluice_get_ctx(r->main);
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sluice_module);
+    ctx = ngx_http_sluice_get_ctx(r, smcf);
 
     if (ctx == NULL || !ctx->checked) {
         v->not_found = 1;
@@ -941,6 +1191,59 @@ ngx_http_sluice_full_name(ngx_conf_t *cf, ngx_str_t *name, ngx_uint_t conf_prefi
 
 
 /*
+ * For `nginx -t` when the table file does not exist yet: whether the master could create
+ * it, i.e. its directory exists and is writable and searchable. Logs why not.
+ */
+static ngx_int_t
+ngx_http_sluice_check_dir(ngx_conf_t *cf, ngx_http_sluice_table_t *t)
+{
+    u_char           *dir, *slash;
+    ngx_err_t         err;
+    ngx_file_info_t   fi;
+
+    slash = NULL;
+    for (dir = t->path.data; dir < t->path.data + t->path.len; dir++) {
+        if (*dir == '/') {
+            slash = dir;
+        }
+    }
+
+    if (slash == NULL) {
+        return NGX_OK;  /* ngx_conf_full_name made it absolute: not reached */
+    }
+
+    dir = ngx_pnalloc(cf->pool, slash - t->path.data + 2);
+    if (dir == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* "/" for a file at the root */
+    ngx_memcpy(dir, t->path.data, slash == t->path.data ? 1 : slash - t->path.data);
+    dir[slash == t->path.data ? 1 : slash - t->path.data] = '\0';
+
+    if (ngx_file_info(dir, &fi) == NGX_FILE_ERROR) {
+        err = ngx_errno;
+
+    } else if (!ngx_is_dir(&fi)) {
+        err = NGX_ENOTDIR;
+
+    } else if (access((const char *) dir, W_OK | X_OK) != 0) {
+        err = ngx_errno;
+
+    } else {
+        return NGX_OK;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, err,
+                       "sluice_table \"%V\": cannot create the table file "
+                       "\"%V\" in the directory \"%s\"", &t->name, &t->path,
+                       dir);
+
+    return NGX_ERROR;
+}
+
+
+/*
  * Opens the table: in the process that will run the workers (the master, or nginx itself
  * without one) the table file is created or attached; `nginx -t` attaches read-only to an
  * existing file (checking it was made for this policy) or, when there is none, only opens a
@@ -964,11 +1267,23 @@ ngx_http_sluice_open(ngx_conf_t *cf, ngx_http_sluice_table_t *t)
         path = NULL;
 
     } else if (ngx_test_config) {
-        if (ngx_file_info(t->path.data, &fi) == NGX_FILE_ERROR) {
+        if (ngx_file_info(t->path.data, &fi) != NGX_FILE_ERROR) {
+            options.flags = SLUICE_OPEN_READ_ONLY;
+
+        } else if (ngx_errno == NGX_ENOENT
+                   && ngx_http_sluice_check_dir(cf, t) == NGX_OK)
+        {
+            /* the master will create the file: only the policy is checked */
             path = NULL;
 
         } else {
-            options.flags = SLUICE_OPEN_READ_ONLY;
+            if (ngx_errno != NGX_ENOENT) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                                   "sluice_table \"%V\": cannot use the table "
+                                   "file \"%V\"", &t->name, &t->path);
+            }
+
+            return NGX_CONF_ERROR;
         }
 
     } else {
@@ -1016,6 +1331,80 @@ ngx_http_sluice_table_cleanup(void *data)
     /* the configuration is gone (a reload replaced it, or it failed): drop the mapping */
     sluice_close(t->sluice);
     t->sluice = NULL;
+}
+
+
+/*
+ * The IETF header texts of every rule of the table's policy, so that a response's
+ * RateLimit-Policy is a pointer to one of them and its RateLimit needs only two numbers.
+ */
+static ngx_int_t
+ngx_http_sluice_describe_rules(ngx_conf_t *cf, ngx_http_sluice_table_t *t)
+{
+    int                       rc;
+    u_char                   *p;
+    size_t                    len;
+    int32_t                   i;
+    ngx_array_t               rules;
+    ngx_http_sluice_rule_t   *rule;
+    struct sluice_rule_info   info;
+
+    if (ngx_array_init(&rules, cf->pool, 8, sizeof(ngx_http_sluice_rule_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; /* void */; i++) {
+        ngx_memzero(&info, sizeof(struct sluice_rule_info));
+        info.size = sizeof(struct sluice_rule_info);
+
+        rc = sluice_describe_rule(t->sluice, i, &info);
+        if (rc == SLUICE_ERR_ARGUMENT) {
+            break;  /* past the last rule */
+        }
+
+        if (rc != SLUICE_OK) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "sluice_table \"%V\": cannot describe rule %D: %s",
+                               &t->name, i, sluice_strerror(rc));
+            return NGX_ERROR;
+        }
+
+        rule = ngx_array_push(&rules);
+        if (rule == NULL) {
+            return NGX_ERROR;
+        }
+
+        len = ngx_strlen(info.category_name);
+
+        p = ngx_pnalloc(cf->pool, len + 2);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        rule->quoted_name.data = p;
+        rule->quoted_name.len = ngx_sprintf(p, "\"%s\"", info.category_name) - p;
+
+        p = ngx_pnalloc(cf->pool, len + 2 + sizeof(";q=;w=") - 1
+                                  + NGX_INT32_LEN + NGX_INT64_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        /* w: the window in seconds, rounded up (as the library's own headers) */
+        rule->policy.data = p;
+        rule->policy.len = ngx_sprintf(p, "\"%s\";q=%uD;w=%L", info.category_name,
+                                       info.limit,
+                                       info.window_ms / 1000
+                                       + (info.window_ms % 1000 != 0))
+                           - p;
+    }
+
+    t->rules = rules.elts;
+    t->nrules = rules.nelts;
+
+    return NGX_OK;
 }
 
 
@@ -1137,6 +1526,10 @@ ngx_http_sluice_table(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return rv;
     }
 
+    if (ngx_http_sluice_describe_rules(cf, t) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     tp = ngx_array_push(&smcf->tables);
     if (tp == NULL) {
         return NGX_CONF_ERROR;
@@ -1145,54 +1538,6 @@ ngx_http_sluice_table(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     *tp = t;
 
     return NGX_CONF_OK;
-}
-
-
-/*
- * Whether the policy text has a `CATEGORY lockout ...` line. The text parsed already (the
- * table opened), so a line is: optional blanks, a name, blanks, the next word.
- */
-static ngx_flag_t
-ngx_http_sluice_policy_has_lockout(ngx_str_t *policy, ngx_str_t *category)
-{
-    u_char  *p, *end, *eol, *w;
-
-    p = policy->data;
-    end = p + policy->len;
-
-    for (; p < end; p = eol + 1) {
-        eol = ngx_strlchr(p, end, '\n');
-        if (eol == NULL) {
-            eol = end;
-        }
-
-        while (p < eol && (*p == ' ' || *p == '\t')) {
-            p++;
-        }
-
-        w = p;
-        while (p < eol && *p != ' ' && *p != '\t' && *p != '#' && *p != '\r') {
-            p++;
-        }
-
-        if ((size_t) (p - w) != category->len
-            || ngx_strncmp(w, category->data, category->len) != 0)
-        {
-            continue;
-        }
-
-        while (p < eol && (*p == ' ' || *p == '\t')) {
-            p++;
-        }
-
-        if (eol - p >= 8 && ngx_strncmp(p, "lockout", 7) == 0
-            && (p[7] == ' ' || p[7] == '\t'))
-        {
-            return 1;
-        }
-    }
-
-    return 0;
 }
 
 
@@ -1207,6 +1552,7 @@ ngx_http_sluice(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_uint_t                          i;
     ngx_http_sluice_table_t           **tp, *table;
     ngx_http_sluice_main_conf_t        *smcf;
+    struct sluice_category_info         info;
     ngx_http_compile_complex_value_t    ccv;
 
     (void) cmd;
@@ -1314,8 +1660,17 @@ ngx_http_sluice(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     slcf->table = table;
     slcf->category_name = category;
     slcf->category = id;
-    slcf->has_lockout = ngx_http_sluice_policy_has_lockout(&table->policy,
-                                                           &category);
+    ngx_memzero(&info, sizeof(struct sluice_category_info));
+    info.size = sizeof(struct sluice_category_info);
+
+    if (sluice_describe_category(table->sluice, id, &info) != SLUICE_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "sluice: table \"%V\": cannot describe category "
+                           "\"%V\"", &table->name, &category);
+        return NGX_CONF_ERROR;
+    }
+
+    slcf->has_lockout = (info.lockout_rule >= 0);
     slcf->sluice_file = cf->conf_file->file.name;
     slcf->sluice_line = cf->conf_file->line;
 
@@ -1388,6 +1743,14 @@ ngx_http_sluice_add_variables(ngx_conf_t *cf)
         var->data = v->data;
     }
 
+    var = ngx_http_add_variable(cf, &ngx_http_sluice_context_name,
+                                NGX_HTTP_VAR_NOHASH);
+    if (var == NULL) {
+        return NGX_ERROR;
+    }
+
+    var->get_handler = ngx_http_sluice_context_variable;
+
     return NGX_OK;
 }
 
@@ -1426,6 +1789,20 @@ ngx_http_sluice_init(ngx_conf_t *cf)
                 smcf->variables_used = 1;
             }
         }
+    }
+
+    smcf->ctx_index = ngx_http_get_variable_index(cf,
+                                                  &ngx_http_sluice_context_name);
+    if (smcf->ctx_index == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < sizeof(ngx_http_sluice_header_names)
+                    / sizeof(ngx_http_sluice_header_name_t); i++)
+    {
+        ngx_http_sluice_header_names[i].hash =
+            ngx_hash_key(ngx_http_sluice_header_names[i].lowcase,
+                         ngx_http_sluice_header_names[i].name.len);
     }
 
     return NGX_OK;

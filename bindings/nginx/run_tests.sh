@@ -33,7 +33,7 @@ stop_leftovers() {
   local f pid masters=() children=()
   for f in /proc/[0-9]*/cmdline; do
     pid="${f#/proc/}"; pid="${pid%/cmdline}"
-    if tr '\0' ' ' <"$f" 2>/dev/null | grep -q -- "-p $run_dir/"; then masters+=("$pid"); fi
+    if { tr '\0' ' ' <"$f"; } 2>/dev/null | grep -q -- "-p $run_dir/"; then masters+=("$pid"); fi
   done
   if [ "${#masters[@]}" -gt 0 ]; then
     for f in /proc/[0-9]*/stat; do

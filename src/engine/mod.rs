@@ -16,6 +16,9 @@ mod carry;
 pub(crate) mod layout;
 pub(crate) mod lockout;
 pub(crate) mod log;
+/// The format-2 log of 4-byte entries: its protocol core, not yet the table's.
+#[cfg(test)]
+pub(crate) mod narrow_log;
 pub(crate) mod report;
 
 use crate::error::Error;

@@ -265,6 +265,10 @@ def test_lockout_after_failures_and_unlock(nginx):
         assert 28 <= int(locked.header("Retry-After")) <= 30, locked
         assert locked.header("X-Sluice-Status") == "LOCKED"
         assert locked.header("X-RateLimit-Limit") is None  # a lockout counts failures, not requests
+        # the right password does not get through a lock either
+        right = nginx.get("/login?ok")
+        assert right.status == 429 and backend.hits == 3
+        assert right.header("X-Sluice-Status") == "LOCKED"
         nginx.wait_log('sluice: key "127.0.0.1" locked out of category "auth" of table "api" for 30 s')
         # the lock covers its category only
         assert nginx.get("/a.html").status == 200
@@ -360,6 +364,7 @@ def test_mode_log_level_and_a_long_category_name(nginx):
     assert refused.status == 429 and refused.header("RateLimit").startswith('"%s";r=0;' % name)
     nginx.wait_log("[warn]")
     assert "sluice: LIMITED request, key \"127.0.0.1\"" in nginx.error_log()
+    assert 'category "%s", rule 1 (1 per 60000 ms), retry after ' % name in nginx.error_log()
 
 
 def test_return_runs_before_the_module(nginx):
@@ -413,7 +418,10 @@ def test_headers_off_without_variables(nginx):
         got = [nginx.get("/a.html") for _ in range(4)]
         assert [r.status for r in got] == [200, 200, 200, 429]
         assert all(r.header("X-RateLimit-Limit") is None and r.header("Retry-After") is None for r in got)
-        nginx.wait_log('sluice: LIMITED request, key "127.0.0.1", table "api", category "global", retry after 60 s')
+        nginx.wait_log(
+            'sluice: LIMITED request, key "127.0.0.1", table "api", category "global", '
+            "rule 0 (3 per 60000 ms), retry after 60 s"
+        )
         # auth has its own rules, but global's 3 are spent: refused before the backend
         assert nginx.get("/login").status == 429 and backend.hits == 0
     finally:
@@ -434,5 +442,108 @@ def test_headers_off_lockout_without_variables(nginx):
         assert [nginx.get("/login").status for _ in range(3)] == [401, 401, 429]
         assert backend.hits == 2
         nginx.wait_log('sluice: LOCKED request, key "127.0.0.1", table "api", category "auth", retry after 3')
+    finally:
+        backend.close()
+
+
+def test_state_survives_a_full_restart(nginx):
+    nginx.configure("global 5/1m\n", server="location / { sluice api; }")
+    nginx.start()
+    assert [nginx.get("/a.html").header("X-RateLimit-Remaining") for _ in range(3)] == ["4", "3", "2"]
+    nginx.stop()
+    nginx.start()  # a new master attaches to the file the old one left
+    got = [nginx.get("/a.html") for _ in range(3)]
+    assert [r.status for r in got] == [200, 200, 429]
+    assert [r.header("X-RateLimit-Remaining") for r in got] == ["1", "0", "0"]
+
+
+def test_policy_dry_run_rule(nginx):
+    nginx.configure("global 2/1m dry-run\n", server="location / { sluice api; }")
+    nginx.start()
+    got = [nginx.get("/a.html") for _ in range(4)]
+    assert [r.status for r in got] == [200] * 4
+    assert [r.header("X-Sluice-Status") for r in got] == ["PASSED", "PASSED", "DRY_RUN_LIMITED", "DRY_RUN_LIMITED"]
+    assert all(r.header("Retry-After") is None for r in got)
+    assert [r.header("X-RateLimit-Remaining") for r in got[:2]] == ["1", "0"]
+
+
+def test_headers_off_internal_redirect_charges_once(nginx):
+    # no headers, no variables: an admitted request keeps no context of its own, yet an
+    # index redirect is not charged again
+    nginx.configure(
+        "global 3/1m\n",
+        http="sluice_headers off;",
+        server="location / { sluice api; index index.html; }",
+        variables=False,
+    )
+    nginx.start()
+    assert [nginx.get("/").status for _ in range(4)] == [200, 200, 200, 429]
+
+
+def test_missing_directory_fails_nginx_t_and_start(nginx):
+    missing = os.path.join(nginx.prefix, "no-such-dir", "api.sluice")
+    nginx.configure("global 5/1m\n", table_args="path=%s policy=%s" % (missing, nginx.policy),
+                    server="location / { sluice api; }")
+    where = "%s:%d" % (nginx.conf, nginx.conf_line("sluice_table api"))
+    rc, err = nginx.test_config()
+    assert rc != 0 and missing in err and where in err, err
+    started = nginx.run()
+    assert started.returncode != 0 and missing in started.stderr and where in started.stderr, started.stderr
+    assert not os.path.exists(os.path.dirname(missing))
+
+
+def test_bad_reloads_keep_the_workers(nginx):
+    """Each bad configuration reloaded into a running nginx (SIGHUP, as a service manager
+    sends it) is refused with its file and line; the old workers keep serving."""
+    good = dict(server="location / { sluice api; }")
+    nginx.configure("global 50/1m\nauth 5/1m\n", **good)
+    nginx.start()
+    workers = nginx.workers()
+    remaining = 49
+    assert nginx.get("/a.html").header("X-RateLimit-Remaining") == str(remaining)
+    missing = os.path.join(nginx.prefix, "no-such-dir", "api.sluice")
+    cases = [
+        (dict(server="location / { sluice api category=nope; }"), 'no category "nope"', "category=nope"),
+        (dict(table_args="policy=%s" % nginx.policy, **good), "missing path=", "sluice_table api"),
+        (dict(server="location / { sluice other; }"), 'no table "other"', "sluice other"),
+        (dict(table_args="path=%s policy=%s" % (missing, nginx.policy), **good), missing, "sluice_table api"),
+    ]
+    for kwargs, needle, line in cases:
+        nginx.configure(None, **kwargs)
+        where = "%s:%d" % (nginx.conf, nginx.conf_line(line))
+        before = len(nginx.error_log())
+        os.kill(nginx.proc.pid, 1)
+        deadline = time.monotonic() + 10
+        while needle not in nginx.error_log()[before:]:
+            assert time.monotonic() < deadline, (needle, nginx.error_log()[before:])
+            time.sleep(0.05)
+        assert where in nginx.error_log()[before:], (where, nginx.error_log()[before:])
+        time.sleep(0.2)
+        assert nginx.workers() == workers
+        remaining -= 1
+        r = nginx.get("/a.html")
+        assert r.status == 200 and r.header("X-RateLimit-Remaining") == str(remaining), r
+        assert int(r.header("X-Worker")) in workers
+    assert not os.path.exists(os.path.dirname(missing))
+
+
+def test_ietf_headers_name_the_deciding_rule_and_a_lock_sends_only_retry_after(nginx):
+    backend = Backend()
+    try:
+        nginx.configure(
+            "global 3/1m\nauth 10/90s\nauth lockout 1/1m for 20s\n",
+            http="sluice_headers ietf;",
+            server="location /login { sluice api category=auth; sluice_failure_status 401; "
+            "proxy_pass http://127.0.0.1:%d; }" % backend.port,
+        )
+        nginx.start()
+        first = nginx.get("/login")  # global's 3 leave less than auth's 10: global decides
+        assert first.status == 401
+        assert first.header("RateLimit-Policy") == '"global";q=3;w=60'
+        assert first.header("RateLimit") in ('"global";r=2;t=60', '"global";r=2;t=59')
+        locked = nginx.get("/login")  # the one failure locked the key
+        assert locked.status == 429 and backend.hits == 1
+        assert locked.header("RateLimit-Policy") is None and locked.header("RateLimit") is None
+        assert 18 <= int(locked.header("Retry-After")) <= 20
     finally:
         backend.close()
