@@ -183,6 +183,12 @@
 // refusals).
 #define SLUICE_RULE_DRY_RUN 2
 
+// The migration cannot be made (the path to migrate to exists, the capacity changes for a
+// table too small to re-home its keys, a locked key finds no free slot in the new table, the
+// new table's path was taken meanwhile); the error buffer says which. Nothing was created,
+// and the source table was not changed.
+#define SLUICE_ERR_MIGRATION -37
+
 // A limiter: one table and its policy. Opaque; made by `sluice_open`, `sluice_open_with` (or
 // `sluice_open_flags`), freed by `sluice_close`. Safe to share between threads: every
 // function taking a `const sluice *` may be called concurrently.
@@ -388,6 +394,33 @@ typedef struct sluice_rule_info {
   // A lockout's longest ban (equal to `ban_ms` without escalation); 0 for a window rule.
   int64_t max_ban_ms;
 } sluice_rule_info;
+
+// What `sluice_migrate` carried.
+//
+// Grows (see "Structs that grow" above): set `size = sizeof(struct sluice_migration)`
+// before the call; the library writes the fields that fit and sets `size` to the bytes it
+// wrote.
+typedef struct sluice_migration {
+  // Set by the caller to `sizeof(struct sluice_migration)`; on return, the bytes written.
+  size_t size;
+  // Keys carried into the new table.
+  uint64_t keys;
+  // Of those, keys with an active lockout.
+  uint64_t locked_keys;
+  // Keys left behind because nothing in their state mattered any more.
+  uint64_t expired;
+  // Unlocked keys left behind for want of a free slot in the new table.
+  uint64_t dropped;
+  // Active locks not carried because the new policy has no lockout for their category.
+  uint64_t locks_of_removed_lockouts;
+  // Capacity of the source table and of the new one.
+  uint64_t from_capacity;
+  uint64_t to_capacity;
+  // Format version of the source table.
+  uint64_t from_format;
+  // 1 if the new table replaced the source at the same path.
+  uint8_t in_place;
+} sluice_migration;
 
 #ifdef __cplusplus
 extern "C" {
@@ -733,6 +766,53 @@ const char *sluice_default_policy(void);
 // The library's version, e.g. "0.2.0" (static, NUL-terminated; compare with
 // SLUICE_VERSION from the header to detect a header/library mismatch).
 const char *sluice_version(void);
+
+// Migrate the table file `from` to a new table file `to` for `policy` (NUL-terminated
+// UTF-8), or for `from`'s own policy when `policy` is NULL.
+//
+// Every live key's state is carried: every active lockout with its end and escalation level,
+// the logs of rules that are unchanged, of changed rules what is still exact; new rules start
+// empty. The new table keeps `from`'s hash secret and file mode, and appears at `to`
+// complete (built in a temporary file, made durable, then linked). Then `from` is marked
+// superseded: `sluice_superseded` on a handle still attached to it returns `to`.
+//
+// `to` naming the same file as `from` migrates in place: the new table is renamed over the
+// old one, so the next `sluice_open` of the path gets it (what an nginx reload whose policy
+// changed does); handles still open on the old table keep working on it until they are
+// closed, and `sluice_superseded` tells them.
+//
+// Errors (nothing created, `from` unchanged; the error buffer says what and where):
+// SLUICE_ERR_POLICY (`policy` does not parse: line and column), SLUICE_ERR_NO_TABLE /
+// SLUICE_ERR_NOT_A_TABLE / SLUICE_ERR_FORMAT_VERSION (`from` is missing, not a table, or
+// already superseded), SLUICE_ERR_MIGRATION (`to` exists, a capacity change the source
+// cannot support, a locked key without a free slot in the new table), SLUICE_ERR_IO,
+// SLUICE_ERR_NULL (`from` or `to` NULL), SLUICE_ERR_ARGUMENT (an empty path),
+// SLUICE_ERR_SIZE (`report` with its `size` unset).
+// `report` is NULL or a `sluice_migration` with `size` set; written only on success.
+// Not for the hot path: it reads the whole source table and writes a new one.
+//
+// # Safety
+// `from`, `to` are NULL or NUL-terminated; `policy` is NULL or NUL-terminated; `report` is
+// NULL or points to a writable `sluice_migration` of at least its `size` bytes; `err_buf`
+// is NULL or points to `err_cap` writable bytes.
+int sluice_migrate(const char *from,
+                   const char *to,
+                   const char *policy,
+                   struct sluice_migration *report,
+                   char *err_buf,
+                   size_t err_cap);
+
+// The path of the table that superseded the table of `s` (a `sluice_migrate` carried its keys
+// there), so that a host still attached to the old table can reopen: returns its length in
+// bytes (not counting a NUL), 0 while the table is current or lives in private memory. If
+// the length is less than `cap`, the path and a NUL were written to `buf`; otherwise only a
+// NUL at `buf[0]` (if `cap` > 0): call again with more room. `buf` may be NULL only when
+// `cap` is 0. A few loads and, once superseded, a `pread`: poll it now and then (on a timer,
+// on a reload), not per request. Negative: SLUICE_ERR_NULL.
+//
+// # Safety
+// `s` is NULL or a live handle; `buf` is NULL or points to `cap` writable bytes.
+int sluice_superseded(const struct sluice *s, char *buf, size_t cap);
 
 #ifdef __cplusplus
 }  // extern "C"

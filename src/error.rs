@@ -79,6 +79,13 @@ pub enum Error {
     /// A key state handed to [`crate::KeyEngine::restore`] does not fit the policy (`why`
     /// says how). Nothing was made.
     InvalidState(String),
+    /// A migration from the table at `from` to `to` cannot be made (`why` says what was
+    /// wrong). Nothing was created, and `from` was not changed.
+    Migration {
+        from: PathBuf,
+        to: PathBuf,
+        why: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -153,6 +160,13 @@ impl fmt::Display for Error {
                 f,
                 "{} is a sluice table of format version {found}, but this sluice reads version {supported}; the file was not changed",
                 path.display()
+            ),
+            Error::Migration { from, to, why } => write!(
+                f,
+                "cannot migrate {} to {}: {why}; nothing was created, and {} was not changed",
+                from.display(),
+                to.display(),
+                from.display()
             ),
             Error::PolicyMismatch { path, difference } => write!(
                 f,

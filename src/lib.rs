@@ -48,6 +48,8 @@ pub use error::{Error, MAX_KEY_LEN};
 pub use headers::HeaderStyle;
 pub use limiter::{Limiter, LimiterBuilder, RuleStats, Stats};
 pub use policy::{Policy, PolicyError, DEFAULT_POLICY};
+#[cfg(not(loom))]
+pub use table::migrate::{MigrationReport, RuleCarried, REHOME_MIN_CAPACITY};
 pub use time::{Clock, CoarseClock, ManualClock, SystemClock, MAX_TIME_MS};
 
 /// For `benches/check.rs` only (the `floor` group): the key hash a check computes, so the

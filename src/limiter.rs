@@ -9,6 +9,8 @@ use crate::engine::{Answer, Moved, MAX_ATTEMPTS};
 use crate::engine::{Category, Decision, Status, Unlock};
 use crate::policy::{Policy, WhenFull};
 use crate::table::layout::{layout_for, policy_fingerprint, stat};
+#[cfg(not(loom))]
+use crate::table::migrate::MigrationReport;
 use crate::table::{Found, KeyHash, Table};
 use crate::time::{ceil_secs, Clock, SystemClock, MAX_TIME_MS};
 
@@ -186,6 +188,7 @@ impl LimiterBuilder {
                 policy_text: opened.text,
                 clock: self.clock,
                 path: Some(path.clone()),
+                file: Some(opened.file),
             });
         }
         let text = self.policy.as_deref().ok_or(Error::NoPolicy)?;
@@ -199,6 +202,8 @@ impl LimiterBuilder {
             policy_text: text.to_owned(),
             clock: self.clock,
             path: None,
+            #[cfg(not(loom))]
+            file: None,
         })
     }
 }
@@ -228,6 +233,9 @@ pub struct Limiter {
     policy_text: String,
     clock: Box<dyn Clock>,
     path: Option<PathBuf>,
+    /// The table file, kept open to read what a migration appends to it.
+    #[cfg(not(loom))]
+    file: Option<std::fs::File>,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -338,6 +346,115 @@ impl Limiter {
     /// plus its slot header and index word.
     pub fn bytes_per_key(&self) -> usize {
         self.table.layout.bytes_per_key()
+    }
+
+    /// The format version of the table (1: 8-byte log entries).
+    pub fn format_version(&self) -> u64 {
+        self.table.words()[crate::table::layout::header::VERSION]
+            .load(crate::sync::Ordering::Relaxed)
+    }
+
+    /// The path of the table that superseded this one, once a migration
+    /// ([`Limiter::migrate`], `sluice migrate`) carried its keys there; `None` while it is
+    /// current (and for a table in private memory). A process still attached to a
+    /// superseded table keeps a working limiter, but the state it records is no longer the
+    /// one every other process shares: a host polls this (a few loads and a `pread`, not for
+    /// every request) and reopens the path it names.
+    #[cfg(not(loom))]
+    pub fn superseded(&self) -> Option<PathBuf> {
+        crate::table::file::successor(&self.table, self.file.as_ref()?)
+    }
+
+    /// Migrate the table file `from` to a new table file `to` for `policy` (the policy of
+    /// `from` if `None`: a copy, or a move to another path), at the system clock's time; see
+    /// [`Limiter::migrate_at`].
+    #[cfg(not(loom))]
+    pub fn migrate(
+        from: impl AsRef<Path>,
+        to: impl AsRef<Path>,
+        policy: Option<&str>,
+    ) -> Result<MigrationReport, Error> {
+        Limiter::migrate_at(from, to, policy, SystemClock.now_ms())
+    }
+
+    /// Migrate the table file `from` to a new table file `to` for `policy` (`from`'s own if
+    /// `None`), judging what has expired at `now_ms`.
+    ///
+    /// Every live key's state is carried by the rule of docs/semantics.md, "Changing the
+    /// policy" ([`crate::KeySnapshot::carry_over`]): every active lock keeps its end and
+    /// level, unchanged rules keep their logs whole, changed rules what is still exact, new
+    /// rules start empty. The new table keeps `from`'s hash secret and file mode. It appears at
+    /// `to` complete (built in a temporary file, made durable, then linked), and then `from`
+    /// is marked superseded ([`Limiter::superseded`] and `sluice stat` say so, naming `to`).
+    ///
+    /// `to` equal to `from` (the same file) migrates in place: the new table is renamed over
+    /// the old one, so that the next open of the path gets it, and processes still attached
+    /// to the old one are told through [`Limiter::superseded`]. Any other existing `to` is an
+    /// error.
+    ///
+    /// Fails, creating nothing and leaving `from` as it was, when `to` exists (and is not
+    /// `from`), `from` is not a table (or was superseded already), `policy` does not parse,
+    /// the capacity changes for a source below [`REHOME_MIN_CAPACITY`] (its index keeps too
+    /// few bits of each key's hash to re-home it), or a locked key finds no free slot in the
+    /// new table. Unlocked keys that find none are left behind (the least recently active
+    /// first) and counted in [`MigrationReport::dropped`].
+    ///
+    /// Writes that processes make to `from` while it is being read are carried if they land
+    /// before their key is read, and lost after: migrate a table whose writers are stopped,
+    /// or accept that the requests of those moments are forgotten (never a lock set before
+    /// the migration started).
+    ///
+    /// [`REHOME_MIN_CAPACITY`]: crate::REHOME_MIN_CAPACITY
+    #[cfg(not(loom))]
+    pub fn migrate_at(
+        from: impl AsRef<Path>,
+        to: impl AsRef<Path>,
+        policy: Option<&str>,
+        now_ms: i64,
+    ) -> Result<MigrationReport, Error> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let (from, to) = (from.as_ref(), to.as_ref());
+        let now = check_time(now_ms)?;
+        let fail = |why: String| Error::Migration {
+            from: from.to_owned(),
+            to: to.to_owned(),
+            why,
+        };
+        // A bad policy is reported before anything is opened.
+        let given = policy
+            .map(|t| Policy::parse(t).map(|p| (t, p)))
+            .transpose()?;
+        let source = LimiterBuilder::new().path(from).open()?;
+        let source_file = source.file.as_ref().expect("a table file keeps its file");
+        let meta = source_file
+            .metadata()
+            .map_err(|e| fail(format!("cannot stat it: {e}")))?;
+        let in_place = match std::fs::metadata(to) {
+            Ok(m) if m.dev() == meta.dev() && m.ino() == meta.ino() => true,
+            Ok(_) => {
+                return Err(fail(format!(
+                    "{} exists (a migration makes a new table; remove it first, or give FROM as TO to migrate in place)",
+                    to.display()
+                )))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(fail(format!("cannot stat {}: {e}", to.display()))),
+        };
+        let (text, policy) = match &given {
+            Some((t, p)) => (*t, p.clone()),
+            None => (source.policy_text.as_str(), source.policy.clone()),
+        };
+        let to_abs = std::path::absolute(to).map_err(|e| fail(format!("{e}")))?;
+        let src = crate::table::migrate::Source {
+            path: from,
+            table: &source.table,
+            policy: &source.policy,
+        };
+        let mode = meta.permissions().mode() & 0o666;
+        let (_new, report) =
+            crate::table::migrate::build(&src, to, in_place, text, &policy, mode, now)?;
+        crate::table::file::mark_superseded(from, &source.table, source_file, &to_abs)?;
+        Ok(report)
     }
 
     /// Bytes of the whole table (address space; resident memory grows with live keys).

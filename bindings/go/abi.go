@@ -22,6 +22,7 @@ var (
 		"sluice_rule_counts":    reflect.TypeOf(C.sluice_rule_counts{}),
 		"sluice_category_info":  reflect.TypeOf(C.sluice_category_info{}),
 		"sluice_rule_info":      reflect.TypeOf(C.sluice_rule_info{}),
+		"sluice_migration":      reflect.TypeOf(C.sluice_migration{}),
 	}
 	cSizeof = map[string]uintptr{
 		"sluice_open_options":   C.sizeof_sluice_open_options,
@@ -32,6 +33,7 @@ var (
 		"sluice_rule_counts":    C.sizeof_sluice_rule_counts,
 		"sluice_category_info":  C.sizeof_sluice_category_info,
 		"sluice_rule_info":      C.sizeof_sluice_rule_info,
+		"sluice_migration":      C.sizeof_sluice_migration,
 	}
 )
 

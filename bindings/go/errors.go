@@ -59,6 +59,7 @@ var (
 	ErrPolicyMismatch  = sentinel(C.SLUICE_ERR_POLICY_MISMATCH)  // the file was made for another policy
 	ErrNoTable         = sentinel(C.SLUICE_ERR_NO_TABLE)         // no file, and no policy to create one
 	ErrReadOnly        = sentinel(C.SLUICE_ERR_READ_ONLY)        // a recording call on a read-only table
+	ErrMigration       = sentinel(C.SLUICE_ERR_MIGRATION)        // a migration cannot be made; nothing was created
 	ErrPanic           = sentinel(C.SLUICE_ERR_PANIC)            // a bug: the library caught a panic
 )
 
@@ -73,7 +74,7 @@ var byCode = func() map[int]*Error {
 		ErrNull, ErrUTF8, ErrEmptyKey, ErrKeyTooLong, ErrTime, ErrArgument, ErrSize,
 		ErrPolicy, ErrPolicyTooLarge, ErrUnknownCategory, ErrNoLockout, ErrIO,
 		ErrUnsupported, ErrNotATable, ErrFormatVersion, ErrPolicyMismatch, ErrNoTable,
-		ErrReadOnly, ErrPanic,
+		ErrReadOnly, ErrMigration, ErrPanic,
 	} {
 		m[e.Code] = e
 	}

@@ -15,8 +15,12 @@ Usage: sluice [COMMAND]
 Commands:
   demo                          Run the default policy against simulated, reproducible
                                 traffic and print what each client got (the default)
-  stat PATH [--json]            Occupancy, evictions, per-rule counts and locked keys of the
+  stat PATH [--json|--prometheus]
+                                Occupancy, evictions, per-rule counts and locked keys of the
                                 table file PATH
+  migrate FROM TO [--policy FILE]
+                                Build a new table at TO (for the policy in FILE) carrying
+                                every key's state and lockout from the table FROM
   check PATH KEY CATEGORY [--json]
                                 Check (and record) one request of KEY in CATEGORY
   peek PATH KEY CATEGORY [--json]
@@ -28,21 +32,42 @@ Options:
   -h, --help       Print help (after a command: that command's help)
   -V, --version    Print the version
 
-Exit status: 0 allowed / done; 1 refused (check, peek) or not locked (unlock); 2 usage error
-or unknown category; 3 the table file cannot be opened; 4 unlock of a key the table holds
-nothing for.
+Exit status: 0 allowed / done; 1 refused (check, peek) or not locked (unlock); 2 usage error,
+unknown category or a policy file that does not parse; 3 the table file cannot be opened (or
+migrated); 4 unlock of a key the table holds nothing for.
 ";
 
 const STAT_HELP: &str = "\
-Usage: sluice stat PATH [--json]
+Usage: sluice stat PATH [--json|--prometheus]
 
-Attach to the table file PATH (with the policy stored in it) and print its capacity, bytes
-per key, live keys, locked keys, installs in progress, evictions, reclaimed slots, requests
-refused for want of a slot, and per rule: passed, limited, dry-run limited, locked, lockouts.
---json prints one JSON object instead. Attaches read-only: read permission on PATH is
-enough, and nothing is changed.
+Attach to the table file PATH (with the policy stored in it) and print its format version,
+capacity, bytes per key, live keys, locked keys, installs in progress, evictions, reclaimed
+slots, requests refused for want of a slot, whether a migration superseded it (and by
+which table), and per rule: passed, limited, dry-run limited, locked, lockouts.
+--json prints one JSON object instead; --prometheus the Prometheus text exposition format
+(for node_exporter's textfile collector: `sluice stat PATH --prometheus > DIR/sluice.prom`).
+Attaches read-only: read permission on PATH is enough, and nothing is changed.
 
 Exit status: 0 printed; 2 usage error; 3 PATH is not a table that can be opened.
+";
+
+const MIGRATE_HELP: &str = "\
+Usage: sluice migrate FROM TO [--policy FILE]
+
+Build a new table file TO for the policy in FILE (FROM's own policy without --policy) and
+carry every live key of the table FROM into it: every active lockout with its end and
+escalation level, the logs of unchanged rules whole, of changed rules what is still exact;
+new rules start empty. TO appears complete (built beside it, then linked), keeps FROM's
+hash secret and mode, and FROM is then marked superseded (`sluice stat FROM` names TO).
+TO the same file as FROM migrates in place: the new table replaces FROM at its path.
+Prints what was carried. Needs read and write permission on FROM.
+
+Errors (nothing created, FROM unchanged): TO exists, FROM is not a table (or was superseded
+already), FILE does not parse (line and column), a capacity change for a table below 16384
+keys, a locked key without a free slot in the new table.
+
+Exit status: 0 migrated; 2 usage error or FILE cannot be read or parsed; 3 FROM cannot be
+opened or the migration cannot be made.
 ";
 
 const CHECK_HELP: &str = "\
@@ -86,7 +111,12 @@ enum Command {
     Version,
     Stat {
         path: PathBuf,
-        json: bool,
+        format: ops::StatFormat,
+    },
+    Migrate {
+        from: PathBuf,
+        to: PathBuf,
+        policy: Option<PathBuf>,
     },
     Decide {
         path: PathBuf,
@@ -110,6 +140,7 @@ fn help_of(command: &str) -> Option<&'static str> {
     Some(match command {
         "demo" | "help" => USAGE,
         "stat" => STAT_HELP,
+        "migrate" => MIGRATE_HELP,
         "check" => CHECK_HELP,
         "peek" => PEEK_HELP,
         "unlock" => UNLOCK_HELP,
@@ -148,11 +179,20 @@ fn parse_args(args: &[OsString]) -> Result<Command, UsageError> {
     };
     // Flags may come anywhere after the command; everything else is positional.
     let mut json = false;
+    let mut prometheus = false;
+    let mut policy: Option<PathBuf> = None;
     let mut positional: Vec<&OsString> = Vec::new();
-    for a in rest {
+    let mut args = rest.iter();
+    while let Some(a) = args.next() {
         match a.to_str() {
             Some("-h" | "--help") => return Ok(Command::Help(help)),
             Some("--json") if matches!(first, "stat" | "check" | "peek") => json = true,
+            Some("--prometheus") if first == "stat" => prometheus = true,
+            Some("--policy") if first == "migrate" => match args.next() {
+                Some(file) if policy.is_none() => policy = Some(PathBuf::from(file)),
+                Some(_) => return Err(UsageError("--policy given twice".into(), help)),
+                None => return Err(UsageError("--policy needs a FILE".into(), help)),
+            },
             Some("--") => {}
             Some(o) if o.starts_with("--") => {
                 return Err(UsageError(
@@ -163,15 +203,23 @@ fn parse_args(args: &[OsString]) -> Result<Command, UsageError> {
             _ => positional.push(a),
         }
     }
+    if json && prometheus {
+        return Err(UsageError(
+            "--json and --prometheus are two output formats: give one".into(),
+            help,
+        ));
+    }
     let want = match first {
         "demo" => 0,
         "stat" => 1,
+        "migrate" => 2,
         _ => 3,
     };
     if positional.len() != want {
         let names = match first {
             "demo" => "no arguments",
             "stat" => "PATH",
+            "migrate" => "FROM TO",
             _ => "PATH KEY CATEGORY",
         };
         return Err(UsageError(
@@ -193,7 +241,21 @@ fn parse_args(args: &[OsString]) -> Result<Command, UsageError> {
     };
     Ok(match first {
         "demo" => Command::Demo,
-        "stat" => Command::Stat { path: path(), json },
+        "stat" => Command::Stat {
+            path: path(),
+            format: if json {
+                ops::StatFormat::Json
+            } else if prometheus {
+                ops::StatFormat::Prometheus
+            } else {
+                ops::StatFormat::Text
+            },
+        },
+        "migrate" => Command::Migrate {
+            from: path(),
+            to: PathBuf::from(positional[1]),
+            policy,
+        },
         "check" | "peek" => Command::Decide {
             path: path(),
             key: key(),
@@ -246,7 +308,10 @@ fn main() -> ExitCode {
         }),
         Ok(Command::Help(text)) => print(|out| out.write_all(text.as_bytes())),
         Ok(Command::Version) => print(|out| writeln!(out, "sluice {}", env!("CARGO_PKG_VERSION"))),
-        Ok(Command::Stat { path, json }) => run_op(|out| ops::stat(&path, json, out)),
+        Ok(Command::Stat { path, format }) => run_op(|out| ops::stat(&path, format, out)),
+        Ok(Command::Migrate { from, to, policy }) => {
+            run_op(|out| ops::migrate(&from, &to, policy.as_deref(), out))
+        }
         Ok(Command::Decide {
             path,
             key,
@@ -321,9 +386,42 @@ mod tests {
             parse(&["stat", "/dev/shm/t", "--json"]),
             Ok(Command::Stat {
                 path: "/dev/shm/t".into(),
-                json: true
+                format: ops::StatFormat::Json
             })
         );
+        assert_eq!(
+            parse(&["stat", "t", "--prometheus"]),
+            Ok(Command::Stat {
+                path: "t".into(),
+                format: ops::StatFormat::Prometheus
+            })
+        );
+        assert!(parse(&["stat", "t", "--prometheus", "--json"]).is_err());
+        assert_eq!(
+            parse(&["migrate", "a", "b", "--policy", "p.policy"]),
+            Ok(Command::Migrate {
+                from: "a".into(),
+                to: "b".into(),
+                policy: Some("p.policy".into())
+            })
+        );
+        assert_eq!(
+            parse(&["migrate", "a", "a"]),
+            Ok(Command::Migrate {
+                from: "a".into(),
+                to: "a".into(),
+                policy: None
+            })
+        );
+        let Err(UsageError(m, help)) = parse(&["migrate", "a", "--policy"]) else {
+            panic!("accepted --policy without a file");
+        };
+        assert!(m.contains("FILE"), "{m}");
+        assert_eq!(help, MIGRATE_HELP);
+        let Err(UsageError(m, _)) = parse(&["migrate", "a"]) else {
+            panic!("accepted a missing TO");
+        };
+        assert!(m.contains("FROM TO"), "{m}");
         assert_eq!(
             parse(&["check", "t", "198.51.100.7", "auth"]),
             Ok(Command::Decide {

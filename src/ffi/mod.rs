@@ -15,6 +15,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::{Category, Decision, Error, HeaderStyle, Limiter, Status};
 
+mod migrate;
+pub use migrate::*;
+
 /// Success.
 pub const SLUICE_OK: c_int = 0;
 /// A pointer argument was NULL.
@@ -561,6 +564,7 @@ fn code_of(e: &Error) -> c_int {
         Error::NoPolicy => SLUICE_ERR_NULL,
         Error::ReadOnly { .. } => SLUICE_ERR_READ_ONLY,
         Error::InvalidState(_) => SLUICE_ERR_ARGUMENT,
+        Error::Migration { .. } => migrate::SLUICE_ERR_MIGRATION,
     }
 }
 
@@ -1691,6 +1695,9 @@ pub extern "C" fn sluice_strerror(code: c_int) -> *const c_char {
         }
         SLUICE_ERR_NO_TABLE => c"no table file at the path, and no policy to create one",
         SLUICE_ERR_READ_ONLY => c"the table was opened read-only; nothing was recorded",
+        migrate::SLUICE_ERR_MIGRATION => {
+            c"the migration cannot be made; nothing was created, and the source was not changed"
+        }
         SLUICE_ERR_PANIC => c"internal error (a bug in sluice): the call changed nothing",
         _ => c"unknown error code",
     };

@@ -47,6 +47,8 @@ pub(crate) struct Opened {
     pub policy: Policy,
     /// The policy text as stored in the file.
     pub text: String,
+    /// The open file (kept to read what a migration appends: the path of its successor).
+    pub file: File,
 }
 
 fn file_error(path: &Path, action: &'static str, source: io::Error) -> Error {
@@ -83,7 +85,7 @@ pub(crate) fn open(
     let given_policy = given.as_ref().map(|g| &g.1);
     if options.read_only {
         return match OpenOptions::new().read(true).open(path) {
-            Ok(file) => attach(path, &file, given_policy, false),
+            Ok(file) => attach(path, file, given_policy, false),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NoTable {
                 path: path.to_owned(),
             }),
@@ -93,7 +95,7 @@ pub(crate) fn open(
     // Each lap either attaches, creates, or sees the file vanish (removed meanwhile).
     for _ in 0..4 {
         match OpenOptions::new().read(true).write(true).open(path) {
-            Ok(file) => return attach(path, &file, given_policy, true),
+            Ok(file) => return attach(path, file, given_policy, true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let Some((text, policy)) = &given else {
                     return Err(Error::NoTable {
@@ -247,6 +249,31 @@ fn create(
     now_ms: i64,
     mode: u32,
 ) -> Result<Option<Opened>, Error> {
+    build(path, text, policy, secret, now_ms, mode)?.publish(path, false)
+}
+
+/// A complete table in a temporary file beside the path it is meant for, not visible at
+/// that path yet: what [`create`] makes first, and what a migration fills before publishing.
+pub(crate) struct Unpublished {
+    tmp: Temporary,
+    file: File,
+    dir: PathBuf,
+    pub table: Table,
+    pub policy: Policy,
+    pub text: String,
+}
+
+/// Build the table for `policy` in a temporary file beside `path` (mode `mode`, sparse, the
+/// header written with the magic last).
+pub(crate) fn build(
+    path: &Path,
+    text: &str,
+    policy: &Policy,
+    secret: [u64; 2],
+    now_ms: i64,
+    mode: u32,
+) -> Result<Unpublished, Error> {
+    check_mode(path, mode)?;
     let layout = layout_for(policy, text.len())?;
     let name = path.file_name().ok_or_else(|| {
         file_error(
@@ -285,28 +312,50 @@ fn create(
         .map_err(|e| file_error(path, "map", e))?;
     let fingerprint = policy_fingerprint(policy);
     let table = Table::initialised(region, layout, secret, text, fingerprint, now_ms);
-    // Durable before it is visible: after a power loss the path holds the whole table or
-    // nothing, never a file of zeros or a torn header.
-    sync_table(&table, &file).map_err(|e| file_error(path, "sync", e))?;
-    match std::fs::hard_link(&tmp.0, path) {
-        Ok(()) => {
-            // The new name itself, so that it survives a power loss too.
-            sync_directory(dir).map_err(|e| file_error(path, "sync the directory of", e))?;
-            Ok(Some(Opened {
-                table,
-                policy: policy.clone(),
-                text: text.to_owned(),
-            }))
+    Ok(Unpublished {
+        tmp,
+        file,
+        dir: dir.to_owned(),
+        table,
+        policy: policy.clone(),
+        text: text.to_owned(),
+    })
+}
+
+impl Unpublished {
+    /// Make the table durable, then visible at `path`: linked (`None` if a file is already
+    /// there, which is left as it is) or, with `replace`, renamed over whatever is there.
+    pub(crate) fn publish(self, path: &Path, replace: bool) -> Result<Option<Opened>, Error> {
+        // Durable before it is visible: after a power loss the path holds the whole table or
+        // nothing, never a file of zeros or a torn header.
+        sync_table(&self.table, &self.file).map_err(|e| file_error(path, "sync", e))?;
+        let linked = if replace {
+            std::fs::rename(&self.tmp.0, path)
+        } else {
+            std::fs::hard_link(&self.tmp.0, path)
+        };
+        match linked {
+            Ok(()) => {
+                // The new name itself, so that it survives a power loss too.
+                sync_directory(&self.dir)
+                    .map_err(|e| file_error(path, "sync the directory of", e))?;
+                Ok(Some(Opened {
+                    table: self.table,
+                    policy: self.policy,
+                    text: self.text,
+                    file: self.file,
+                }))
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && !replace => Ok(None),
+            Err(e) => Err(file_error(path, "create", e)),
         }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
-        Err(e) => Err(file_error(path, "create", e)),
     }
 }
 
 /// Check the file and map it (`PROT_READ` only unless `writable`).
 fn attach(
     path: &Path,
-    file: &File,
+    file: File,
     given: Option<&Policy>,
     writable: bool,
 ) -> Result<Opened, Error> {
@@ -400,7 +449,27 @@ fn attach(
         }
     }
     let want_bytes = layout.total_words as u64 * 8;
-    if size != want_bytes {
+    // A migrated table has the path of its successor appended (`successor`).
+    let appended = word(header::SUPERSEDED);
+    if appended != 0 {
+        if appended > MAX_SUCCESSOR_PATH || size != want_bytes + appended {
+            return Err(not_a_table(
+                path,
+                format!("its header gives the path of its successor {appended} bytes, in a file of {size} where its table takes {want_bytes}"),
+            ));
+        }
+        if writable {
+            let by = read_successor(&file, want_bytes, appended)
+                .map_err(|e| file_error(path, "read", e))?;
+            return Err(not_a_table(
+                path,
+                format!(
+                    "it was superseded by {} (`sluice migrate` carried its keys there): open that table instead",
+                    by.display()
+                ),
+            ));
+        }
+    } else if size != want_bytes {
         return Err(not_a_table(
             path,
             format!(
@@ -423,7 +492,63 @@ fn attach(
         table: Table::attached(region, layout, secret),
         policy: stored,
         text,
+        file,
     })
+}
+
+/// The longest successor path a migration appends to a table it superseded.
+pub(crate) const MAX_SUCCESSOR_PATH: u64 = 4096;
+
+fn read_successor(file: &File, at: u64, len: u64) -> io::Result<PathBuf> {
+    let mut bytes = vec![0u8; len as usize];
+    file.read_exact_at(&mut bytes, at)?;
+    Ok(PathBuf::from(OsStr::from_bytes(&bytes)))
+}
+
+/// The path of the table that superseded `table` (a migration's target), if one did: the
+/// header word [`header::SUPERSEDED`] gives the length of the path, appended to the file
+/// after the table.
+pub(crate) fn successor(table: &Table, file: &File) -> Option<PathBuf> {
+    use crate::sync::Ordering;
+    let len = table.words()[header::SUPERSEDED].load(Ordering::Acquire);
+    if len == 0 || len > MAX_SUCCESSOR_PATH {
+        return None;
+    }
+    read_successor(file, table.layout.total_words as u64 * 8, len).ok()
+}
+
+/// Mark `table` (in `file`, at `path`) superseded by the table at `by`: append the path,
+/// make it durable, then set the header word, last, so that a process that sees the word
+/// finds the whole path.
+pub(crate) fn mark_superseded(
+    path: &Path,
+    table: &Table,
+    file: &File,
+    by: &Path,
+) -> Result<(), Error> {
+    use crate::sync::Ordering;
+    let bytes = by.as_os_str().as_bytes();
+    if bytes.is_empty() || bytes.len() as u64 > MAX_SUCCESSOR_PATH {
+        return Err(file_error(
+            path,
+            "mark as superseded",
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "the new table's path is {} bytes (1 to {MAX_SUCCESSOR_PATH})",
+                    bytes.len()
+                ),
+            ),
+        ));
+    }
+    let at = table.layout.total_words as u64 * 8;
+    let appended = file
+        .set_len(at + bytes.len() as u64)
+        .and_then(|()| file.write_all_at(bytes, at))
+        .and_then(|()| file.sync_data());
+    appended.map_err(|e| file_error(path, "mark as superseded", e))?;
+    table.words()[header::SUPERSEDED].store(bytes.len() as u64, Ordering::Release);
+    sync_table(table, file).map_err(|e| file_error(path, "sync", e))
 }
 
 /// What differs between the file's policy and the given one, rule by rule, in the canonical

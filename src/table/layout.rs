@@ -43,6 +43,9 @@ pub(crate) mod header {
     pub const INDEX_OFFSET: usize = 11;
     pub const SLOTS_OFFSET: usize = 12;
     pub const TOTAL_WORDS: usize = 13;
+    /// 0, or the byte length of the path of the table that superseded this one, appended to
+    /// the file after the table (written by a migration, after the path).
+    pub const SUPERSEDED: usize = 14;
     pub const WORDS: usize = 16;
     /// "SLUICE" then format 1, little-endian.
     pub const MAGIC_VALUE: u64 = u64::from_le_bytes(*b"SLUICE\x00\x01");

@@ -42,6 +42,8 @@
 #[cfg(not(loom))]
 pub(crate) mod file;
 pub(crate) mod layout;
+#[cfg(not(loom))]
+pub(crate) mod migrate;
 pub(crate) mod region;
 
 use crate::engine::layout::MAX_RULES_PER_CATEGORY;
@@ -55,7 +57,9 @@ const TAG_SHIFT: u32 = 62;
 const TAG_RESERVED: u64 = 0b01 << TAG_SHIFT;
 const TAG_LIVE: u64 = 0b11 << TAG_SHIFT;
 const TAG_MASK: u64 = 0b11 << TAG_SHIFT;
-const FP_MASK: u64 = (1 << 54) - 1;
+/// Bits of a key's hash the index keeps (its fingerprint; `migrate.rs` re-homes keys from them).
+pub(crate) const FP_BITS: u32 = 54;
+pub(crate) const FP_MASK: u64 = (1 << FP_BITS) - 1;
 const RES_FP_MASK: u64 = (1 << 32) - 1;
 const STAMP_SHIFT: u32 = 32;
 const STAMP_MASK: u64 = (1 << 30) - 1;
@@ -753,6 +757,37 @@ impl Table {
     pub(crate) fn reserve_now(&self, kh: &KeyHash) {
         self.index(kh.home)
             .store(reserved(kh.fp, claim_clock()), Ordering::Relaxed);
+    }
+
+    // ---- for migrations (`migrate.rs`): a scan of the live keys, and placing keys in a
+    // table no other process can see yet ----
+
+    /// The fingerprint of the key live at `pos`, if one is.
+    pub(crate) fn live_fingerprint(&self, pos: usize) -> Option<u64> {
+        let w = self.index(pos).load(Ordering::Acquire);
+        (w & TAG_MASK == TAG_LIVE).then_some(w & FP_MASK)
+    }
+
+    /// Write a key's state `words` into slot `pos` and publish the key there. Only for a
+    /// table that no other thread or process can see (a migration's, before it is linked
+    /// into place): plain stores, no reservation. `false` if the position is taken.
+    pub(crate) fn place_unpublished(&self, pos: usize, fp: u64, words: &[u64]) -> bool {
+        if self.index(pos).load(Ordering::Relaxed) != 0 {
+            return false;
+        }
+        for (word, &v) in self.slot(pos).iter().zip(words) {
+            word.store(v, Ordering::Relaxed);
+        }
+        self.index(pos)
+            .store(TAG_LIVE | (fp & FP_MASK), Ordering::Release);
+        true
+    }
+
+    /// The first empty position of the key's neighbourhood, if any.
+    pub(crate) fn first_empty(&self, kh: &KeyHash) -> Option<usize> {
+        (0..self.layout.probe)
+            .map(|j| self.position(kh, j))
+            .find(|&p| self.index(p).load(Ordering::Acquire) == 0)
     }
 
     /// Live keys, keys with an active lockout, and reserved positions, by a scan of the index.

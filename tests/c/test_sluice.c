@@ -293,7 +293,7 @@ static void test_strerror(void) {
         SLUICE_ERR_UNKNOWN_CATEGORY, SLUICE_ERR_NO_LOCKOUT, SLUICE_ERR_IO,
         SLUICE_ERR_UNSUPPORTED, SLUICE_ERR_NOT_A_TABLE, SLUICE_ERR_FORMAT_VERSION,
         SLUICE_ERR_POLICY_MISMATCH, SLUICE_ERR_NO_TABLE, SLUICE_ERR_PANIC,
-        SLUICE_ERR_SIZE,    SLUICE_ERR_READ_ONLY,
+        SLUICE_ERR_SIZE,    SLUICE_ERR_READ_ONLY,      SLUICE_ERR_MIGRATION,
     };
     const size_t n = sizeof codes / sizeof codes[0];
     for (size_t i = 0; i < n; i++) {
@@ -307,7 +307,7 @@ static void test_strerror(void) {
     }
     CHECK_STR(sluice_strerror(SLUICE_OK), "success");
     CHECK_STR(sluice_strerror(SLUICE_ERR_EMPTY_KEY), "empty key: keys are 1 to 65535 bytes");
-    static const int unknown[] = {1, 42, -8, -12, -22, -37, -100, INT_MIN, INT_MAX};
+    static const int unknown[] = {1, 42, -8, -12, -22, -38, -100, INT_MIN, INT_MAX};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         CHECK_STR(sluice_strerror(unknown[i]), "unknown error code");
     }
@@ -2327,6 +2327,89 @@ static void test_file_options(void) {
     CHECK_EQ(rmdir(dir), 0);
 }
 
+/* ---- sluice_migrate / sluice_superseded ---------------------------------------------- */
+
+static void test_migrate(void) {
+    char dir[] = "/tmp/sluice-c-migrate-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char from[256], to[256], junk[256];
+    snprintf(from, sizeof from, "%s/old.sluice", dir);
+    snprintf(to, sizeof to, "%s/new.sluice", dir);
+    snprintf(junk, sizeof junk, "%s/junk", dir);
+    const char *old_policy = "global 10/1m\nauth lockout 2/15m for 15m\ncapacity 100\n";
+    const char *new_policy = "global 20/1m\nmedia 5/1m\nauth lockout 2/15m for 15m\ncapacity 100\n";
+    char err[512], buf[512];
+    struct sluice_decision d;
+    d.size = sizeof d;
+    sluice *old = NULL;
+    CHECK_EQ(sluice_open(old_policy, from, &old, err, sizeof err), SLUICE_OK);
+    int auth = sluice_category(old, "auth");
+    CHECK(auth > 0);
+    CHECK_EQ(sluice_failure(old, auth, KEY("mallory"), SLUICE_NOW, &d), SLUICE_OK);
+    CHECK_EQ(sluice_failure(old, auth, KEY("mallory"), SLUICE_NOW, &d), SLUICE_OK);
+    CHECK_EQ(d.status, SLUICE_STATUS_LOCKED);
+    CHECK_EQ(sluice_superseded(old, buf, sizeof buf), 0);
+    CHECK_STR(buf, "");
+
+    /* Bad input: nothing created. */
+    struct sluice_migration r;
+    memset(&r, 0, sizeof r);
+    r.size = sizeof r;
+    CHECK_EQ(sluice_migrate(from, to, "global 10/1 minute\n", &r, err, sizeof err),
+             SLUICE_ERR_POLICY);
+    CHECK_CONTAINS(err, "line 1");
+    CHECK_EQ(sluice_migrate(NULL, to, NULL, NULL, err, sizeof err), SLUICE_ERR_NULL);
+    r.size = 0;
+    CHECK_EQ(sluice_migrate(from, to, NULL, &r, err, sizeof err), SLUICE_ERR_SIZE);
+    FILE *f = fopen(junk, "w");
+    CHECK(f != NULL);
+    fputs("not a table", f);
+    fclose(f);
+    CHECK_EQ(sluice_migrate(junk, to, NULL, NULL, err, sizeof err), SLUICE_ERR_NOT_A_TABLE);
+    CHECK_EQ(sluice_migrate(from, junk, NULL, NULL, err, sizeof err), SLUICE_ERR_MIGRATION);
+    CHECK_CONTAINS(err, "exists");
+    struct stat st;
+    CHECK(stat(to, &st) != 0);
+
+    r.size = sizeof r;
+    CHECK_EQ(sluice_migrate(from, to, new_policy, &r, err, sizeof err), SLUICE_OK);
+    CHECK_EQ(r.size, sizeof r);
+    CHECK_EQ(r.keys, 1u);
+    CHECK_EQ(r.locked_keys, 1u);
+    CHECK_EQ(r.in_place, 0);
+    CHECK_EQ(r.from_format, 1u);
+
+    /* The old handle is told where the table went; the new table holds the lock. */
+    int n = sluice_superseded(old, NULL, 0);
+    CHECK(n > 0);
+    CHECK_EQ(sluice_superseded(old, buf, sizeof buf), n);
+    CHECK_STR(buf, to);
+    CHECK_EQ(sluice_superseded(NULL, buf, sizeof buf), SLUICE_ERR_NULL);
+    sluice *fresh = NULL;
+    CHECK_EQ(sluice_open(new_policy, to, &fresh, err, sizeof err), SLUICE_OK);
+    CHECK_EQ(sluice_check(fresh, sluice_category(fresh, "auth"), KEY("mallory"), SLUICE_NOW, &d),
+             SLUICE_OK);
+    CHECK_EQ(d.status, SLUICE_STATUS_LOCKED);
+    CHECK(d.retry_after > 800);
+
+    /* In place: the path then names the new table. */
+    r.size = sizeof r;
+    CHECK_EQ(sluice_migrate(to, to, old_policy, &r, err, sizeof err), SLUICE_OK);
+    CHECK_EQ(r.in_place, 1);
+    CHECK_EQ(r.locked_keys, 1u);
+    CHECK_EQ(sluice_superseded(fresh, buf, sizeof buf), (int)strlen(to));
+    sluice *again = NULL;
+    CHECK_EQ(sluice_open(old_policy, to, &again, err, sizeof err), SLUICE_OK);
+    CHECK_EQ(sluice_superseded(again, buf, sizeof buf), 0);
+    sluice_close(again);
+    sluice_close(fresh);
+    sluice_close(old);
+    unlink(from);
+    unlink(to);
+    unlink(junk);
+    rmdir(dir);
+}
+
 int main(void) {
     test_version();
     test_strerror();
@@ -2349,6 +2432,7 @@ int main(void) {
     test_headers();
     test_stats();
     test_two_threads();
+    test_migrate();
     printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
 }

@@ -89,6 +89,7 @@ SLUICE_ERR_FORMAT_VERSION = -33
 SLUICE_ERR_POLICY_MISMATCH = -34
 SLUICE_ERR_NO_TABLE = -35
 SLUICE_ERR_READ_ONLY = -36
+SLUICE_ERR_MIGRATION = -37
 SLUICE_ERR_PANIC = -99
 
 SLUICE_NOW = -(2**63)  # INT64_MIN
@@ -229,6 +230,21 @@ class sluice_rule_info(Structure):
     ]
 
 
+class sluice_migration(Structure):
+    _fields_ = [
+        ("size", c_size_t),
+        ("keys", c_uint64),
+        ("locked_keys", c_uint64),
+        ("expired", c_uint64),
+        ("dropped", c_uint64),
+        ("locks_of_removed_lockouts", c_uint64),
+        ("from_capacity", c_uint64),
+        ("to_capacity", c_uint64),
+        ("from_format", c_uint64),
+        ("in_place", c_uint8),
+    ]
+
+
 def sized(cls):
     """A new ``cls`` with its ``size`` set, ready to pass to the library."""
     value = cls()
@@ -247,6 +263,7 @@ STRUCTS = {
     "sluice_rule_counts": sluice_rule_counts,
     "sluice_category_info": sluice_category_info,
     "sluice_rule_info": sluice_rule_info,
+    "sluice_migration": sluice_migration,
 }
 
 # ---- functions --------------------------------------------------------------------------------
@@ -319,6 +336,11 @@ FUNCTIONS = {
     "sluice_version": (c_char_p, []),
     "sluice_default_policy": (c_char_p, []),
     "sluice_policy": (c_char_p, [_handle]),
+    "sluice_migrate": (
+        c_int,
+        [c_char_p, c_char_p, c_char_p, POINTER(sluice_migration), POINTER(c_char), c_size_t],
+    ),
+    "sluice_superseded": (c_int, [_handle, POINTER(c_char), c_size_t]),
 }
 
 # ---- finding the library ----------------------------------------------------------------------
