@@ -459,9 +459,11 @@ extern "C" {
 // - Processes that die: a process killed at any instruction leaves no lock behind; its
 //   half-made install is taken over after 2 seconds (until then it is counted in
 //   `sluice_table_stats.installing`). Nothing needs cleaning up after a crash.
-// - The file lives until it is removed. A policy change is a new path: opening the old file
-//   with the new policy fails (SLUICE_ERR_POLICY_MISMATCH). Never truncate or rewrite a table
-//   file that processes have open.
+// - The file lives until it is removed. Opening it with another policy fails
+//   (SLUICE_ERR_POLICY_MISMATCH); `sluice_migrate` carries its keys and lockouts to a table
+//   for the new policy (at a new path or in place), and `sluice_superseded` tells a process
+//   still attached to the old table. Never truncate or rewrite a table file that processes
+//   have open.
 // - Permissions: the file is created 0600 by default, so processes sharing it run as one
 //   user; `sluice_open_with` takes a mode (0660 for a group) and SLUICE_OPEN_READ_ONLY for a
 //   user who may only read it.

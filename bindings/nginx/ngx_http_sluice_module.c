@@ -102,6 +102,9 @@ static ngx_int_t ngx_http_sluice_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_sluice_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_sluice_context_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static int ngx_http_sluice_policy_changed(ngx_conf_t *cf,
+    ngx_http_sluice_table_t *t, struct sluice_open_options *options, char *err,
+    size_t err_cap);
 static void ngx_http_sluice_table_cleanup(void *data);
 static ngx_int_t ngx_http_sluice_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -1299,6 +1302,10 @@ ngx_http_sluice_open(ngx_conf_t *cf, ngx_http_sluice_table_t *t)
     rc = sluice_open_with((const char *) t->policy.data, path,
                           path ? &options : NULL, &t->sluice, err, sizeof(err));
 
+    if (rc == SLUICE_ERR_POLICY_MISMATCH && path != NULL) {
+        rc = ngx_http_sluice_policy_changed(cf, t, &options, err, sizeof(err));
+    }
+
     if (rc != SLUICE_OK) {
         if (rc == SLUICE_ERR_POLICY || rc == SLUICE_ERR_POLICY_TOO_LARGE
             || rc == SLUICE_ERR_UTF8)
@@ -1320,6 +1327,61 @@ ngx_http_sluice_open(ngx_conf_t *cf, ngx_http_sluice_table_t *t)
     cln->data = t;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * The table file was made for another policy. `nginx -t` only checks the new policy and says
+ * what the reload will do; the process that runs the workers migrates the file in place (every
+ * lockout, the logs of unchanged rules, what is still exact of changed ones), then opens it.
+ * Workers of the old configuration keep the old table mapped until they exit, and what they
+ * record after the migration read their keys is not carried. If the migration fails, so does
+ * the reload, and the old workers keep serving.
+ */
+static int
+ngx_http_sluice_policy_changed(ngx_conf_t *cf, ngx_http_sluice_table_t *t,
+    struct sluice_open_options *options, char *err, size_t err_cap)
+{
+    int                       rc;
+    const char               *path;
+    struct sluice_migration   report;
+
+    path = (const char *) t->path.data;
+
+    if (ngx_test_config) {
+        rc = sluice_open_with((const char *) t->policy.data, NULL, NULL,
+                              &t->sluice, err, err_cap);
+        if (rc == SLUICE_OK) {
+            ngx_conf_log_error(NGX_LOG_NOTICE, cf, 0,
+                               "sluice_table \"%V\": the table file \"%V\" was "
+                               "made for another policy: starting or reloading "
+                               "nginx migrates it to \"%V\"",
+                               &t->name, &t->path, &t->policy_path);
+        }
+
+        return rc;
+    }
+
+    ngx_memzero(&report, sizeof(report));
+    report.size = sizeof(report);
+    err[0] = '\0';
+
+    rc = sluice_migrate(path, path, (const char *) t->policy.data, &report,
+                        err, err_cap);
+    if (rc != SLUICE_OK) {
+        return rc;
+    }
+
+    ngx_conf_log_error(NGX_LOG_NOTICE, cf, 0,
+                       "sluice_table \"%V\": the policy changed: migrated the "
+                       "table file \"%V\" (%uL keys carried, %uL of them locked, "
+                       "%uL expired, %uL dropped for want of room)",
+                       &t->name, &t->path, report.keys, report.locked_keys,
+                       report.expired, report.dropped);
+
+    err[0] = '\0';
+    return sluice_open_with((const char *) t->policy.data, path, options,
+                            &t->sluice, err, err_cap);
 }
 
 
