@@ -546,6 +546,42 @@ fn guard(f: impl FnOnce() -> c_int) -> c_int {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(SLUICE_ERR_PANIC)
 }
 
+/// Shared body of the calls that fill one growing struct from a handle: the NULL checks and
+/// the caller's `size`, then `value` (which may refuse with a code), then the write of the
+/// fields that fit, all inside the panic boundary.
+///
+/// # Safety
+/// `s` is NULL or a live handle; `out` is NULL or points to a `T` of at least its `size`
+/// writable bytes.
+unsafe fn fill<T: Growing>(
+    s: *const sluice,
+    out: *mut T,
+    value: impl FnOnce(&sluice) -> Result<T, c_int>,
+) -> c_int {
+    guard(|| {
+        // SAFETY: caller contract.
+        let Some(s) = (unsafe { s.as_ref() }) else {
+            return SLUICE_ERR_NULL;
+        };
+        if out.is_null() {
+            return SLUICE_ERR_NULL;
+        }
+        // SAFETY: non-NULL, aligned and readable by contract.
+        let n = match usable::<T>(unsafe { size_of_caller(out) }) {
+            Ok(n) => n,
+            Err(code) => return code,
+        };
+        match value(s) {
+            Ok(v) => {
+                // SAFETY: its `size` (>= n) writable bytes by contract.
+                unsafe { put(out, v, n) };
+                SLUICE_OK
+            }
+            Err(code) => code,
+        }
+    })
+}
+
 fn code_of(e: &Error) -> c_int {
     match e {
         Error::Policy(_) => SLUICE_ERR_POLICY,
@@ -1451,41 +1487,30 @@ pub unsafe extern "C" fn sluice_stats(
     now_ms: i64,
     out: *mut sluice_table_stats,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: caller contract.
-        let Some(s) = (unsafe { s.as_ref() }) else {
-            return SLUICE_ERR_NULL;
-        };
-        if out.is_null() {
-            return SLUICE_ERR_NULL;
-        }
-        // SAFETY: non-NULL, aligned and readable by contract.
-        let n = match usable::<sluice_table_stats>(unsafe { size_of_caller(out) }) {
-            Ok(n) => n,
-            Err(code) => return code,
-        };
-        let now = now_arg(&s.limiter, now_ms);
-        if !(0..=crate::MAX_TIME_MS).contains(&now) {
-            return SLUICE_ERR_TIME;
-        }
-        let st = s.limiter.stats_at(now);
-        let value = sluice_table_stats {
-            size: 0, // set by put
-            capacity: st.capacity,
-            live_keys: st.live_keys,
-            locked_keys: st.locked_keys,
-            installing: st.installing,
-            evictions: st.evictions,
-            reclaimed: st.reclaimed,
-            full: st.full,
-            bytes_per_key: st.bytes_per_key,
-            rules: st.rules.len() as u32,
-            categories: s.limiter.policy().categories.len() as u32,
-        };
-        // SAFETY: its `size` (>= n) writable bytes by contract.
-        unsafe { put(out, value, n) };
-        SLUICE_OK
-    })
+    // SAFETY: caller contract, passed on.
+    unsafe {
+        fill(s, out, |s| {
+            let now = now_arg(&s.limiter, now_ms);
+            if !(0..=crate::MAX_TIME_MS).contains(&now) {
+                return Err(SLUICE_ERR_TIME);
+            }
+            let st = s.limiter.stats_at(now);
+            let value = sluice_table_stats {
+                size: 0, // set by put
+                capacity: st.capacity,
+                live_keys: st.live_keys,
+                locked_keys: st.locked_keys,
+                installing: st.installing,
+                evictions: st.evictions,
+                reclaimed: st.reclaimed,
+                full: st.full,
+                bytes_per_key: st.bytes_per_key,
+                rules: st.rules.len() as u32,
+                categories: s.limiter.policy().categories.len() as u32,
+            };
+            Ok(value)
+        })
+    }
 }
 
 /// Counts of rule `rule` (0-based, policy order, as in `sluice_decision.rule`;
@@ -1503,37 +1528,26 @@ pub unsafe extern "C" fn sluice_rule_stats(
     rule: i32,
     out: *mut sluice_rule_counts,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: caller contract.
-        let Some(s) = (unsafe { s.as_ref() }) else {
-            return SLUICE_ERR_NULL;
-        };
-        if out.is_null() {
-            return SLUICE_ERR_NULL;
-        }
-        // SAFETY: non-NULL, aligned and readable by contract.
-        let n = match usable::<sluice_rule_counts>(unsafe { size_of_caller(out) }) {
-            Ok(n) => n,
-            Err(code) => return code,
-        };
-        let Some(r) = usize::try_from(rule)
-            .ok()
-            .and_then(|r| s.limiter.rule_stats(r))
-        else {
-            return SLUICE_ERR_ARGUMENT;
-        };
-        let value = sluice_rule_counts {
-            size: 0, // set by put
-            passed: r.passed,
-            limited: r.limited,
-            dry_run_limited: r.dry_run_limited,
-            locked: r.locked,
-            lockouts: r.lockouts,
-        };
-        // SAFETY: its `size` (>= n) writable bytes by contract.
-        unsafe { put(out, value, n) };
-        SLUICE_OK
-    })
+    // SAFETY: caller contract, passed on.
+    unsafe {
+        fill(s, out, |s| {
+            let Some(r) = usize::try_from(rule)
+                .ok()
+                .and_then(|r| s.limiter.rule_stats(r))
+            else {
+                return Err(SLUICE_ERR_ARGUMENT);
+            };
+            let value = sluice_rule_counts {
+                size: 0, // set by put
+                passed: r.passed,
+                limited: r.limited,
+                dry_run_limited: r.dry_run_limited,
+                locked: r.locked,
+                lockouts: r.lockouts,
+            };
+            Ok(value)
+        })
+    }
 }
 
 /// Describe category `category` (an id from `sluice_category`; `sluice_table_stats.categories`
@@ -1551,46 +1565,35 @@ pub unsafe extern "C" fn sluice_describe_category(
     category: c_int,
     out: *mut sluice_category_info,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: caller contract.
-        let Some(s) = (unsafe { s.as_ref() }) else {
-            return SLUICE_ERR_NULL;
-        };
-        if out.is_null() {
-            return SLUICE_ERR_NULL;
-        }
-        // SAFETY: non-NULL, aligned and readable by contract.
-        let n = match usable::<sluice_category_info>(unsafe { size_of_caller(out) }) {
-            Ok(n) => n,
-            Err(code) => return code,
-        };
-        let cat = match category_arg(&s.limiter, category) {
-            Ok(c) => c,
-            Err(code) => return code,
-        };
-        let policy = s.limiter.policy();
-        let name = &policy.categories[cat.id()];
-        let applies = |r: &crate::policy::Rule| r.name == *name || r.name == crate::policy::GLOBAL;
-        let rules = policy
-            .rules
-            .iter()
-            .filter(|r| applies(r) && matches!(r.kind, crate::policy::RuleKind::Window(_)))
-            .count();
-        let lockout_rule = policy
-            .rules
-            .iter()
-            .position(|r| r.name == *name && matches!(r.kind, crate::policy::RuleKind::Lockout(_)))
-            .map_or(-1, |i| i as i32);
-        let value = sluice_category_info {
-            size: 0, // set by put
-            name: s.names[cat.id()].as_ptr(),
-            rules: rules as u32,
-            lockout_rule,
-        };
-        // SAFETY: its `size` (>= n) writable bytes by contract.
-        unsafe { put(out, value, n) };
-        SLUICE_OK
-    })
+    // SAFETY: caller contract, passed on.
+    unsafe {
+        fill(s, out, |s| {
+            let cat = category_arg(&s.limiter, category)?;
+            let policy = s.limiter.policy();
+            let name = &policy.categories[cat.id()];
+            let applies =
+                |r: &crate::policy::Rule| r.name == *name || r.name == crate::policy::GLOBAL;
+            let rules = policy
+                .rules
+                .iter()
+                .filter(|r| applies(r) && matches!(r.kind, crate::policy::RuleKind::Window(_)))
+                .count();
+            let lockout_rule = policy
+                .rules
+                .iter()
+                .position(|r| {
+                    r.name == *name && matches!(r.kind, crate::policy::RuleKind::Lockout(_))
+                })
+                .map_or(-1, |i| i as i32);
+            let value = sluice_category_info {
+                size: 0, // set by put
+                name: s.names[cat.id()].as_ptr(),
+                rules: rules as u32,
+                lockout_rule,
+            };
+            Ok(value)
+        })
+    }
 }
 
 /// Describe rule `rule` (0-based, policy order, as in `sluice_decision.rule`;
@@ -1608,59 +1611,48 @@ pub unsafe extern "C" fn sluice_describe_rule(
     rule: i32,
     out: *mut sluice_rule_info,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: caller contract.
-        let Some(s) = (unsafe { s.as_ref() }) else {
-            return SLUICE_ERR_NULL;
-        };
-        if out.is_null() {
-            return SLUICE_ERR_NULL;
-        }
-        // SAFETY: non-NULL, aligned and readable by contract.
-        let n = match usable::<sluice_rule_info>(unsafe { size_of_caller(out) }) {
-            Ok(n) => n,
-            Err(code) => return code,
-        };
-        let policy = s.limiter.policy();
-        let Some(r) = usize::try_from(rule).ok().and_then(|i| policy.rules.get(i)) else {
-            return SLUICE_ERR_ARGUMENT;
-        };
-        let category = policy
-            .categories
-            .iter()
-            .position(|c| *c == r.name)
-            .unwrap_or(0);
-        let mut value = sluice_rule_info {
-            size: 0, // set by put
-            category_name: s.names[category].as_ptr(),
-            category: category as i32,
-            kind: SLUICE_RULE_WINDOW,
-            limit: 0,
-            flags: 0,
-            window_ms: 0,
-            ban_ms: 0,
-            max_ban_ms: 0,
-            line: r.line as u32,
-        };
-        match &r.kind {
-            crate::policy::RuleKind::Window(w) => {
-                value.limit = w.limit;
-                value.window_ms = w.window_ms;
-                value.flags = if w.strict { SLUICE_RULE_STRICT } else { 0 }
-                    | if w.dry_run { SLUICE_RULE_DRY_RUN } else { 0 };
+    // SAFETY: caller contract, passed on.
+    unsafe {
+        fill(s, out, |s| {
+            let policy = s.limiter.policy();
+            let Some(r) = usize::try_from(rule).ok().and_then(|i| policy.rules.get(i)) else {
+                return Err(SLUICE_ERR_ARGUMENT);
+            };
+            let category = policy
+                .categories
+                .iter()
+                .position(|c| *c == r.name)
+                .unwrap_or(0);
+            let mut value = sluice_rule_info {
+                size: 0, // set by put
+                category_name: s.names[category].as_ptr(),
+                category: category as i32,
+                kind: SLUICE_RULE_WINDOW,
+                limit: 0,
+                flags: 0,
+                window_ms: 0,
+                ban_ms: 0,
+                max_ban_ms: 0,
+                line: r.line as u32,
+            };
+            match &r.kind {
+                crate::policy::RuleKind::Window(w) => {
+                    value.limit = w.limit;
+                    value.window_ms = w.window_ms;
+                    value.flags = if w.strict { SLUICE_RULE_STRICT } else { 0 }
+                        | if w.dry_run { SLUICE_RULE_DRY_RUN } else { 0 };
+                }
+                crate::policy::RuleKind::Lockout(l) => {
+                    value.kind = SLUICE_RULE_LOCKOUT;
+                    value.limit = l.failures;
+                    value.window_ms = l.window_ms;
+                    value.ban_ms = l.ban_ms;
+                    value.max_ban_ms = l.max_ban_ms.unwrap_or(l.ban_ms);
+                }
             }
-            crate::policy::RuleKind::Lockout(l) => {
-                value.kind = SLUICE_RULE_LOCKOUT;
-                value.limit = l.failures;
-                value.window_ms = l.window_ms;
-                value.ban_ms = l.ban_ms;
-                value.max_ban_ms = l.max_ban_ms.unwrap_or(l.ban_ms);
-            }
-        }
-        // SAFETY: its `size` (>= n) writable bytes by contract.
-        unsafe { put(out, value, n) };
-        SLUICE_OK
-    })
+            Ok(value)
+        })
+    }
 }
 
 /// A static, NUL-terminated description of a return code (never NULL; owned by the library,
