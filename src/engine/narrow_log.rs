@@ -14,6 +14,9 @@
 //! Every access is a 64-bit atomic of the words given: a 4-byte field is one half of a word,
 //! written by a CAS of the whole word that expects the other half as last read.
 
+// Under loom only the models run; the serial-model tests use the rest.
+#![cfg_attr(loom, allow(dead_code))]
+
 use crate::sync::{AtomicU64, Ordering};
 
 /// How often a reader re-reads after racing a writer before it gives up (the caller refuses).

@@ -45,6 +45,7 @@ pub(crate) mod header {
     pub const TOTAL_WORDS: usize = 13;
     /// 0, or the byte length of the path of the table that superseded this one, appended to
     /// the file after the table (written by a migration, after the path).
+    #[cfg_attr(loom, allow(dead_code))] // read by the file code, not built under loom
     pub const SUPERSEDED: usize = 14;
     pub const WORDS: usize = 16;
     /// "SLUICE" then format 1, little-endian.

@@ -763,6 +763,7 @@ impl Table {
     // table no other process can see yet ----
 
     /// The fingerprint of the key live at `pos`, if one is.
+    #[cfg_attr(loom, allow(dead_code))] // the migration is not built under loom
     pub(crate) fn live_fingerprint(&self, pos: usize) -> Option<u64> {
         let w = self.index(pos).load(Ordering::Acquire);
         (w & TAG_MASK == TAG_LIVE).then_some(w & FP_MASK)
@@ -771,6 +772,7 @@ impl Table {
     /// Write a key's state `words` into slot `pos` and publish the key there. Only for a
     /// table that no other thread or process can see (a migration's, before it is linked
     /// into place): plain stores, no reservation. `false` if the position is taken.
+    #[cfg_attr(loom, allow(dead_code))] // the migration is not built under loom
     pub(crate) fn place_unpublished(&self, pos: usize, fp: u64, words: &[u64]) -> bool {
         if self.index(pos).load(Ordering::Relaxed) != 0 {
             return false;
@@ -784,6 +786,7 @@ impl Table {
     }
 
     /// The first empty position of the key's neighbourhood, if any.
+    #[cfg_attr(loom, allow(dead_code))] // the migration is not built under loom
     pub(crate) fn first_empty(&self, kh: &KeyHash) -> Option<usize> {
         (0..self.layout.probe)
             .map(|j| self.position(kh, j))
