@@ -553,6 +553,7 @@ fn guard(f: impl FnOnce() -> c_int) -> c_int {
 /// # Safety
 /// `s` is NULL or a live handle; `out` is NULL or points to a `T` of at least its `size`
 /// writable bytes.
+#[inline(always)]
 unsafe fn fill<T: Growing>(
     s: *const sluice,
     out: *mut T,
@@ -993,37 +994,18 @@ unsafe fn decide(
     out: *mut sluice_decision,
     op: KeyOp,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: caller contract.
-        let Some(s) = (unsafe { s.as_ref() }) else {
-            return SLUICE_ERR_NULL;
-        };
-        if out.is_null() {
-            return SLUICE_ERR_NULL;
-        }
-        // SAFETY: non-NULL, aligned and readable by contract.
-        let n = match usable::<sluice_decision>(unsafe { size_of_caller(out) }) {
-            Ok(n) => n,
-            Err(code) => return code,
-        };
-        // SAFETY: caller contract.
-        let key = match unsafe { key_arg(key, key_len) } {
-            Ok(k) => k,
-            Err(code) => return code,
-        };
-        let cat = match category_arg(&s.limiter, category) {
-            Ok(c) => c,
-            Err(code) => return code,
-        };
-        match op(&s.limiter, key, cat, now_arg(&s.limiter, now_ms)) {
-            Ok(d) => {
-                // SAFETY: its `size` (>= n) writable bytes by contract.
-                unsafe { put(out, d.into(), n) };
-                SLUICE_OK
+    // SAFETY: caller contract, passed on.
+    unsafe {
+        fill(s, out, |s| {
+            // SAFETY: caller contract.
+            let key = key_arg(key, key_len)?;
+            let cat = category_arg(&s.limiter, category)?;
+            match op(&s.limiter, key, cat, now_arg(&s.limiter, now_ms)) {
+                Ok(d) => Ok(d.into()),
+                Err(e) => Err(code_of(&e)),
             }
-            Err(e) => code_of(&e),
-        }
-    })
+        })
+    }
 }
 
 /// May this request go ahead? Checks the key against every `global` rule and every rule of
