@@ -10,6 +10,7 @@
 //!
 //! Cases: `hot` (one key, `global 100/1ms`, explicit now), `allow` (the same through
 //! `allow_at`, which skips the report), `multi` (three rules),
+//! `window` (one key, `global 10000/10ms`, PER_MS checks a millisecond: the nginx bench's),
 //! `random` (one rule over N live keys, default 100,000: set `KEYS`), `batch` (64 at a time
 //! over the same keys), `failure`. Instructions per check = total / iterations, less setup.
 //! `random` and `batch` use the benches' capacity (twice the live keys) and print the wall
@@ -52,6 +53,18 @@ fn main() {
             for t in 0..iters {
                 acc += l
                     .check_at("198.51.100.7", Category::GLOBAL, T0 + t)
+                    .unwrap()
+                    .remaining as u64;
+            }
+        }
+        "window" => {
+            // The nginx bench's policy on one hot key: PER_MS checks per millisecond
+            // (default 4), so its 10 ms window holds about 10 × PER_MS requests.
+            let per_ms: i64 = std::env::var("PER_MS").map_or(4, |s| s.parse().unwrap());
+            let l = Limiter::open("global 10000/10ms").unwrap();
+            for t in 0..iters {
+                acc += l
+                    .check_at("127.0.0.1", Category::GLOBAL, T0 + t / per_ms)
                     .unwrap()
                     .remaining as u64;
             }

@@ -5,9 +5,12 @@
 //!         | window-rule rings (N words each) | failure rings (F words each) | padding
 //! ```
 //!
+//! The padding's words, while they last, hold the window hints of the longest rings.
+//!
 //! The state is padded to whole 64-byte lines, so that in a table of such states two keys
 //! never share a cache line.
 
+use super::log::HINT_MIN_RING;
 use crate::policy::{Policy, RuleKind};
 
 /// Words per cache line (64 bytes).
@@ -30,6 +33,9 @@ pub(crate) struct WindowLayout {
     pub window_ms: i64,
     pub strict: bool,
     pub dry_run: bool,
+    /// A free word of the state's padding that holds the log's window hint, if there was
+    /// one to give it (see `log::SlidingLog::hint`).
+    pub hint: Option<usize>,
 }
 
 /// A lockout's place in a key's state.
@@ -101,6 +107,7 @@ impl KeyLayout {
                         window_ms: w.window_ms,
                         strict: w.strict,
                         dry_run: w.dry_run,
+                        hint: None,
                     });
                     next += 1;
                 }
@@ -152,11 +159,50 @@ impl KeyLayout {
         }
         // Limits are at most 65535 each, so this cannot overflow.
         let words = next.div_ceil(LINE_WORDS) * LINE_WORDS;
+        // The padding's words hold window hints, longest rings first: a hint is advisory (any
+        // value of it counts the same), so it needs no word of its own, and a table file made
+        // before hints existed (padding all 0) or without room for them works as it is.
+        let mut by_length: Vec<usize> = (0..windows.len())
+            .filter(|&w| windows[w].limit > HINT_MIN_RING)
+            .collect();
+        by_length.sort_by_key(|&w| std::cmp::Reverse(windows[w].limit));
+        for (w, word) in by_length.into_iter().zip(next..words) {
+            windows[w].hint = Some(word);
+        }
         Ok(KeyLayout {
             words,
             windows,
             lockouts,
             categories,
         })
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn layout(text: &str) -> KeyLayout {
+        KeyLayout::new(&Policy::parse(text).unwrap()).unwrap()
+    }
+
+    /// Hints take free words of the padding only, longest rings first, none for short rings
+    /// or when no word is free.
+    #[test]
+    fn hints_live_in_the_padding() {
+        // 1 + 3 counters + 2 lockout words + rings 100 + 40 + 17 + 3 failures = 166 words of
+        // 168: two free, for the two longest rings.
+        let l = layout("global 17/1s\napi 100/1s\napi 40/1m\nauth lockout 3/1m for 1h");
+        let used = l.lockouts[0].ring + 3;
+        assert_eq!((used, l.words), (166, 168));
+        let hint = |limit: u32| l.windows.iter().find(|w| w.limit == limit).unwrap().hint;
+        assert_eq!(hint(100), Some(166));
+        assert_eq!(hint(40), Some(167));
+        assert_eq!(hint(17), None);
+        // 1 + 1 + 22 = 24 words: no padding, no hint.
+        assert_eq!(layout("global 22/1s").windows[0].hint, None);
+        // A ring of at most HINT_MIN_RING gets none, padding or not.
+        assert_eq!(layout("global 16/1s").windows[0].hint, None);
+        assert_eq!(layout("global 17/1s").windows[0].hint, Some(19));
     }
 }

@@ -66,12 +66,22 @@ fn entry_ts(e: u64) -> Option<i64> {
     }
 }
 
-/// One log: a counter word and its ring, with the rule's limit and window.
+/// Rings longer than this get a window hint (when the key's state has a free word for it):
+/// a bisection over a shorter one is already at most four probes.
+pub(crate) const HINT_MIN_RING: u32 = 16;
+
+/// One log: a counter word and its ring, with the rule's limit and window, and optionally a
+/// hint word (see [`SlidingLog::summary_below`]).
 #[derive(Clone, Copy)]
 pub(crate) struct SlidingLog<'a> {
     pub counter: &'a AtomicU64,
     pub ring: &'a [AtomicU64],
     pub window_ms: i64,
+    /// The ticket of the oldest logged request the last count found in the window: where
+    /// the next count starts looking. Advisory only: every value of it, stale, of another
+    /// generation or garbage, gives the same count (a bad one only costs probes), so it is
+    /// read and written with relaxed ordering and is no part of the log's protocol.
+    pub hint: Option<&'a AtomicU64>,
 }
 
 /// What a reader saw of a log for the next ticket: enough to decide and to claim.
@@ -515,19 +525,66 @@ impl<'a> SlidingLog<'a> {
         };
         // Largest d in [0, span] such that ticket hi - d is in the window (0: none is), and
         // its timestamp. Invariant: `a` is in the window (or 0), everything past `b` is not.
+        // With the log in time order, "ticket hi - d is in the window" is true up to that d
+        // and false past it, so any search finds the same d: which probes it makes is a
+        // matter of cost only.
         let span = hi.min(n);
         let (mut a, mut a_ts, mut b) = (known.0, known.1, span);
-        // The two newest first (most windows of most keys hold one or two requests), then a
-        // plain bisection: at most two probes more than bisecting from the start.
-        while a < b.min(known.0 + 2) {
-            match in_window(a + 1) {
+        let hint = self.hint.filter(|_| b - a > 2);
+        let hinted = hint.map(|w| w.load(Ordering::Relaxed));
+        // The hint's distance back from `hi`, if it lies in the part still to search.
+        match hinted
+            .map(|h| hi.wrapping_sub(h))
+            .filter(|&d| d > a && d <= b)
+        {
+            // Where the last count found the window's oldest. Time moves forward, so it is
+            // most often one step newer than that, or there still: a probe on each side,
+            // galloping (steps doubling) if it moved further.
+            Some(d) => match in_window(d) {
                 Some(ts) => {
-                    a += 1;
-                    a_ts = Some(ts);
+                    (a, a_ts) = (d, Some(ts));
+                    let mut step = 1;
+                    while a < b {
+                        let p = (a + step).min(b);
+                        match in_window(p) {
+                            Some(ts) => (a, a_ts, step) = (p, Some(ts), step * 2),
+                            None => {
+                                b = p - 1;
+                                break;
+                            }
+                        }
+                    }
                 }
                 None => {
-                    b = a;
-                    break;
+                    b = d - 1;
+                    let mut step = 1;
+                    while a < b {
+                        let p = b.saturating_sub(step - 1).max(a + 1);
+                        match in_window(p) {
+                            Some(ts) => {
+                                (a, a_ts) = (p, Some(ts));
+                                break;
+                            }
+                            None => (b, step) = (p - 1, step * 2),
+                        }
+                    }
+                }
+            },
+            // No usable hint: the two newest first (most windows of most keys hold one or two
+            // requests), then a plain bisection: at most two probes more than bisecting from
+            // the start.
+            None => {
+                while a < b.min(known.0 + 2) {
+                    match in_window(a + 1) {
+                        Some(ts) => {
+                            a += 1;
+                            a_ts = Some(ts);
+                        }
+                        None => {
+                            b = a;
+                            break;
+                        }
+                    }
                 }
             }
         }
@@ -539,6 +596,12 @@ impl<'a> SlidingLog<'a> {
                     a_ts = Some(ts);
                 }
                 None => b = mid - 1,
+            }
+        }
+        if let (Some(w), Some(h)) = (hint, hinted) {
+            let found = hi - a;
+            if a > 0 && found != h {
+                w.store(found, Ordering::Relaxed);
             }
         }
         Summary {
@@ -587,8 +650,21 @@ mod tests {
         }
     }
 
+    /// How a test log's hint word is kept.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Hint {
+        /// No hint word (a ring without one).
+        None,
+        /// Left to the log, as the engine does.
+        Kept,
+        /// Overwritten before every count: with garbage, with a ticket near the right one,
+        /// or with 0 (the padding of a table file made before hints).
+        Scrambled,
+    }
+
     /// summarize = a count over the last N timestamps, when time does not go
-    /// backwards; across ring wraps, laps, clears and every window fill.
+    /// backwards; across ring wraps, laps, clears and every window fill; with or without a
+    /// hint, whatever the hint holds.
     #[test]
     fn summarize_matches_a_brute_force_count() {
         let mut x = 0x9E3779B97F4A7C15u64;
@@ -598,58 +674,87 @@ mod tests {
             x ^= x << 17;
             x % m
         };
-        for n in [1usize, 2, 3, 7, 16, 100] {
-            for w in [1i64, 5, 50, 1000] {
-                let (counter, ring) = words(n);
-                let log = SlidingLog {
-                    counter: &counter,
-                    ring: &ring,
-                    window_ms: w,
-                };
-                let mut pushed: Vec<i64> = Vec::new();
-                let mut t = 1_000_000i64;
-                for step in 0..(40 * n + 200) {
-                    t += rnd(2 * w as u64 / 3 + 2) as i64;
-                    if rnd(97) == 0 {
-                        log.clear(&crate::engine::Unfenced).unwrap();
-                        pushed.clear();
-                    }
-                    // As a check does: observe, claim if admitted; sometimes push regardless.
-                    let obs = log.observe(t).unwrap();
-                    assert_eq!(obs.nth_ts, naive(&pushed, n, w, t).nth_ts, "n {n} w {w}");
-                    // claimed_reaches(d) is "at least d counted": one probe per d, every d.
-                    let reaches = |obs: &Observed, pushed: &[i64]| {
-                        let count = naive(pushed, n, w, t).in_window as u64;
-                        for d in 0..=n as u64 + 1 {
-                            assert_eq!(
-                                log.claimed_reaches(obs, t, d),
-                                count >= d,
-                                "reaches: n {n} w {w} d {d} count {count}"
-                            );
-                        }
-                    };
-                    if obs.admit {
-                        log.claim(&obs, t).unwrap();
-                        pushed.push(t);
-                        reaches(&obs, &pushed);
-                    } else if rnd(3) == 0 {
-                        let obs = log.push(t).unwrap();
-                        pushed.push(t);
-                        let want = Summary {
-                            nth_ts: None,
-                            ..naive(&pushed, n, w, t)
-                        };
-                        assert_eq!(log.claimed_summary(&obs, t), want, "push: n {n} w {w}");
-                        reaches(&obs, &pushed);
-                    }
-                    let probe = t + rnd(w as u64) as i64;
-                    assert_eq!(
-                        log.summarize(probe),
-                        naive(&pushed, n, w, probe),
-                        "n {n} w {w} step {step}"
-                    );
-                    assert_eq!(log.newest(), pushed.last().copied());
+        let cases = [1usize, 2, 3, 7, 16, 100, 300]
+            .into_iter()
+            .flat_map(|n| [1i64, 5, 50, 1000].map(|w| (n, w)))
+            .flat_map(|(n, w)| [false, true].map(|dense| (n, w, dense)))
+            .flat_map(|c| [Hint::None, Hint::Kept, Hint::Scrambled].map(|h| (c, h)));
+        for ((n, w, dense), mode) in cases {
+            let (counter, ring) = words(n);
+            let hint_word = AtomicU64::new(0);
+            let log = SlidingLog {
+                counter: &counter,
+                ring: &ring,
+                window_ms: w,
+                hint: (mode != Hint::None).then_some(&hint_word),
+            };
+            let ctx = format!("n {n} w {w} dense {dense} hint {mode:?}");
+            // Dense: many requests a window (the ring fills, most of it in the window).
+            let max_step = if dense { 2 } else { 2 * w as u64 / 3 + 2 };
+            let mut pushed: Vec<i64> = Vec::new();
+            let mut t = 1_000_000i64;
+            for step in 0..(40 * n + 200) {
+                t += rnd(max_step) as i64;
+                if rnd(97) == 0 {
+                    log.clear(&crate::engine::Unfenced).unwrap();
+                    pushed.clear();
                 }
+                let scramble = |r: [u64; 3], hi: u64| {
+                    if mode == Hint::Scrambled {
+                        let v = match r[0] {
+                            0 => r[1],
+                            1 => 0,
+                            _ => (hi + 2).saturating_sub(r[2]),
+                        };
+                        hint_word.store(v, Ordering::Relaxed);
+                    }
+                };
+                // As a check does: observe, claim if admitted; sometimes push regardless.
+                let obs = log.observe(t).unwrap();
+                assert_eq!(obs.nth_ts, naive(&pushed, n, w, t).nth_ts, "{ctx}");
+                // claimed_reaches(d) is "at least d counted": one probe per d, every d.
+                let reaches = |obs: &Observed, pushed: &[i64]| {
+                    let count = naive(pushed, n, w, t).in_window as u64;
+                    for d in 0..=n as u64 + 1 {
+                        assert_eq!(
+                            log.claimed_reaches(obs, t, d),
+                            count >= d,
+                            "reaches: {ctx} d {d} count {count}"
+                        );
+                    }
+                };
+                let claimed = if obs.admit {
+                    log.claim(&obs, t).unwrap();
+                    Some(obs)
+                } else if rnd(3) == 0 {
+                    Some(log.push(t).unwrap())
+                } else {
+                    None
+                };
+                if let Some(obs) = claimed {
+                    pushed.push(t);
+                    let want = Summary {
+                        nth_ts: None,
+                        ..naive(&pushed, n, w, t)
+                    };
+                    scramble(
+                        [rnd(4), rnd(u64::MAX), rnd(n as u64 + 4)],
+                        pushed.len() as u64,
+                    );
+                    assert_eq!(log.claimed_summary(&obs, t), want, "claimed: {ctx}");
+                    reaches(&obs, &pushed);
+                }
+                let probe = t + rnd(w as u64) as i64;
+                scramble(
+                    [rnd(4), rnd(u64::MAX), rnd(n as u64 + 4)],
+                    pushed.len() as u64,
+                );
+                assert_eq!(
+                    log.summarize(probe),
+                    naive(&pushed, n, w, probe),
+                    "{ctx} step {step}"
+                );
+                assert_eq!(log.newest(), pushed.last().copied());
             }
         }
     }

@@ -237,6 +237,7 @@ impl Engine {
             counter: &state[wl.counter],
             ring: &state[wl.ring..wl.ring + wl.limit as usize],
             window_ms: wl.window_ms,
+            hint: wl.hint.map(|h| &state[h]),
         }
     }
 
@@ -248,6 +249,7 @@ impl Engine {
             counter: &state[ll.counter],
             ring: &state[ll.ring..ll.ring + ll.failures as usize],
             window_ms: ll.window_ms,
+            hint: None,
         }
     }
 
