@@ -7,6 +7,9 @@
 # with N1 and N2 requests; (Ir(N2) - Ir(N1)) / (N2 - N1) is the cost of one request, start-up
 # and shutdown cancelled out.
 # Usage: bash bindings/nginx/bench_callgrind.sh [N1, default 500] [N2, default 2500]
+# SETUPS="sluice bare" measures only those setups (default all five; the ratios need bare,
+# limit_req and the setup compared). KEEP=DIR keeps each run's callgrind output there
+# (DIR/SETUP-N.out, for callgrind_annotate; SLUICE_NGINX_STRIP= builds the module with symbols).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 n1="${1:-500}"
@@ -90,24 +93,27 @@ for _ in range(n):
 c.close()
 PY
   kill -QUIT "$pid"; wait "$pid" || true; pid=""
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$prefix/cg.out" "$KEEP/$1-$2.out"; fi
   awk '/^summary:/ {print $2}' "$prefix/cg.out"
 }
 
 printf '%-16s %14s %14s %12s\n' setup "Ir($n1)" "Ir($n2)" "Ir/request"
 declare -A per
-for setup in bare limit_req sluice sluice_ietf sluice_noheaders; do
+setups="${SETUPS:-bare limit_req sluice sluice_ietf sluice_noheaders}"
+for setup in $setups; do
   a="$(instructions "$setup" "$n1")"
   b="$(instructions "$setup" "$n2")"
   per[$setup]=$(( (b - a) / (n2 - n1) ))
   printf '%-16s %14s %14s %12s\n' "$setup" "$a" "$b" "${per[$setup]}"
 done
-printf '\nper request: limit_req +%d (%.3f x bare), sluice +%d (%.3f x bare, %.3f x limit_req)\n' \
-  $(( per[limit_req] - per[bare] )) "$(echo "${per[limit_req]} / ${per[bare]}" | bc -l)" \
-  $(( per[sluice] - per[bare] )) "$(echo "${per[sluice]} / ${per[bare]}" | bc -l)" \
-  "$(echo "${per[sluice]} / ${per[limit_req]}" | bc -l)"
-printf 'sluice_headers ietf: +%d (%.3f x bare, %.3f x limit_req)\n' \
-  $(( per[sluice_ietf] - per[bare] )) "$(echo "${per[sluice_ietf]} / ${per[bare]}" | bc -l)" \
-  "$(echo "${per[sluice_ietf]} / ${per[limit_req]}" | bc -l)"
-printf 'sluice_headers off: +%d (%.3f x bare, %.3f x limit_req)\n' \
-  $(( per[sluice_noheaders] - per[bare] )) "$(echo "${per[sluice_noheaders]} / ${per[bare]}" | bc -l)" \
-  "$(echo "${per[sluice_noheaders]} / ${per[limit_req]}" | bc -l)"
+ratio() {  # $1 setup, $2 label
+  if [ -n "${per[$1]:-}" ] && [ -n "${per[bare]:-}" ] && [ -n "${per[limit_req]:-}" ]; then
+    printf '%s: +%d (%.3f x bare, %.3f x limit_req)\n' "$2" $(( per[$1] - per[bare] )) \
+      "$(echo "${per[$1]} / ${per[bare]}" | bc -l)" "$(echo "${per[$1]} / ${per[limit_req]}" | bc -l)"
+  fi
+}
+echo
+ratio limit_req limit_req
+ratio sluice sluice
+ratio sluice_ietf "sluice_headers ietf"
+ratio sluice_noheaders "sluice_headers off"
