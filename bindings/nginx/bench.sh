@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
 # Requests per second of a static file over loopback, with wrk, for three nginx setups run in
-# alternating rounds (the machine's speed drifts; compare within one run, as ratios):
+# alternating rounds (the machine's speed drifts: compare within one run, as ratios):
 #   bare       the same nginx, no module loaded
 #   limit_req  nginx's own limiter (limit_req_zone $binary_remote_addr, a rate never reached)
 #   sluice     this module (POLICY, default global 10000/10ms on $remote_addr, never reached;
 #              SLUICE_HEADERS=x-ratelimit by default)
 # Every request of wrk comes from 127.0.0.1: one hot key, shared by all workers.
-# Usage: bash bindings/nginx/bench.sh [seconds per round, default 5] [rounds, default 3]
+#
+# Protocol: one warm-up run of each setup (2 s, not counted), then ROUNDS rounds, each running
+# the three setups back to back in an order that rotates from round to round (so that none is
+# always first or last after the others). Each round gives paired ratios (sluice / bare,
+# sluice / limit_req, limit_req / bare, from runs seconds apart); the summary is the median
+# of each ratio over the rounds with its spread (lowest and highest, and the middle half),
+# the median requests/s and worker CPU per request of each setup, and the load average
+# before and after (other work on the machine shows there). Defaults: 11 rounds of 6 s,
+# about 4 minutes in all.
+# Usage: bash bindings/nginx/bench.sh [seconds per round, default 6] [rounds, default 11]
 # Needs wrk (apt-get install wrk); installs it when missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-seconds="${1:-5}"
-rounds="${2:-3}"
+seconds="${1:-6}"
+rounds="${2:-11}"
 workers="${WORKERS:-2}"
 connections="${CONNECTIONS:-64}"
 
@@ -71,7 +80,7 @@ http {
 CONF
 }
 
-run() {  # $1 = setup; prints requests/s
+run() {  # $1 = setup, $2 = seconds; prints requests/s and worker CPU us per request
   conf "$1"
   nginx -p "$prefix/" -c "$prefix/nginx.conf" &
   pid=$!
@@ -81,7 +90,7 @@ run() {  # $1 = setup; prints requests/s
   done
   local out before after requests
   before="$(worker_ticks "$pid")"
-  out="$(wrk -t2 -c"$connections" -d"${seconds}s" "http://127.0.0.1:$port/")"
+  out="$(wrk -t2 -c"$connections" -d"${2}s" "http://127.0.0.1:$port/")"
   after="$(worker_ticks "$pid")"
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
   requests="$(awk '/requests in/ {print $1}' <<<"$out")"
@@ -111,30 +120,51 @@ worker_ticks() {
   echo "$total"
 }
 
-declare -A all cpu
-for setup in bare limit_req sluice; do all[$setup]=""; cpu[$setup]=""; done
+setups=(bare limit_req sluice)
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
+for setup in "${setups[@]}"; do run "$setup" 2 >/dev/null; done  # warm-up, not counted
+results="$prefix/results"
+: >"$results"
 for round in $(seq "$rounds"); do
-  for setup in bare limit_req sluice; do
-    read -r rps us < <(run "$setup")
-    all[$setup]="${all[$setup]} $rps"
-    cpu[$setup]="${cpu[$setup]} $us"
-    printf 'round %d  %-10s %10s requests/s  %6.2f us of worker CPU per request\n' \
-      "$round" "$setup" "$rps" "$us"
+  for k in 0 1 2; do
+    setup="${setups[$(( (round + k) % 3 ))]}"
+    read -r rps us < <(run "$setup" "$seconds")
+    echo "$round $setup $rps $us" >>"$results"
+    printf 'round %2d  %-10s %10s requests/s  %6.2f us of worker CPU per request  (load %s)\n' \
+      "$round" "$setup" "$rps" "$us" "$(cut -d' ' -f1 /proc/loadavg)"
   done
 done
+load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 
-median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-bare="$(median <<<"${all[bare]}")"
-lr="$(median <<<"${all[limit_req]}")"
-sl="$(median <<<"${all[sluice]}")"
-printf '\nmedians over %d rounds of %ss (%d workers, wrk -t2 -c%d, one key):\n' "$rounds" "$seconds" "$workers" "$connections"
-printf '  bare       %10s requests/s\n' "$bare"
-printf '  limit_req  %10s requests/s  (%.3f x bare)\n' "$lr" "$(echo "$lr / $bare" | bc -l)"
-printf '  sluice     %10s requests/s  (%.3f x bare, %.3f x limit_req)\n' "$sl" \
-  "$(echo "$sl / $bare" | bc -l)" "$(echo "$sl / $lr" | bc -l)"
-cb="$(median <<<"${cpu[bare]}")"
-cl="$(median <<<"${cpu[limit_req]}")"
-cs="$(median <<<"${cpu[sluice]}")"
-printf 'worker CPU per request (user + system, median; steadier than requests/s on a busy machine):\n'
-printf '  bare       %6.2f us\n  limit_req  %6.2f us  (+%.2f us)\n  sluice     %6.2f us  (+%.2f us)\n' \
-  "$cb" "$cl" "$(echo "$cl - $cb" | bc -l)" "$cs" "$(echo "$cs - $cb" | bc -l)"
+python3 - "$results" "$rounds" "$seconds" "$workers" "$connections" "$load_before" "$load_after" <<'PY'
+import statistics, sys
+path, rounds, seconds, workers, conns, before, after = sys.argv[1:]
+rps, cpu = {}, {}
+for line in open(path):
+    r, setup, x, us = line.split()
+    rps.setdefault(setup, {})[int(r)] = float(x)
+    cpu.setdefault(setup, []).append(float(us))
+
+def spread(xs):
+    xs = sorted(xs)
+    q = statistics.quantiles(xs, n=4) if len(xs) >= 4 else [xs[0], statistics.median(xs), xs[-1]]
+    return statistics.median(xs), xs[0], xs[-1], q[0], q[2]
+
+print(f"\n{rounds} rounds of {seconds} s ({workers} workers, wrk -t2 -c{conns}, one key); "
+      f"load average {before} before, {after} after")
+print(f"{'':24}{'median':>9}{'min':>9}{'max':>9}   middle half")
+for setup in ("bare", "limit_req", "sluice"):
+    m, lo, hi, q1, q3 = spread(rps[setup].values())
+    print(f"  {setup + ' requests/s':22}{m:9.0f}{lo:9.0f}{hi:9.0f}   {q1:.0f} .. {q3:.0f}")
+for a, b in (("sluice", "bare"), ("sluice", "limit_req"), ("limit_req", "bare")):
+    ratios = [rps[a][r] / rps[b][r] for r in rps[a] if r in rps[b]]
+    m, lo, hi, q1, q3 = spread(ratios)
+    print(f"  {a + ' / ' + b:22}{m:9.3f}{lo:9.3f}{hi:9.3f}   {q1:.3f} .. {q3:.3f}"
+          f"   (per round, paired; above 1 in {sum(x > 1 for x in ratios)} of {len(ratios)})")
+print("worker CPU per request, us (user + system, median; steadier than requests/s on a busy machine):")
+base = statistics.median(cpu["bare"])
+for setup in ("bare", "limit_req", "sluice"):
+    m = statistics.median(cpu[setup])
+    extra = "" if setup == "bare" else f"  ({m - base:+.2f} us)"
+    print(f"  {setup:10} {m:6.2f}{extra}")
+PY
