@@ -27,10 +27,12 @@
 #define NGX_HTTP_SLUICE_MAX_KEY              65535
 
 
-/* A rule's IETF header texts, made once when the table is opened. */
+/* A rule's header texts, made once when the table is opened. */
 typedef struct {
     ngx_str_t                    policy;       /* "NAME";q=N;w=SECONDS */
     ngx_str_t                    quoted_name;  /* "NAME" */
+    ngx_str_t                    limit;        /* N, the X-RateLimit-Limit value */
+    uint32_t                     limit_value;  /* N */
 } ngx_http_sluice_rule_t;
 
 
@@ -653,13 +655,48 @@ ngx_http_sluice_number(ngx_http_sluice_ctx_t *ctx, ngx_uint_t i, int64_t n,
 static ngx_int_t
 ngx_http_sluice_add_x_ratelimit(ngx_http_request_t *r, ngx_http_sluice_ctx_t *ctx)
 {
+    u_char                   *end;
     int64_t                   values[4];
     ngx_uint_t                i, first, last, n;
     ngx_list_part_t          *part;
     ngx_table_elt_t          *h;
+    ngx_http_sluice_rule_t   *rule;
     struct sluice_decision   *d;
 
     d = &ctx->decision;
+    part = r->headers_out.headers.last;
+
+    if (d->allowed && d->rule >= 0 && d->status != SLUICE_STATUS_LOCKED
+        && (ngx_uint_t) d->rule < ctx->table->nrules
+        && r->headers_out.headers.nalloc - part->nelts >= 3)
+    {
+        /*
+         * The common case, an admitted request: its three lines in one go, the limit's
+         * text the rule's own (made when the table was opened), the remaining count
+         * formatted where its line points, the reset time as the worker last formatted it.
+         */
+        rule = &ctx->table->rules[d->rule];
+        h = (ngx_table_elt_t *) part->elts + part->nelts;
+        part->nelts += 3;
+
+        ngx_http_sluice_header_name(&h[0], NGX_HTTP_SLUICE_H_LIMIT);
+        if (d->limit == rule->limit_value) {
+            h[0].value = rule->limit;
+
+        } else {
+            ngx_http_sluice_number(ctx, NGX_HTTP_SLUICE_H_LIMIT, d->limit, &h[0].value);
+        }
+
+        ngx_http_sluice_header_name(&h[1], NGX_HTTP_SLUICE_H_REMAINING);
+        end = ctx->numbers[NGX_HTTP_SLUICE_H_REMAINING] + NGX_INT64_LEN;
+        h[1].value.data = ngx_http_sluice_decimal(end, d->remaining);
+        h[1].value.len = end - h[1].value.data;
+
+        ngx_http_sluice_header_name(&h[2], NGX_HTTP_SLUICE_H_RESET);
+        ngx_http_sluice_number(ctx, NGX_HTTP_SLUICE_H_RESET, d->reset, &h[2].value);
+
+        return NGX_OK;
+    }
 
     /* a lockout's numbers count failures, not requests: they would read as a quota */
     first = (d->rule >= 0 && d->status != SLUICE_STATUS_LOCKED)
@@ -676,7 +713,6 @@ ngx_http_sluice_add_x_ratelimit(ngx_http_request_t *r, ngx_http_sluice_ctx_t *ct
     values[NGX_HTTP_SLUICE_H_RETRY] = d->retry_after;
 
     /* the lines in one go when the list's last part has room (it has 20 at first) */
-    part = r->headers_out.headers.last;
     n = last - first + 1;
 
     if (r->headers_out.headers.nalloc - part->nelts >= n) {
@@ -1447,6 +1483,15 @@ ngx_http_sluice_describe_rules(ngx_conf_t *cf, ngx_http_sluice_table_t *t)
 
         rule->quoted_name.data = p;
         rule->quoted_name.len = ngx_sprintf(p, "\"%s\"", info.category_name) - p;
+
+        p = ngx_pnalloc(cf->pool, NGX_INT32_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        rule->limit.data = p;
+        rule->limit.len = ngx_sprintf(p, "%uD", info.limit) - p;
+        rule->limit_value = info.limit;
 
         p = ngx_pnalloc(cf->pool, len + 2 + sizeof(";q=;w=") - 1
                                   + NGX_INT32_LEN + NGX_INT64_LEN);
