@@ -33,9 +33,9 @@ pub(crate) struct WindowLayout {
     pub window_ms: i64,
     pub strict: bool,
     pub dry_run: bool,
-    /// A free word of the state's padding that holds the log's window hint, if there was
-    /// one to give it (see `log::SlidingLog::hint`).
-    pub hint: Option<usize>,
+    /// The word of the state's padding that holds the log's window hint, 0 if there was no
+    /// free one to give it (see `log::HintWord`).
+    pub hint: usize,
 }
 
 /// A lockout's place in a key's state.
@@ -107,7 +107,7 @@ impl KeyLayout {
                         window_ms: w.window_ms,
                         strict: w.strict,
                         dry_run: w.dry_run,
-                        hint: None,
+                        hint: 0,
                     });
                     next += 1;
                 }
@@ -167,7 +167,7 @@ impl KeyLayout {
             .collect();
         by_length.sort_by_key(|&w| std::cmp::Reverse(windows[w].limit));
         for (w, word) in by_length.into_iter().zip(next..words) {
-            windows[w].hint = Some(word);
+            windows[w].hint = word;
         }
         Ok(KeyLayout {
             words,
@@ -196,13 +196,13 @@ mod tests {
         let used = l.lockouts[0].ring + 3;
         assert_eq!((used, l.words), (166, 168));
         let hint = |limit: u32| l.windows.iter().find(|w| w.limit == limit).unwrap().hint;
-        assert_eq!(hint(100), Some(166));
-        assert_eq!(hint(40), Some(167));
-        assert_eq!(hint(17), None);
+        assert_eq!(hint(100), 166);
+        assert_eq!(hint(40), 167);
+        assert_eq!(hint(17), 0);
         // 1 + 1 + 22 = 24 words: no padding, no hint.
-        assert_eq!(layout("global 22/1s").windows[0].hint, None);
+        assert_eq!(layout("global 22/1s").windows[0].hint, 0);
         // A ring of at most HINT_MIN_RING gets none, padding or not.
-        assert_eq!(layout("global 16/1s").windows[0].hint, None);
-        assert_eq!(layout("global 17/1s").windows[0].hint, Some(19));
+        assert_eq!(layout("global 16/1s").windows[0].hint, 0);
+        assert_eq!(layout("global 17/1s").windows[0].hint, 19);
     }
 }

@@ -70,18 +70,41 @@ fn entry_ts(e: u64) -> Option<i64> {
 /// a bisection over a shorter one is already at most four probes.
 pub(crate) const HINT_MIN_RING: u32 = 16;
 
-/// One log: a counter word and its ring, with the rule's limit and window, and optionally a
-/// hint word (see [`SlidingLog::summary_below`]).
+/// One log: a counter word and its ring, with the rule's limit and window, and its hint
+/// word if it has one (see [`SlidingLog::summary_below`]).
 #[derive(Clone, Copy)]
 pub(crate) struct SlidingLog<'a> {
     pub counter: &'a AtomicU64,
     pub ring: &'a [AtomicU64],
     pub window_ms: i64,
-    /// The ticket of the oldest logged request the last count found in the window: where
-    /// the next count starts looking. Advisory only: every value of it, stale, of another
-    /// generation or garbage, gives the same count (a bad one only costs probes), so it is
-    /// read and written with relaxed ordering and is no part of the log's protocol.
-    pub hint: Option<&'a AtomicU64>,
+    pub hint: HintWord<'a>,
+}
+
+/// Where a log's window hint lives: word `at` of `words` (the key's state), none if `at` is
+/// 0 (word 0 of a state is never a hint). Looked up only when a count needs it, so a check
+/// that counts nothing pays nothing for it.
+///
+/// The hint is the ticket of the oldest logged request the last count found in the window:
+/// where the next count starts looking. Advisory only: every value of it, stale, of another
+/// generation or garbage, gives the same count (a bad one only costs probes), so it is read
+/// and written with relaxed ordering and is no part of the log's protocol.
+#[derive(Clone, Copy)]
+pub(crate) struct HintWord<'a> {
+    pub words: &'a [AtomicU64],
+    pub at: usize,
+}
+
+impl<'a> HintWord<'a> {
+    pub(crate) const NONE: HintWord<'static> = HintWord { words: &[], at: 0 };
+
+    #[inline]
+    fn get(self) -> Option<&'a AtomicU64> {
+        if self.at == 0 {
+            None
+        } else {
+            self.words.get(self.at)
+        }
+    }
 }
 
 /// What a reader saw of a log for the next ticket: enough to decide and to claim.
@@ -530,7 +553,7 @@ impl<'a> SlidingLog<'a> {
         // matter of cost only.
         let span = hi.min(n);
         let (mut a, mut a_ts, mut b) = (known.0, known.1, span);
-        let hint = self.hint.filter(|_| b - a > 2);
+        let hint = if b - a > 2 { self.hint.get() } else { None };
         let hinted = hint.map(|w| w.load(Ordering::Relaxed));
         // The hint's distance back from `hi`, if it lies in the part still to search.
         match hinted
@@ -681,12 +704,16 @@ mod tests {
             .flat_map(|c| [Hint::None, Hint::Kept, Hint::Scrambled].map(|h| (c, h)));
         for ((n, w, dense), mode) in cases {
             let (counter, ring) = words(n);
-            let hint_word = AtomicU64::new(0);
+            let hint_words = [AtomicU64::new(0), AtomicU64::new(0)];
+            let hint_word = &hint_words[1];
             let log = SlidingLog {
                 counter: &counter,
                 ring: &ring,
                 window_ms: w,
-                hint: (mode != Hint::None).then_some(&hint_word),
+                hint: HintWord {
+                    words: &hint_words,
+                    at: usize::from(mode != Hint::None),
+                },
             };
             let ctx = format!("n {n} w {w} dense {dense} hint {mode:?}");
             // Dense: many requests a window (the ring fills, most of it in the window).

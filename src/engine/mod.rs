@@ -26,7 +26,7 @@ use crate::policy::Policy;
 use crate::sync::{AtomicU64, Ordering};
 use crate::time::{ceil_secs, MAX_TIME_MS};
 use layout::{KeyLayout, LAST_ACTIVE, MAX_RULES_PER_CATEGORY};
-use log::{Observed, SlidingLog, Summary};
+use log::{HintWord, Observed, SlidingLog, Summary};
 use report::{
     admission, admitted_report, failures_left, locked, no_rule, refusal, refused_report, verdict,
     Op, Rule,
@@ -237,7 +237,10 @@ impl Engine {
             counter: &state[wl.counter],
             ring: &state[wl.ring..wl.ring + wl.limit as usize],
             window_ms: wl.window_ms,
-            hint: wl.hint.map(|h| &state[h]),
+            hint: HintWord {
+                words: state,
+                at: wl.hint,
+            },
         }
     }
 
@@ -249,7 +252,7 @@ impl Engine {
             counter: &state[ll.counter],
             ring: &state[ll.ring..ll.ring + ll.failures as usize],
             window_ms: ll.window_ms,
-            hint: None,
+            hint: HintWord::NONE,
         }
     }
 
