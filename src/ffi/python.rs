@@ -30,6 +30,7 @@
 //! call returned: the table is never freed under a call. A free-threaded build has no such
 //! guarantee, and the package never installs these methods there.
 
+use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::null_mut;
@@ -116,8 +117,11 @@ needs! {
         str_type,
         bytes_type,
         int_type,
-        // The limiter attribute holding the handle's address (0 once closed).
+        // The limiter attribute holding the handle's address (0 once closed), and where a
+        // limiter keeps it: an int, the byte offset of that `__slots__` slot in every limiter
+        // (the package checks it on a limiter), or 0 to look the attribute up by name.
         handle_attribute,
+        handle_offset,
         kw_key,
         kw_category,
         kw_now_ms,
@@ -142,6 +146,13 @@ needs! {
 struct State {
     api: Api,
     o: Objects,
+    /// The `int` last made for a decision's `limit`, `reset` and `window_ms` (the values that
+    /// are too large for CPython's small-int cache and repeat from one call to the next): the
+    /// value and a reference of the state's own, or NULL. Read and written with the GIL held
+    /// only, by the methods.
+    ints: [Cell<(i64, Obj)>; 3],
+    /// `handle_offset`'s value.
+    offset: usize,
 }
 
 static STATE: AtomicPtr<State> = AtomicPtr::new(null_mut());
@@ -206,13 +217,26 @@ pub unsafe extern "C" fn sluice_python_methods(
             State {
                 api: std::ptr::read(vals.as_ptr() as *const Api),
                 o: std::ptr::read(vals.as_ptr().add(API_NAMES.len()) as *const Objects),
+                ints: Default::default(),
+                offset: 0,
             }
         };
+        let mut state = state;
         // SAFETY: the objects are live (the caller holds them) and the GIL is held.
         unsafe {
             if !layout_is_expected(&state) {
                 return SLUICE_ERR_ARGUMENT;
             }
+            let mut overflow: c_int = 0;
+            let offset =
+                (state.api.PyLong_AsLongLongAndOverflow)(state.o.handle_offset, &mut overflow);
+            let word = std::mem::size_of::<Obj>() as i64;
+            let head = std::mem::size_of::<PyObject>() as i64;
+            if overflow != 0 || !(offset == 0 || (offset >= head && offset % word == 0)) {
+                (state.api.PyErr_Clear)();
+                return SLUICE_ERR_ARGUMENT;
+            }
+            state.offset = offset as usize;
             let st: &'static State = Box::leak(Box::new(state));
             let all = std::slice::from_raw_parts(
                 &st.o as *const Objects as *const Obj,
@@ -467,13 +491,24 @@ unsafe fn call(st: &State, op: Op, slf: Obj, args: *const Obj, nargs: isize, kw:
         };
         // The handle: from here to the engine call's return no Python code runs (see the
         // module's doc).
-        let h = (api.PyObject_GetAttr)(slf, o.handle_attribute);
-        if h.is_null() {
-            (api.PyErr_Clear)();
-            return python(st, op, slf, args, nargs, kw);
-        }
-        let handle = (api.PyLong_AsVoidPtr)(h) as *const sluice;
-        (api.Py_DecRef)(h);
+        let handle = if st.offset != 0 {
+            // The slot: `slf` is a limiter (CPython checks a method descriptor's `self`), so it
+            // has the slot at this offset; NULL while unset.
+            let h = *((slf as *mut u8).add(st.offset) as *mut Obj);
+            if h.is_null() {
+                return python(st, op, slf, args, nargs, kw);
+            }
+            (api.PyLong_AsVoidPtr)(h) as *const sluice
+        } else {
+            let h = (api.PyObject_GetAttr)(slf, o.handle_attribute);
+            if h.is_null() {
+                (api.PyErr_Clear)();
+                return python(st, op, slf, args, nargs, kw);
+            }
+            let p = (api.PyLong_AsVoidPtr)(h) as *const sluice;
+            (api.Py_DecRef)(h);
+            p
+        };
         if handle.is_null() {
             (api.PyErr_Clear)(); // closed (0), or not an int: the Python method raises
             return python(st, op, slf, args, nargs, kw);
@@ -533,6 +568,32 @@ unsafe fn new_ref(st: &State, o: Obj) -> Obj {
     o
 }
 
+/// A new reference to an `int` of value `v`: the one `st.ints[slot]` holds if it has that
+/// value, else a new one, which the slot then holds instead (an int is immutable, so any
+/// number of decisions may share one).
+///
+/// # Safety
+/// GIL held.
+#[inline(always)]
+unsafe fn int(st: &State, slot: usize, v: i64) -> Obj {
+    let cell = &st.ints[slot];
+    let (value, obj) = cell.get();
+    // SAFETY: GIL held; `obj` is NULL or the state's own reference.
+    unsafe {
+        if value == v && !obj.is_null() {
+            return new_ref(st, obj);
+        }
+        let made = (st.api.PyLong_FromLongLong)(v);
+        if !made.is_null() {
+            if !obj.is_null() {
+                (st.api.Py_DecRef)(obj);
+            }
+            cell.set((v, new_ref(st, made)));
+        }
+        made
+    }
+}
+
 /// A Decision: a tuple of the fields in the package's order (allowed, status, limit,
 /// remaining, reset, reset_after, retry_after, window_ms, rule) and the limiter, converted as
 /// the package's ctypes path converts the C struct.
@@ -560,12 +621,12 @@ unsafe fn decision(st: &State, slf: Obj, d: &sluice_decision) -> Obj {
                 },
             ),
             new_ref(st, status),
-            (api.PyLong_FromLongLong)(d.limit.into()),
+            int(st, 0, d.limit.into()),
             (api.PyLong_FromLongLong)(d.remaining.into()),
-            (api.PyLong_FromLongLong)(d.reset),
+            int(st, 1, d.reset),
             (api.PyLong_FromLongLong)(d.reset_after.into()),
             (api.PyLong_FromLongLong)(d.retry_after.into()),
-            (api.PyLong_FromLongLong)(d.window_ms),
+            int(st, 2, d.window_ms),
             if d.rule < 0 {
                 new_ref(st, o.py_none)
             } else {

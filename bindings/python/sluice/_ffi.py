@@ -760,6 +760,11 @@ def address(handle):
     return ctypes.cast(handle, ctypes.c_void_p).value or 0
 
 
+def pointer_at(address):
+    """The pointer stored at ``address`` (of a live object's memory), as an int."""
+    return ctypes.c_void_p.from_address(address).value or 0
+
+
 def native_methods(objects):
     """The library's native methods of check, peek, failure and allow (``sluice_python_methods``),
     or raise ``RuntimeError`` saying why they cannot be had. ``objects``: name -> object, for

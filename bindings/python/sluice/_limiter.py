@@ -515,6 +515,11 @@ class Limiter:
     ``with`` exit and garbage collection); it waits for calls running in other threads.
     """
 
+    # _address: the handle as an int, 0 once closed, in a slot of its own so that the native
+    # methods read it at a fixed offset (see _handle_offset); every other attribute is in the
+    # instance dict as before.
+    __slots__ = ("_address", "__dict__", "__weakref__")
+
     def __init__(
         self,
         policy: Union[str, bytes, None] = None,
@@ -976,12 +981,23 @@ def _native_error(limiter, code, op, key, category, now_ms):
     )
 
 
-def _install_native():
-    """Put the library's native methods on Limiter: None, or why they are not used."""
-    if os.environ.get("SLUICE_PYTHON_FAST", "") == "0":
-        return "SLUICE_PYTHON_FAST=0"
-    if _FREE_THREADED:
-        return "a free-threaded build (no GIL to keep close() out of a call)"
+def _handle_offset():
+    """The byte offset of the ``_address`` slot in a Limiter, checked on one (written through
+    the slot, read back at the offset), or 0 if it cannot be told (the native methods then
+    look the attribute up by name)."""
+    probe = Limiter.__new__(Limiter)
+    marker = object()
+    offset = object.__basicsize__  # slots follow the base's part; Limiter's base is object
+    probe._address = marker
+    try:
+        found = _ffi.pointer_at(id(probe) + offset)
+    finally:
+        del probe._address
+    return offset if found == id(marker) else 0
+
+
+def _native_objects(handle_offset=None):
+    """The objects the library's native methods need, by the names it gives them."""
     objects = {
         "limiter_type": Limiter,
         "decision_type": Decision,
@@ -993,6 +1009,7 @@ def _install_native():
         "bytes_type": bytes,
         "int_type": int,
         "handle_attribute": sys.intern("_address"),
+        "handle_offset": _handle_offset() if handle_offset is None else handle_offset,
         "kw_key": sys.intern("key"),
         "kw_category": sys.intern("category"),
         "kw_now_ms": sys.intern("now_ms"),
@@ -1002,8 +1019,17 @@ def _install_native():
         objects["python_" + name] = PYTHON_METHODS[name]
         doc = inspect.cleandoc(PYTHON_METHODS[name].__doc__ or "")
         objects["doc_" + name] = "{}\n--\n\n{}".format(_SIGNATURES[name], doc)
+    return objects
+
+
+def _install_native():
+    """Put the library's native methods on Limiter: None, or why they are not used."""
+    if os.environ.get("SLUICE_PYTHON_FAST", "") == "0":
+        return "SLUICE_PYTHON_FAST=0"
+    if _FREE_THREADED:
+        return "a free-threaded build (no GIL to keep close() out of a call)"
     try:
-        methods = _ffi.native_methods(objects)
+        methods = _ffi.native_methods(_native_objects())
     except RuntimeError as e:
         return str(e)
     for name, method in zip(_OPS, methods):

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import sluice
-from sluice import _limiter
+from sluice import _ffi, _limiter
 from support import T0
 
 OPS = ("check", "peek", "failure", "allow")
@@ -97,6 +97,32 @@ def test_native_methods_read_as_methods():
     with Sub(POLICY) as s:
         d = s.check("k", "auth", T0)
         assert d.remaining == 2 and d._limiter is s
+        # Served natively: the ctypes path would have cached the category's id.
+        assert s._categories == {}
+
+
+@native
+def test_the_handle_is_read_from_its_slot_or_by_name():
+    """The native methods read ``_address`` at its slot's offset (checked at import); where
+    that cannot be told they look it up by name, with the same results."""
+    assert _limiter._handle_offset() == object.__basicsize__
+    by_name = _limiter._native_objects(handle_offset=0)
+    try:
+        _ffi.native_methods(by_name)  # the last objects given serve every native method
+        with sluice.Limiter(POLICY) as a, sluice.Limiter(POLICY) as b:
+            for i in range(8):
+                for op in OPS:
+                    got = outcome(lambda: getattr(a, op)("k%d" % (i % 3), "auth", T0 + i))
+                    want = outcome(lambda: _limiter.PYTHON_METHODS[op](b, "k%d" % (i % 3), "auth", T0 + i))
+                    assert got == want
+            # Served natively: the ctypes path would have cached the category's id.
+            assert "auth" not in a._categories and "auth" in b._categories
+        closed = outcome(lambda: a.check("k"))
+        assert closed[1] is sluice.ClosedError
+    finally:
+        _ffi.native_methods(_limiter._native_objects())
+    with sluice.Limiter(POLICY) as l:
+        assert l.check("k", now_ms=T0).remaining == 3
 
 
 # ---- both paths: the same results and exceptions ----------------------------------------------
