@@ -62,6 +62,9 @@ def main():
     ap.add_argument("--keys", type=int, default=200, help="distinct client keys")
     ap.add_argument("--hits", type=int, default=100, help="hits of each key per round (< 300)")
     ap.add_argument("--repeats", type=int, default=9, help="rounds")
+    ap.add_argument("--only", metavar="CASE",
+                    help="run this one case once, untimed and printing nothing (for an "
+                         "instruction count: callgrind.sh)")
     args = ap.parse_args()
     if not 0 < args.hits < 300:
         ap.error("--hits must be below the limit of 300, so that every hit is admitted")
@@ -161,6 +164,12 @@ def main():
         "bare sluice_allow, CDLL": (bare("sluice_allow", False, False), fresh_limiter),
         "empty loop": (loop_only, lambda: None),
     }
+    if args.only is not None:
+        if args.only not in cases:
+            ap.error("--only: one of " + ", ".join(map(repr, cases)))
+        fn, make = cases[args.only]
+        fn(make())
+        return
     for fn, make in cases.values():  # warm up
         fn(make())
     samples = {name: [] for name in cases}
