@@ -816,6 +816,24 @@ int sluice_migrate(const char *from,
 // `s` is NULL or a live handle; `buf` is NULL or points to `cap` writable bytes.
 int sluice_superseded(const struct sluice *s, char *buf, size_t cap);
 
+// The names of what `sluice_python_methods` needs, space-separated: first the CPython C-API
+// functions (their addresses, e.g. from `ctypes.pythonapi`), then the package's objects. For
+// the Python package only.
+const char *sluice_python_needs(void);
+
+// For the Python package only: build its native methods. `values`: `n` addresses, one for
+// each name of `sluice_python_needs` in that order. Writes `out_len` (4) new references to
+// `out`: method descriptors of `limiter_type` for check, peek, failure and allow. Must be
+// called with the GIL held (ctypes' PyDLL). Returns SLUICE_OK, SLUICE_ERR_NULL (a NULL
+// value), SLUICE_ERR_ARGUMENT (`n` or `out_len` not what this library needs, or objects
+// whose layout is not the one expected: nothing built) or SLUICE_ERR_PANIC. The last
+// successful call's objects serve every method made so far.
+//
+// # Safety
+// `values` points to `n` addresses as described, `out` to `out_len` writable pointers; the
+// calling thread holds the GIL of the interpreter the functions belong to.
+int sluice_python_methods(void **values, size_t n, void **out, size_t out_len);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

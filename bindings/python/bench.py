@@ -1,13 +1,15 @@
-"""One rate-limit check from Python: sluice through ctypes against `limits`' moving window.
+"""One rate-limit check from Python: sluice against `limits`' moving window.
 
 Both get the same quota (300 per minute per key) and the same keys in the same order, in one
 run: sluice's ``Limiter("global 300/1m").check(key)`` (library clock) and
 ``check(key, now_ms=...)`` (explicit time), ``allow(key)`` (the same decision as a bool, as
 ``hit`` answers, without the report), and `limits`' ``MovingWindowRateLimiter`` on its
 ``MemoryStorage`` with ``hit(RateLimitItemPerMinute(300), key)``: by default 200 keys hit 100
-times each per round, every round from empty state, rounds alternating between them. Prints
-the median time per call of each, and the ratios (the targets: ``check`` >= 10x and ``allow``
->= 15x faster than `limits`), with the bare foreign calls for the record.
+times each per round, every round from empty state, rounds alternating between them. sluice's
+calls are measured on both of its paths: the native methods (what ``Limiter.check`` is on
+CPython) and the ctypes path (``SLUICE_PYTHON_FAST=0``, or not CPython), in the same run.
+Prints the median time per call of each, and the ratios (the targets: ``check`` >= 10x and
+``allow`` >= 15x faster than `limits`), with the bare ctypes calls for the record.
 
 Usage (from the repository root)::
 
@@ -60,6 +62,9 @@ def main():
     ap.add_argument("--keys", type=int, default=200, help="distinct client keys")
     ap.add_argument("--hits", type=int, default=100, help="hits of each key per round (< 300)")
     ap.add_argument("--repeats", type=int, default=9, help="rounds")
+    ap.add_argument("--only", metavar="CASE",
+                    help="run this one case once, untimed and printing nothing (for an "
+                         "instruction count: callgrind.sh)")
     args = ap.parse_args()
     if not 0 < args.hits < 300:
         ap.error("--hits must be below the limit of 300, so that every hit is admitted")
@@ -70,7 +75,7 @@ def main():
     from limits.strategies import MovingWindowRateLimiter
 
     import sluice
-    from sluice import _ffi
+    from sluice import _ffi, _limiter
 
     # The same keys in the same order for everyone: each of `keys` keys `hits` times, spread
     # out. Every round starts from empty state (a new Limiter, a new MemoryStorage, made
@@ -88,20 +93,34 @@ def main():
         limiter.category_id("global")  # resolved, as after a first request
         return limiter
 
-    def sluice_check(state):
-        check = state.check
-        for k in keys:
-            check(k)
+    # `path(state)` is the bound method: the class's own (native on CPython), or the ctypes
+    # path's (PYTHON_METHODS), bound the same way.
+    def native(name):
+        return lambda state: getattr(state, name)
 
-    def sluice_check_now(state):
-        check, t = state.check, int(time.time() * 1000)
-        for k in keys:
-            check(k, now_ms=t)
+    def ctypes_path(name):
+        return lambda state: _limiter.PYTHON_METHODS[name].__get__(state)
 
-    def sluice_allow(state):
-        allow = state.allow
-        for k in keys:
-            allow(k)
+    def sluice_check(path):
+        def run(state):
+            check = path(state)
+            for k in keys:
+                check(k)
+        return run
+
+    def sluice_check_now(path):
+        def run(state):
+            check, t = path(state), int(time.time() * 1000)
+            for k in keys:
+                check(k, now_ms=t)
+        return run
+
+    def sluice_allow(path):
+        def run(state):
+            allow = path(state)
+            for k in keys:
+                allow(k)
+        return run
 
     def limits_moving(state):
         hit = state.hit
@@ -109,7 +128,7 @@ def main():
             hit(item, k)
 
     # For the record (private API): the foreign calls alone, every C value made ahead and no
-    # argtypes, keys already bytes; through PyDLL (as the fast path) and CDLL.
+    # argtypes, keys already bytes; through PyDLL (as the ctypes path) and CDLL.
     def bare(name, hold_gil, decides):
         function = (_ffi.decider_function(name, hold_gil) if decides
                     else _ffi.allower_function(hold_gil))
@@ -131,10 +150,13 @@ def main():
         for k in keys:
             pass
 
+    fast = _limiter.FAST_PATH  # "native", or "ctypes" where the native methods are not in use
     cases = {
-        "sluice check (library clock)": (sluice_check, fresh_limiter),
-        "sluice check (now_ms)": (sluice_check_now, fresh_limiter),
-        "sluice allow (library clock)": (sluice_allow, fresh_limiter),
+        f"check, {fast} (library clock)": (sluice_check(native("check")), fresh_limiter),
+        f"check, {fast} (now_ms)": (sluice_check_now(native("check")), fresh_limiter),
+        f"allow, {fast} (library clock)": (sluice_allow(native("allow")), fresh_limiter),
+        "check, ctypes path (library clock)": (sluice_check(ctypes_path("check")), fresh_limiter),
+        "allow, ctypes path (library clock)": (sluice_allow(ctypes_path("allow")), fresh_limiter),
         "limits moving window, memory": (
             limits_moving, lambda: MovingWindowRateLimiter(MemoryStorage())),
         "bare sluice_check, PyDLL": (bare("sluice_check", True, True), fresh_limiter),
@@ -142,6 +164,12 @@ def main():
         "bare sluice_allow, CDLL": (bare("sluice_allow", False, False), fresh_limiter),
         "empty loop": (loop_only, lambda: None),
     }
+    if args.only is not None:
+        if args.only not in cases:
+            ap.error("--only: one of " + ", ".join(map(repr, cases)))
+        fn, make = cases[args.only]
+        fn(make())
+        return
     for fn, make in cases.values():  # warm up
         fn(make())
     samples = {name: [] for name in cases}
@@ -162,16 +190,22 @@ def main():
           f"load {os.getloadavg()[0]:.2f}")
     print(f"{args.keys} keys x {args.hits} hits per round, 300/1m, "
           f"median of {args.repeats} alternating rounds")
-    print(f"{'':34} {'median per call':>16}")
+    width = max(map(len, results)) + 1
+    print(f"{'':{width}} {'median per call':>16}")
     for name, secs in results.items():
-        print(f"{name:34} {secs * 1e9:13.0f} ns")
+        print(f"{name:{width}} {secs * 1e9:13.0f} ns")
+    if fast != "native":
+        print(f"(the native methods are not in use: {_limiter.NATIVE_UNAVAILABLE})")
     lim = results["limits moving window, memory"]
-    for name, target in (("sluice check (library clock)", 10), ("sluice check (now_ms)", None),
-                         ("sluice allow (library clock)", 15)):
+    for name, target in ((f"check, {fast} (library clock)", 10),
+                         (f"check, {fast} (now_ms)", None),
+                         (f"allow, {fast} (library clock)", 15),
+                         ("check, ctypes path (library clock)", None),
+                         ("allow, ctypes path (library clock)", None)):
         ratio = lim / results[name]
         verdict = "" if target is None else (
             f"  (target >= {target}x: {'met' if ratio >= target else 'not met'})")
-        print(f"limits / {name}: {ratio:.1f}x{verdict}")
+        print(f"limits / sluice {name}: {ratio:.1f}x{verdict}")
     print("(a bare ctypes call of libc abs():", f"{ctypes_floor() * 1e9:.0f} ns on this machine)")
 
 

@@ -3,7 +3,8 @@
 #   1. the wheel: build_wheel.sh, its platform tag checked by auditwheel, installed into a
 #      fresh venv outside the checkout, and the whole pytest suite (a copy of tests/) run
 #      with that venv's python from a directory with no target/ above it, no SLUICE_LIBRARY:
-#      the package must load the library the wheel carries; mypy --strict on a user's file;
+#      the package must load the library the wheel carries; run twice, on the native methods
+#      and on the ctypes path (SLUICE_PYTHON_FAST=0); mypy --strict on a user's file;
 #      the `limits` storage against limits' own; limits' own moving-window tests (from its
 #      sdist, pinned in tests/limits_upstream/run_limits_tests.sh) against sluice://;
 #   2. the source install (`pip install ./bindings/python` into another venv), which finds
@@ -86,9 +87,15 @@ assert got == [2, 1, 0], got
 assert (refused.status, refused.retry_after) == ("limited", 1)
 EOF_PY
 
-step "pytest (the wheel, from $tree)"
-env -u SLUICE_LIBRARY -u PYTHONPATH SLUICE_BIN="$tree/bin/sluice" SLUICE_TEST_EXPECT_WHEEL="$tag" \
-  SLUICE_TEST_MYPY=1 SLUICE_TEST_LIMITS=1 "$venv_python" -m pytest -p no:cacheprovider -q "$tree/bindings/python/tests" "$@"
+step "pytest (the wheel, from $tree): the native methods"
+env -u SLUICE_LIBRARY -u PYTHONPATH -u SLUICE_PYTHON_FAST SLUICE_BIN="$tree/bin/sluice" \
+  SLUICE_TEST_EXPECT_WHEEL="$tag" SLUICE_TEST_MYPY=1 SLUICE_TEST_LIMITS=1 \
+  "$venv_python" -m pytest -p no:cacheprovider -q "$tree/bindings/python/tests" "$@"
+
+step "pytest (the wheel, from $tree): the ctypes path (SLUICE_PYTHON_FAST=0)"
+env -u SLUICE_LIBRARY -u PYTHONPATH SLUICE_PYTHON_FAST=0 SLUICE_BIN="$tree/bin/sluice" \
+  SLUICE_TEST_EXPECT_WHEEL="$tag" SLUICE_TEST_MYPY=1 SLUICE_TEST_LIMITS=1 \
+  "$venv_python" -m pytest -p no:cacheprovider -q "$tree/bindings/python/tests" "$@"
 
 step "limits' own moving-window tests against sluice:// (the wheel)"
 env -u SLUICE_LIBRARY -u PYTHONPATH bash "$bindings/tests/limits_upstream/run_limits_tests.sh" \

@@ -17,6 +17,8 @@ use crate::{Category, Decision, Error, HeaderStyle, Limiter, Status};
 
 mod migrate;
 pub use migrate::*;
+mod python;
+pub use python::*;
 
 /// Success.
 pub const SLUICE_OK: c_int = 0;

@@ -341,6 +341,11 @@ FUNCTIONS = {
         [c_char_p, c_char_p, c_char_p, POINTER(sluice_migration), POINTER(c_char), c_size_t],
     ),
     "sluice_superseded": (c_int, [_handle, POINTER(c_char), c_size_t]),
+    "sluice_python_needs": (c_char_p, []),
+    "sluice_python_methods": (
+        c_int,
+        [POINTER(ctypes.c_void_p), c_size_t, POINTER(ctypes.c_void_p), c_size_t],
+    ),
 }
 
 # ---- finding the library ----------------------------------------------------------------------
@@ -745,3 +750,62 @@ def stats(handle, now_ms):
             return code, i, None
         rules.append({f: getattr(rs, f) for f in RULE_STATS_FIELDS})
     return code, {f: getattr(st, f) for f in STATS_FIELDS}, rules
+
+
+# ---- the native methods (CPython only) --------------------------------------------------------
+
+
+def address(handle):
+    """The handle's address as an int (what the native methods read; 0 is "closed")."""
+    return ctypes.cast(handle, ctypes.c_void_p).value or 0
+
+
+def pointer_at(address):
+    """The pointer stored at ``address`` (of a live object's memory), as an int."""
+    return ctypes.c_void_p.from_address(address).value or 0
+
+
+def native_methods(objects):
+    """The library's native methods of check, peek, failure and allow (``sluice_python_methods``),
+    or raise ``RuntimeError`` saying why they cannot be had. ``objects``: name -> object, for
+    every object name of ``sluice_python_needs``; the C-API functions it names come from
+    ``ctypes.pythonapi`` (this interpreter's). The objects are kept by the library for the
+    process's life; the call holds the GIL (PyDLL), as the library's C-API calls need."""
+    if sys.implementation.name != "cpython":
+        raise RuntimeError("not CPython ({})".format(sys.implementation.name))
+    if hasattr(sys, "getobjects"):  # Py_TRACE_REFS: another object header
+        raise RuntimeError("a CPython built with Py_TRACE_REFS")
+    needs = held_lib.sluice_python_needs
+    needs.restype, needs.argtypes = FUNCTIONS["sluice_python_needs"]
+    names = needs().decode("ascii").split()
+    values = []
+    keep = []  # the objects stay referenced until the library has taken its own references
+    for name in names:
+        if name.startswith("Py"):
+            try:
+                values.append(ctypes.cast(getattr(ctypes.pythonapi, name), ctypes.c_void_p).value)
+            except AttributeError:
+                raise RuntimeError("this Python has no C-API function " + name) from None
+        else:
+            try:
+                obj = objects[name]
+            except KeyError:
+                raise RuntimeError("the library needs an object the package lacks: " + name) from None
+            keep.append(obj)
+            values.append(id(obj))
+    c_values = (ctypes.c_void_p * len(values))(*values)
+    out = (ctypes.c_void_p * 4)()
+    build = held_lib.sluice_python_methods
+    build.restype, build.argtypes = FUNCTIONS["sluice_python_methods"]
+    code = build(c_values, len(values), out, len(out))
+    if code != SLUICE_OK:
+        raise RuntimeError("sluice_python_methods: {} ({})".format(ERROR_NAMES.get(code, code), strerror(code)))
+    # Each is a new reference of ours: reading it as a py_object takes another, so drop one.
+    release = ctypes.pythonapi.Py_DecRef
+    release.restype, release.argtypes = None, [ctypes.py_object]
+    made = []
+    for p in out:
+        method = ctypes.cast(p, ctypes.py_object).value
+        release(method)
+        made.append(method)
+    return made

@@ -6,7 +6,9 @@ common case of check/peek/failure/allow (``_decider_method``), which passes C va
 ``DecisionBuffer``, ``C_NOW``) to save the wrappers' per-call work.
 """
 
+import inspect
 import os
+import sys
 import sysconfig
 import threading
 import time
@@ -112,81 +114,45 @@ _FIELDS = (
 #: "unknown-N").
 _STATUS_BY_CODE = tuple(STATUS_NAMES.get(code) or "unknown-{}".format(code) for code in range(256))
 
-# A Decision holds one slot, ``_s``, in one of two forms:
-#   made by the library:             (raw, limiter)          raw: the tuple unpacked from the
-#                                                            C struct (_ffi.DECISION_FIELDS order)
-#   made by the public constructor:  (None, limiter, values) values: in _FIELDS order, as given
-#                                                            (allowed made a bool), as before
-# A property converts its field from ``raw`` when it is read (allowed: != 0; status: its name;
-# rule: None if negative), so making a decision is one object and one tuple; converting all
-# nine fields up front was most of the ~0.7 us Decision._from_c cost. ``_values()`` is the
-# _FIELDS-order tuple of either form: equality, hashing, repr, pickling and as_dict all go
-# through it, so the two forms behave exactly alike.
+# A Decision is a tuple underneath: its nine fields in _FIELDS order, converted (allowed a
+# bool, status its name, rule None if negative), then the Limiter that made it (None for one
+# made by the public constructor). One object, filled in one step, by either path: the ctypes
+# path (_from_c) and the library's native methods (src/ffi/python.rs), which allocate it and
+# fill the items directly. The fields read through C-level item getters; the tuple's own
+# sequence behaviour (indexing, iteration, len, ordering, + and *) is switched off, so a
+# Decision behaves as the record it is: immutable, compared and hashed by its nine fields.
 
+try:  # the accessor of namedtuple's fields: reads the item without a Python-level call
+    from _collections import _tuplegetter as _item  # type: ignore[import-not-found]
+except ImportError:  # not CPython
 
-def _field(name, doc):
-    """The property of field ``name``: from the raw tuple (converted as in _from_raw) or from
-    the values given to the constructor."""
-    i = _FIELDS.index(name)
-    r = _ffi.DECISION_FIELDS.index(name)
-    if name == "allowed":
-
-        def get(self):
-            s = self._s
-            raw = s[0]
-            return s[2][i] if raw is None else raw[r] != 0
-
-    elif name == "status":
-
-        def get(self, _names=_STATUS_BY_CODE):
-            s = self._s
-            raw = s[0]
-            return s[2][i] if raw is None else _names[raw[r]]
-
-    elif name == "rule":
-
-        def get(self):
-            s = self._s
-            raw = s[0]
-            if raw is None:
-                return s[2][i]
-            v = raw[r]
-            return None if v < 0 else v
-
-    else:
-
-        def get(self):
-            s = self._s
-            raw = s[0]
-            return s[2][i] if raw is None else raw[r]
-
-    get.__name__ = name
-    return property(get, doc=doc)
+    def _item(index, doc, _get=tuple.__getitem__):
+        return property(lambda self: _get(self, index), doc=doc)
 
 
 assert _ffi.DECISION_FIELDS == (
     "size", "allowed", "status", "limit", "remaining", "reset_after", "retry_after", "rule",
     "reset", "window_ms",
-), "_from_raw unpacks the C struct's fields in this order"
+), "_from_c unpacks the C struct's fields in this order"
+
+_tuple_new = tuple.__new__
+_tuple_getitem = tuple.__getitem__
 
 
-def _from_raw(raw):
-    """The _FIELDS-order values of a raw (C-order) decision tuple."""
-    _size, allowed, status, limit, remaining, reset_after, retry_after, rule, reset, window_ms = raw
-    return (
-        allowed != 0,
-        _STATUS_BY_CODE[status],
-        limit,
-        remaining,
-        reset,
-        reset_after,
-        retry_after,
-        window_ms,
-        None if rule < 0 else rule,
-    )
+def _not_a_sequence(name):
+    def refuse(self, *args):
+        raise TypeError("a Decision is not a sequence (no {}): read its fields by name".format(name))
+
+    return refuse
 
 
-class Decision:
+if TYPE_CHECKING:
+    _Record = object
+else:
+    _Record = tuple
+
+
+class Decision(_Record):
     """The answer to a request, for its deciding rule (immutable, compared by value).
 
     ``allowed`` (bool), ``status`` (``"passed"``, ``"limited"``, ``"locked"``, ``"full"`` or
@@ -195,9 +161,9 @@ class Decision:
     policy order, or None when no rule applies. ``headers()`` formats its response headers.
     """
 
-    __slots__ = ("_s",)
+    __slots__ = ()
 
-    if TYPE_CHECKING:  # what the properties made by _field() return
+    if TYPE_CHECKING:  # what the item getters return
 
         @property
         def allowed(self) -> bool: ...
@@ -219,18 +185,19 @@ class Decision:
         def rule(self) -> Optional[int]: ...
 
     else:
-        allowed = _field("allowed", "True if the request may go ahead, False if it must be refused (429).")
-        status = _field("status", '"passed", "limited", "locked", "full" or "dry-run-limited".')
-        limit = _field("limit", "N of the deciding rule (F for a lockout); 0 when no rule applies.")
-        remaining = _field("remaining", "Requests the deciding rule would still admit now, after this one.")
-        reset = _field("reset", "Unix seconds (rounded up) when `remaining` next grows.")
-        reset_after = _field("reset_after", "Seconds until `reset`, rounded up.")
-        retry_after = _field("retry_after", "Whole seconds until this request would be admitted; 0 if allowed.")
-        window_ms = _field("window_ms", "The deciding rule's window in milliseconds.")
-        rule = _field("rule", "Index of the deciding rule in policy order, or None.")
+        allowed = _item(0, "True if the request may go ahead, False if it must be refused (429).")
+        status = _item(1, '"passed", "limited", "locked", "full" or "dry-run-limited".')
+        limit = _item(2, "N of the deciding rule (F for a lockout); 0 when no rule applies.")
+        remaining = _item(3, "Requests the deciding rule would still admit now, after this one.")
+        reset = _item(4, "Unix seconds (rounded up) when `remaining` next grows.")
+        reset_after = _item(5, "Seconds until `reset`, rounded up.")
+        retry_after = _item(6, "Whole seconds until this request would be admitted; 0 if allowed.")
+        window_ms = _item(7, "The deciding rule's window in milliseconds.")
+        rule = _item(8, "Index of the deciding rule in policy order, or None.")
+        _limiter = _item(9, "The Limiter that made this decision, or None.")
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         allowed: bool,
         status: str,
         limit: int,
@@ -241,36 +208,46 @@ class Decision:
         window_ms: int,
         rule: Optional[int],
         limiter: Optional["Limiter"] = None,
-    ) -> None:
-        values = (
-            bool(allowed),
-            status,
-            limit,
-            remaining,
-            reset,
-            reset_after,
-            retry_after,
-            window_ms,
-            rule,
+    ) -> "Decision":
+        return _tuple_new(  # type: ignore[no-any-return]
+            cls,
+            (
+                bool(allowed),
+                status,
+                limit,
+                remaining,
+                reset,
+                reset_after,
+                retry_after,
+                window_ms,
+                rule,
+                limiter,
+            ),
         )
-        object.__setattr__(self, "_s", (None, limiter, values))
 
     @classmethod
-    def _from_c(cls, raw, limiter):
+    def _from_c(cls, raw, limiter, _names=_STATUS_BY_CODE):
         """From a tuple in sluice_decision's field order (_ffi.DECISION_FIELDS)."""
-        d = _new(cls)
-        _set_s(d, (raw, limiter))
-        return d
+        _size, allowed, status, limit, remaining, reset_after, retry_after, rule, reset, window_ms = raw
+        return _tuple_new(
+            cls,
+            (
+                allowed != 0,
+                _names[status],
+                limit,
+                remaining,
+                reset,
+                reset_after,
+                retry_after,
+                window_ms,
+                None if rule < 0 else rule,
+                limiter,
+            ),
+        )
 
     def _values(self):
         """The fields as a tuple in _FIELDS order."""
-        s = self._s
-        raw = s[0]
-        return s[2] if raw is None else _from_raw(raw)
-
-    @property
-    def _limiter(self):
-        return self._s[1]
+        return _tuple_getitem(self, slice(0, 9))
 
     def _to_c(self):
         """A tuple in sluice_decision's field order."""
@@ -304,12 +281,12 @@ class Decision:
         refused. Formatted by the library through the Limiter that made the decision (the
         IETF fields name the rule's category).
         """
-        limiter = self._s[1]
+        limiter = _tuple_getitem(self, 9)
         if limiter is None:
             raise SluiceError(
                 _ffi.SLUICE_ERR_NULL, "this Decision was not made by a Limiter: no headers"
             )
-        return limiter._headers(self, style)
+        return limiter._headers(self, style)  # type: ignore[no-any-return]
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Decision is immutable")
@@ -320,15 +297,18 @@ class Decision:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Decision):
             return NotImplemented
-        return self._values() == other._values()
+        return self._values() == other._values()  # type: ignore[no-any-return]
 
     def __ne__(self, other: object) -> bool:
         if not isinstance(other, Decision):
             return NotImplemented
-        return self._values() != other._values()
+        return self._values() != other._values()  # type: ignore[no-any-return]
 
     def __hash__(self) -> int:
         return hash(self._values())
+
+    def __bool__(self) -> bool:
+        return True  # a record, not an empty-or-not sequence
 
     def __repr__(self) -> str:
         return "Decision({})".format(
@@ -338,11 +318,19 @@ class Decision:
     def __reduce__(self) -> Tuple[Any, Tuple[FieldValue, ...]]:
         return (Decision, self._values())
 
+    if not TYPE_CHECKING:
+        __getitem__ = _not_a_sequence("indexing")
+        __iter__ = _not_a_sequence("iteration")
+        __len__ = _not_a_sequence("len()")
+        __contains__ = _not_a_sequence("`in`")
+        count = index = _not_a_sequence("count() or index()")
 
-# A Decision from the library is made without __init__ (whose normalising it does not need):
-# object.__new__ and the slot's own setter (object.__setattr__ would look the name up).
-_new = object.__new__
-_set_s = Decision.__dict__["_s"].__set__
+        def _no_operator(self, other):
+            return NotImplemented
+
+        __add__ = __radd__ = __mul__ = __rmul__ = _no_operator
+        __lt__ = __le__ = __gt__ = __ge__ = _no_operator
+        del _no_operator
 
 
 class Stats(NamedTuple):
@@ -442,7 +430,7 @@ def _decider_method(what, doc):
         now_value = _ffi.SLUICE_NOW
         int64_max = _ffi.INT64_MAX
         err_null = _ffi.SLUICE_ERR_NULL
-        new, set_s = _new, _set_s
+        tuple_new, names = _tuple_new, _STATUS_BY_CODE
 
         def method(self, key, category=GLOBAL, now_ms=None):
             if type(key) is str:
@@ -477,9 +465,12 @@ def _decider_method(what, doc):
                 buf[0] = size_word
                 code = function(self._cell, cat, k, size, t, buf)
                 if not code:
-                    d = new(Decision)
-                    set_s(d, (unpack(buf), self))
-                    return d
+                    _, a, st, lim, rem, ra, rt, rule, reset, w = unpack(buf)
+                    return tuple_new(
+                        Decision,
+                        (a != 0, names[st], lim, rem, reset, ra, rt, w,
+                         None if rule < 0 else rule, self),
+                    )
             if code == err_null and self._cell.value is None:
                 raise _closed()
             raise self._call_error(
@@ -524,6 +515,11 @@ class Limiter:
     ``with`` exit and garbage collection); it waits for calls running in other threads.
     """
 
+    # _address: the handle as an int, 0 once closed, in a slot of its own so that the native
+    # methods read it at a fixed offset (see _handle_offset); every other attribute is in the
+    # instance dict as before.
+    __slots__ = ("_address", "__dict__", "__weakref__")
+
     def __init__(
         self,
         policy: Union[str, bytes, None] = None,
@@ -536,6 +532,7 @@ class Limiter:
         self._handle = None  # the struct sluice *; None once freed
         self._raw = None  # the same as a c_void_p for the calls; None from the start of close()
         self._cell = _ffi.raw_handle(None)  # the fast path's handle: NULL when closed
+        self._address = 0  # the native methods' handle: 0 when closed (see FAST_PATH)
         self._unfreed = []  # [the handle] until it is freed: list.pop() frees exactly once
         self._close_returned = False  # close() has returned (with the table freed or not)
         self._active = set()  # the calls in flight: one token each (see close)
@@ -581,6 +578,7 @@ class Limiter:
         # The fast path's handle: the same pointer in a cell of its own, never replaced;
         # close() sets it to NULL before freeing (see "the handle's lifetime").
         self._cell = _ffi.raw_handle(handle)
+        self._address = _ffi.address(handle)
         #: The policy text in use (for a table attached by path: the one stored in the file).
         self.policy: str = _ffi.policy(handle)
         #: The table file, or None for a table in private memory.
@@ -670,6 +668,7 @@ class Limiter:
             if not self._unfreed:
                 return
             self._cell.value = None  # the fast path: every later call reads NULL
+            self._address = 0  # the native methods: every later call reads 0
             if _FREE_THREADED:
                 with self._guard_lock:
                     self._raw = None
@@ -717,6 +716,7 @@ class Limiter:
         try:
             if getattr(self, "_unfreed", None):
                 self._cell.value = None
+                self._address = 0
                 self._raw = None
                 self._free()
         except Exception:  # interpreter shutdown: modules may be gone
@@ -942,6 +942,106 @@ class Limiter:
             context = "stats" if table is None else "rule_stats of rule {}".format(table)
             raise error(code, context=context)
         return Stats(rules=rules, **table)
+
+
+# ---- the native methods ------------------------------------------------------------------------
+# On CPython (not free-threaded, not SLUICE_PYTHON_FAST=0) check, peek, failure and allow are
+# replaced by method descriptors that the library builds (src/ffi/python.rs): CPython calls
+# them directly, and they call the engine with no ctypes conversion. They handle the common
+# case (a str or bytes key, a category the policy names, now_ms None or a non-negative int);
+# for anything else they call the Python methods below (PYTHON_METHODS, the ctypes path) with
+# the same arguments, and for an error code from the library _native_error, so both paths give
+# the same results and the same exceptions.
+#
+# The handle's lifetime on the native path: a method reads ``limiter._address`` (the handle as
+# an int) and calls the engine with the GIL held from that read to the call's return, running
+# no Python code in between; close() sets ``_address`` to 0 before it frees the table, and is
+# Python code, so it runs either before the read (the method reads 0 and the Python method
+# raises ClosedError) or after the engine call has returned. As for the PyDLL path above, the
+# GIL is what makes this right; a free-threaded build never gets the native methods.
+
+_OPS = ("check", "peek", "failure", "allow")
+#: The Python (ctypes) methods, whichever the class uses.
+PYTHON_METHODS = {name: Limiter.__dict__[name] for name in _OPS}
+_SIGNATURES = {name: "{}($self, key, category='global', now_ms=None)".format(name) for name in _OPS}
+
+
+def _native_error(limiter, code, op, key, category, now_ms):
+    """Raise what the ctypes path raises for ``code`` from the library (the native methods
+    call this with the call's own arguments; category and now_ms None when not given)."""
+    if code == _ffi.SLUICE_ERR_NULL and limiter._cell.value is None:
+        raise _closed()
+    k = key if type(key) is bytes else key.encode()
+    raise limiter._call_error(
+        code,
+        _OPS[op],
+        k,
+        GLOBAL if category is None else category,
+        _ffi.SLUICE_NOW if now_ms is None else now_ms,
+    )
+
+
+def _handle_offset():
+    """The byte offset of the ``_address`` slot in a Limiter, checked on one (written through
+    the slot, read back at the offset), or 0 if it cannot be told (the native methods then
+    look the attribute up by name)."""
+    probe = Limiter.__new__(Limiter)
+    marker = object()
+    offset = object.__basicsize__  # slots follow the base's part; Limiter's base is object
+    probe._address = marker
+    try:
+        found = _ffi.pointer_at(id(probe) + offset)
+    finally:
+        del probe._address
+    return offset if found == id(marker) else 0
+
+
+def _native_objects(handle_offset=None):
+    """The objects the library's native methods need, by the names it gives them."""
+    objects = {
+        "limiter_type": Limiter,
+        "decision_type": Decision,
+        "statuses": _STATUS_BY_CODE,
+        "py_true": True,
+        "py_false": False,
+        "py_none": None,
+        "str_type": str,
+        "bytes_type": bytes,
+        "int_type": int,
+        "handle_attribute": sys.intern("_address"),
+        "handle_offset": _handle_offset() if handle_offset is None else handle_offset,
+        "kw_key": sys.intern("key"),
+        "kw_category": sys.intern("category"),
+        "kw_now_ms": sys.intern("now_ms"),
+        "error": _native_error,
+    }
+    for name in _OPS:
+        objects["python_" + name] = PYTHON_METHODS[name]
+        doc = inspect.cleandoc(PYTHON_METHODS[name].__doc__ or "")
+        objects["doc_" + name] = "{}\n--\n\n{}".format(_SIGNATURES[name], doc)
+    return objects
+
+
+def _install_native():
+    """Put the library's native methods on Limiter: None, or why they are not used."""
+    if os.environ.get("SLUICE_PYTHON_FAST", "") == "0":
+        return "SLUICE_PYTHON_FAST=0"
+    if _FREE_THREADED:
+        return "a free-threaded build (no GIL to keep close() out of a call)"
+    try:
+        methods = _ffi.native_methods(_native_objects())
+    except RuntimeError as e:
+        return str(e)
+    for name, method in zip(_OPS, methods):
+        setattr(Limiter, name, method)
+    return None
+
+
+#: Why the native methods are not in use (None when they are).
+NATIVE_UNAVAILABLE: Optional[str] = _install_native()
+#: The path of check, peek, failure and allow: ``"native"`` (the library's CPython methods)
+#: or ``"ctypes"``.
+FAST_PATH: str = "ctypes" if NATIVE_UNAVAILABLE else "native"
 
 
 def library_version() -> str:
