@@ -3,7 +3,9 @@
 # (redis-server and redis-tools to run it, libclang-dev for the redis-module
 # crate's bindgen), then `cargo build --release` of this crate into target/redis under the
 # repository root. Prints the module's absolute path as its last line.
-# Usage: bash bindings/redis/build.sh
+# With `floor`, builds the measuring module of examples/floor.rs instead (what any keyed module
+# command costs; for callgrind.sh and bench.sh) and prints its path.
+# Usage: bash bindings/redis/build.sh [floor]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -22,7 +24,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target/redis}"
-cargo build --release --locked --manifest-path "$here/Cargo.toml" >&2
-module="$CARGO_TARGET_DIR/release/libsluice_redis.so"
+if [ "${1:-}" = floor ]; then
+  cargo build --release --locked --manifest-path "$here/Cargo.toml" --example floor >&2
+  module="$CARGO_TARGET_DIR/release/examples/libfloor.so"
+else
+  cargo build --release --locked --manifest-path "$here/Cargo.toml" >&2
+  module="$CARGO_TARGET_DIR/release/libsluice_redis.so"
+fi
 test -f "$module"
 echo "$module"

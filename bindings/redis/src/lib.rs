@@ -38,6 +38,8 @@ struct Module {
     policy_text: String,
     policy_path: String,
     client_time: bool,
+    /// `AT`, the word of every replicated write's time.
+    at_word: Kept,
 }
 
 static MODULE: OnceLock<Module> = OnceLock::new();
@@ -562,8 +564,11 @@ impl Key {
         unsafe {
             match expiry {
                 Some(at) if now.is_none_or(|now| at > now) => {
-                    if before != Some(at) {
-                        raw::RedisModule_SetAbsExpire.unwrap()(self.key, at);
+                    // Redis holds the expiry rounded up to its grain; it is set again only
+                    // when that rounded time moves.
+                    let held = held_expiry(at);
+                    if before.map(held_expiry) != Some(held) {
+                        raw::RedisModule_SetAbsExpire.unwrap()(self.key, held);
                     }
                 }
                 _ => {
@@ -572,6 +577,19 @@ impl Key {
             }
         }
     }
+}
+
+/// The grain of the expiry Redis holds for a key: the state's `expires_at` rounded up to a
+/// whole second. A key is kept at most a second longer than its state matters (never less),
+/// and a key checked many times a second has its expiry set again about once a second
+/// rather than on every check.
+const EXPIRY_GRAIN_MS: i64 = 1000;
+
+/// The expiry Redis holds for a state that matters until `at` (Unix ms).
+fn held_expiry(at: i64) -> i64 {
+    at.saturating_add(EXPIRY_GRAIN_MS - 1)
+        .div_euclid(EXPIRY_GRAIN_MS)
+        * EXPIRY_GRAIN_MS
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -673,6 +691,55 @@ impl Op {
     }
 }
 
+/// A Redis string the module keeps for its whole life and uses only on Redis's main thread
+/// (where every command runs), so it may sit in the module's static state.
+struct Kept(Str);
+
+// SAFETY: a `Kept` string is made once at load, never freed, and only handed to the module API
+// from commands, which Redis runs on its main thread.
+unsafe impl Send for Kept {}
+unsafe impl Sync for Kept {}
+
+thread_local! {
+    /// The last time replicated and its string: every write decided in the same millisecond
+    /// replicates the same string (Redis counts its references), so a write makes no string of
+    /// its own for its time.
+    static LAST_AT: Cell<(i64, Str)> = const { Cell::new((-1, std::ptr::null_mut())) };
+}
+
+/// The string of `ms` for a replicated `AT ms`: the one of the previous write when it was
+/// decided at the same time, else a new one (the previous is released; a command still
+/// waiting to be propagated holds its own reference to it).
+unsafe fn at_string(ms: i64) -> Str {
+    LAST_AT.with(|last| {
+        let (at, s) = last.get();
+        if at == ms && !s.is_null() {
+            return s;
+        }
+        if !s.is_null() {
+            raw::RedisModule_FreeString.unwrap()(std::ptr::null_mut(), s);
+        }
+        let s = raw::RedisModule_CreateStringFromLongLong.unwrap()(std::ptr::null_mut(), ms);
+        last.set((ms, s));
+        s
+    })
+}
+
+/// Propagate `op key category AT now` to the replicas and the AOF (and count the write for
+/// RDB save points). Every argument is a string that already exists (the command's own key and
+/// category, the kept `AT`, the millisecond's time), so Redis only takes references to them.
+unsafe fn replicate_at(ctx: Ctx, op: Op, key: Str, category: Str, now: i64) {
+    raw::RedisModule_Replicate.unwrap()(
+        ctx,
+        op.command().as_ptr(),
+        c"ssss".as_ptr(),
+        key,
+        category,
+        module().at_word.0,
+        at_string(now),
+    );
+}
+
 /// A write at a time: decide on the key's value (created if new), store or drop it, reply,
 /// and replicate the command with the time it was decided at.
 unsafe fn write(ctx: Ctx, argv: &[Str], op: Op) -> Result<(), Refusal> {
@@ -720,15 +787,7 @@ unsafe fn write(ctx: Ctx, argv: &[Str], op: Op) -> Result<(), Refusal> {
         key.settle_at(v, expiry, Some(now));
         // Every write is propagated, a refused check too (a strict rule logs it), with the
         // time it was decided at.
-        raw::RedisModule_Replicate.unwrap()(
-            ctx,
-            op.command().as_ptr(),
-            c"sscl".as_ptr(),
-            argv[1],
-            argv[2],
-            c"AT".as_ptr(),
-            now as std::os::raw::c_longlong,
-        );
+        replicate_at(ctx, op, argv[1], argv[2], now);
     }
     match result {
         Some(d) => reply_decision(ctx, &d),
@@ -990,6 +1049,9 @@ fn configure(args: &[RedisString]) -> Result<Module, String> {
         policy_text: text,
         policy_path: path,
         client_time,
+        at_word: Kept(unsafe {
+            raw::RedisModule_CreateString.unwrap()(std::ptr::null_mut(), c"AT".as_ptr(), 2)
+        }),
     })
 }
 

@@ -138,13 +138,38 @@ def test_time_never_goes_back_for_a_key(r, now):
     assert d["retry_after"] == 60
 
 
+def held(ms):
+    """The expiry Redis holds for a state that matters until `ms`: rounded up to a second."""
+    return -(-ms // 1000) * 1000
+
+
 def test_expiry_is_set_from_the_state(r, now):
+    now = now // 1000 * 1000 + 1  # just past a whole second
     check(r, "k", "search", now)
-    # Nothing in the key matters once its one timestamp has left the 1-minute windows.
-    assert r.execute_command("PEXPIRETIME", "k") == now + 60_000
+    # Nothing in the key matters once its one timestamp has left the 1-minute windows; Redis
+    # holds that time rounded up to the second.
+    assert r.execute_command("PEXPIRETIME", "k") == held(now + 60_000) == now + 60_999
     check(r, "k", "write", now + 1000)  # write 10/1h keeps it for an hour
-    assert r.execute_command("PEXPIRETIME", "k") == now + 1000 + 3_600_000
+    assert r.execute_command("PEXPIRETIME", "k") == held(now + 1000 + 3_600_000)
     assert r.type("k") == b"sluice-rl"
+
+
+def test_expiry_moves_once_a_second(r, now):
+    now = now // 1000 * 1000 + 1
+    check(r, "k", "search", now)
+    first = r.execute_command("PEXPIRETIME", "k")
+    # Checks later in the same second need the key no longer than the held expiry.
+    for t in (now + 1, now + 500, now + 998):
+        check(r, "k", "search", t)
+        assert r.execute_command("PEXPIRETIME", "k") == first
+    # The next second's check needs it past that: the expiry moves by the second.
+    check(r, "k", "search", now + 1000)
+    assert r.execute_command("PEXPIRETIME", "k") == first + 1000
+    # A key is never held shorter than its state matters, nor a second longer.
+    for t in range(now + 1001, now + 1050, 7):
+        check(r, "k", "global", t)
+        got = r.execute_command("PEXPIRETIME", "k")
+        assert t + 60_000 <= got < t + 60_000 + 1000
 
 
 def test_expiry_after_a_passed_check_is_the_one_the_whole_state_gives(r, now):

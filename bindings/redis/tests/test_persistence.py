@@ -226,3 +226,68 @@ def test_a_newer_text_encoding_in_the_aof_is_refused(servers, now):
     log = s.log_text()
     assert 'SLUICE.RESTORE of key' in log and 'encoding "v9" is not v1' in log, log
     assert r.dbsize() == len(KEYS) - 1
+
+
+def aof_commands(directory):
+    """The commands of a server's incremental AOF files, each a list of bytes arguments."""
+    out = []
+    for f in sorted((directory / "appendonlydir").glob("*.incr.aof")):
+        data, i = f.read_bytes(), 0
+        while i < len(data):
+            assert data[i:i + 1] == b"*", data[i:i + 40]
+            end = data.index(b"\r\n", i)
+            argc, i = int(data[i + 1:end]), end + 2
+            args = []
+            for _ in range(argc):
+                end = data.index(b"\r\n", i)
+                n = int(data[i + 1:end])
+                args.append(data[end + 2:end + 2 + n])
+                i = end + 2 + n + 2
+            out.append(args)
+    return out
+
+
+def test_every_write_is_logged_with_its_time_and_counts_for_save(servers):
+    """Writes decided by the server's clock, many within one millisecond: each is counted
+    for the save points and written to the AOF with the time it was decided at."""
+    aof = ("--appendonly", "yes", "--aof-use-rdb-preamble", "no", "--appendfsync", "always")
+    s = servers("w", client_time=False, extra=aof).start()
+    r = s.client()
+    changes = lambda: r.info("persistence")["rdb_changes_since_last_save"]
+    before_changes = changes()
+    start = int(time.time() * 1000)
+    pipe = r.pipeline(transaction=False)
+    for i in range(200):
+        pipe.execute_command("SLUICE.CHECK", f"k{i % 3}", ("search", "global")[i % 2])
+    for i in range(5):
+        pipe.execute_command("SLUICE.FAILURE", "k0", "auth")
+    pipe.execute_command("SLUICE.SUCCESS", "k0", "auth")
+    pipe.execute_command("SLUICE.PEEK", "k1", "search")  # not a write
+    replies = pipe.execute()
+    end = int(time.time() * 1000)
+    assert sum(1 for d in replies[:200] if d[0] == 0) > 0  # refused checks are writes too
+    assert changes() - before_changes == 206
+    logged = [c for c in aof_commands(s.dir) if c[0].upper().startswith(b"SLUICE.")]
+    assert len(logged) == 206
+    times = []
+    for i, c in enumerate(logged):
+        want = (
+            [b"SLUICE.CHECK", f"k{i % 3}".encode(), (b"search", b"global")[i % 2]]
+            if i < 200
+            else [b"SLUICE.FAILURE" if i < 205 else b"SLUICE.SUCCESS", b"k0", b"auth"]
+        )
+        assert c[:3] == want and c[3] == b"AT" and len(c) == 5, c
+        times.append(int(c[4]))
+    assert start <= times[0] and times == sorted(times) and times[-1] <= end
+    # Replayed, the log reaches the same state (the same counts, well within the windows).
+    def state():
+        return {
+            (k, c): r.execute_command("SLUICE.PEEK", k, c)[:4] + [r.execute_command("PEXPIRETIME", k)]
+            for k in ("k0", "k1", "k2")
+            for c in ("search", "global", "auth")
+        }
+
+    want = state()
+    s.stop()
+    r = servers("w", client_time=False, extra=aof).start().client()
+    assert state() == want
