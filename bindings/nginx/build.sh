@@ -41,7 +41,10 @@ fi
 # shellcheck disable=SC1091
 . "$src/conf_flags"
 
-builddir="$(mktemp -d /tmp/sluice-nginx-build.XXXXXX)"
+# Digits only in the build directory's name: nginx's configure turns paths into make rules with
+# sed, and one random name (mktemp letters) came out as a rule for a path that does not exist.
+builddir="/tmp/sluice-module-build.$$.$RANDOM"
+rm -rf "$builddir" && mkdir -p "$builddir"
 trap 'rm -rf "$builddir"' EXIT
 
 log "configure (in $src, build directory $builddir)"
