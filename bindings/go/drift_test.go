@@ -42,8 +42,6 @@ var unboundFunctions = map[string]string{
 	"sluice_open":           "Open is sluice_open_with with the default options, which is sluice_open",
 	"sluice_open_flags":     "kept by the library for callers of 0.1; sluice_open_with has every option",
 	"sluice_check_batch":    "its requests hold key pointers, which cgo forbids in Go memory; Batch uses sluice_check_packed",
-	"sluice_migrate":        "an operator's step (sluice migrate), not a Go program's; the nginx module calls it",
-	"sluice_superseded":     "bound with sluice_migrate, if ever",
 	"sluice_python_needs":   "builds CPython methods for the Python package; nothing for Go",
 	"sluice_python_methods": "builds CPython methods for the Python package; nothing for Go",
 }
@@ -252,11 +250,12 @@ var structMirror = map[string]map[string]string{
 		"lockouts": "RuleCounts.Lockouts",
 	},
 	"sluice_category_info": {"size": "-", "name": "-", "rules": "-", "lockout_rule": "-"},
-	// sluice_migrate is not bound (unboundFunctions).
 	"sluice_migration": {
-		"size": "-", "keys": "-", "locked_keys": "-", "expired": "-", "dropped": "-",
-		"locks_of_removed_lockouts": "-", "from_capacity": "-", "to_capacity": "-",
-		"from_format": "-", "in_place": "-",
+		"size": "-", "keys": "Migration.Keys", "locked_keys": "Migration.LockedKeys",
+		"expired": "Migration.Expired", "dropped": "Migration.Dropped",
+		"locks_of_removed_lockouts": "Migration.LocksOfRemovedLockouts",
+		"from_capacity":             "Migration.FromCapacity", "to_capacity": "Migration.ToCapacity",
+		"from_format": "Migration.FromFormat", "in_place": "Migration.InPlace",
 	},
 	"sluice_rule_info": {
 		"size": "-", "category_name": "Rule.Category", "category": "-", "kind": "Rule.Lockout",
@@ -271,6 +270,7 @@ var goTypes = map[string]reflect.Type{
 	"Stats":      reflect.TypeOf(Stats{}),
 	"RuleCounts": reflect.TypeOf(RuleCounts{}),
 	"Rule":       reflect.TypeOf(Rule{}),
+	"Migration":  reflect.TypeOf(Migration{}),
 }
 
 // cField is a field as the header declares it.

@@ -56,6 +56,7 @@ from ._errors import (
     PolicyMismatchError,
     NoTableError,
     ReadOnlyError,
+    MigrationError,
 )
 from ._limiter import (
     GLOBAL,
@@ -63,8 +64,10 @@ from ._limiter import (
     STATUS_NAMES,
     Decision,
     Limiter,
+    Migration,
     Stats,
     library_version,
+    migrate,
 )
 
 __version__ = "0.2.0"
@@ -77,6 +80,8 @@ __all__ = [
     "Limiter",
     "Decision",
     "Stats",
+    "Migration",
+    "migrate",
     "GLOBAL",
     "STATUSES",
     "HEADER_STYLES",
@@ -97,6 +102,7 @@ __all__ = [
     "PolicyMismatchError",
     "NoTableError",
     "ReadOnlyError",
+    "MigrationError",
     "ClosedError",
     "LibraryNotFoundError",
     "SLUICE_OK",

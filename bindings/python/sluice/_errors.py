@@ -95,6 +95,12 @@ class NoTableError(TableFileError):
     (SLUICE_ERR_NO_TABLE)."""
 
 
+class MigrationError(TableFileError):
+    """A migration could not be made (SLUICE_ERR_MIGRATION): the new path exists, the capacity
+    change is one the source cannot support, or a locked key found no free slot in the new
+    table. Nothing was created and the source is unchanged."""
+
+
 class ReadOnlyError(SluiceError):
     """The limiter was opened with ``read_only=True`` (SLUICE_ERR_READ_ONLY): the call would
     have recorded something, and recorded nothing."""
@@ -122,6 +128,7 @@ _BY_CODE: Dict[int, Type[SluiceError]] = {
     _ffi.SLUICE_ERR_POLICY_MISMATCH: PolicyMismatchError,
     _ffi.SLUICE_ERR_NO_TABLE: NoTableError,
     _ffi.SLUICE_ERR_READ_ONLY: ReadOnlyError,
+    _ffi.SLUICE_ERR_MIGRATION: MigrationError,
 }
 
 

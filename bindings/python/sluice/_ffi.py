@@ -734,6 +734,29 @@ def headers(handle, decision, style, cap):
         cap = n + 1  # nothing was written: room for the block and its NUL
 
 
+def migrate(from_path, to_path, policy, err_cap=4096):
+    """``sluice_migrate``: (code, {field: value} or None, error message or None)."""
+    report = sized(sluice_migration)
+    err = ctypes.create_string_buffer(err_cap)
+    code = lib.sluice_migrate(from_path, to_path, policy, ctypes.byref(report), err, err_cap)
+    if code != SLUICE_OK:
+        return code, None, err.value.decode("utf-8", "replace") or None
+    return code, {name: getattr(report, name) for name, _ in sluice_migration._fields_[1:]}, None
+
+
+def superseded(handle):
+    """``sluice_superseded``: (code or length, the path as bytes or None)."""
+    cap = 256
+    while True:
+        buf = ctypes.create_string_buffer(cap)
+        n = lib.sluice_superseded(handle, buf, cap)
+        if n <= 0:
+            return n, None
+        if n < cap:
+            return n, buf.raw[:n]
+        cap = n + 1
+
+
 def stats(handle, now_ms):
     """``sluice_stats`` (locked keys judged at ``now_ms``) and ``sluice_rule_stats`` of every
     rule: (code, {field: count}, [{field: count}, ...]); on an error the code, the index of the

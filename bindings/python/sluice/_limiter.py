@@ -333,6 +333,51 @@ class Decision(_Record):
         del _no_operator
 
 
+class Migration(NamedTuple):
+    """What ``sluice.migrate`` carried into the new table."""
+
+    #: Keys carried into the new table, and of those the keys with an active lockout.
+    keys: int
+    locked_keys: int
+    #: Keys left behind because nothing in their state mattered any more.
+    expired: int
+    #: Unlocked keys left behind for want of a free slot in the new table.
+    dropped: int
+    #: Active locks not carried because the new policy has no lockout for their category.
+    locks_of_removed_lockouts: int
+    from_capacity: int
+    to_capacity: int
+    #: Format version of the source table.
+    from_format: int
+    #: The new table replaced the source at the same path.
+    in_place: bool
+
+
+def migrate(
+    from_path: TablePath, to_path: TablePath, policy: Union[str, bytes, None] = None
+) -> Migration:
+    """Build a table at ``to_path`` for ``policy`` (None: the source's own policy) from the
+    table file at ``from_path``, carrying every key's state over: every active lockout with its
+    end and level, the logs of unchanged rules, of changed rules what is still exact. The new
+    table appears complete, and the source is then marked superseded (``Limiter.superseded``).
+    ``to_path`` equal to ``from_path`` migrates in place. As ``sluice migrate FROM TO --policy
+    FILE``; raises ``MigrationError``, ``PolicyError`` or a ``TableFileError`` with nothing
+    created and the source unchanged."""
+    if isinstance(policy, str):
+        text: Optional[bytes] = policy.encode("utf-8")
+    elif policy is None or isinstance(policy, (bytes, bytearray)):
+        text = None if policy is None else bytes(policy)
+    else:
+        raise TypeError("policy is str, bytes or None, not {}".format(type(policy).__name__))
+    if text is not None and b"\0" in text:
+        raise PolicyError(_ffi.SLUICE_ERR_POLICY, "invalid policy: a NUL character")
+    code, report, message = _ffi.migrate(os.fsencode(from_path), os.fsencode(to_path), text)
+    if code != _ffi.SLUICE_OK or report is None:
+        raise error(code, message)
+    report["in_place"] = bool(report["in_place"])
+    return Migration(**report)
+
+
 class Stats(NamedTuple):
     """Table-wide counts (``Limiter.stats()``). ``rules`` has one dict per rule or lockout,
     in policy order: ``passed``, ``limited``, ``dry_run_limited``, ``locked``, ``lockouts``.
@@ -927,6 +972,22 @@ class Limiter:
                     )
                 out[name] = value
         return out
+
+    def superseded(self) -> Optional[str]:
+        """The path of the table that replaced this one (``sluice migrate`` carried its keys
+        there, or renamed a new table over this path), or None while this table is current or
+        lives in private memory. A process that shares a table file with others (an nginx
+        whose reload migrated the table, say) polls this now and then (on a timer, not per
+        request) and, once it is not None, closes this limiter and opens that path."""
+        token = object()
+        try:
+            self._enter(token)
+            n, path = _ffi.superseded(self._handle)
+        finally:
+            self._exit(token)
+        if n < 0:
+            raise error(n, context="superseded")
+        return None if path is None else os.fsdecode(path)
 
     def stats(self, now_ms: Optional[int] = None) -> Stats:
         """Table-wide and per-rule counts (a ``Stats`` named tuple); ``locked_keys`` is judged

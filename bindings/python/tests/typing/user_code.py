@@ -166,5 +166,13 @@ def use_middleware() -> List[str]:
     return seen
 
 
+def migrate_and_follow(path: str) -> Optional[str]:
+    report: sluice.Migration = sluice.migrate(path, path + ".new", None)
+    moved: bool = report.in_place
+    with sluice.Limiter(path=path) as old:
+        return old.superseded() if not moved else None
+
+
 if __name__ == "__main__":
     print(len(use_everything()) + len(use_middleware()))
+
